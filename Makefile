@@ -1,0 +1,52 @@
+# One-stop set-up: `make demo` runs the main job, `make test` the tests.
+# Both create .venv, install torch (CPU use), the package with its extras, and the
+# Debian data packages when they are missing. Nothing is downloaded at run time.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# x86_64: these two lie on the machines' disk; torchvision from the registry does not
+# import beside torch 2.13.0, so both are pinned together.
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+EXTRAS ?= vision,text,index,serve,dev
+DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
+STAMP := $(VENV)/.installed
+
+.PHONY: install data-packages demo test lint format bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@$(PYTHON) -m venv $(VENV) 2>/dev/null || { apt-get update -qq && apt-get install -y -qq python3-venv && $(PYTHON) -m venv $(VENV); }
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q $(TORCH_SPEC)
+	$(BIN)/pip install -q -e '.[$(EXTRAS)]'
+	@touch $(STAMP)
+
+data-packages:
+	@missing=""; for p in $(DEBIAN_DATA); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian data packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+demo: install data-packages
+	$(BIN)/retrievalkit demo --out runs/demo
+
+test: install data-packages
+	$(BIN)/python -m pytest -q -p no:cacheprovider tests
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+bench: install
+	$(BIN)/python benchmarks/losses.py --quick
+	$(BIN)/python benchmarks/eval.py --quick
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""retrievalkit.data"""
