@@ -1,0 +1,1 @@
+"""Sub-commands of the ``retrievalkit`` CLI, one module each (``register(subparsers)``)."""

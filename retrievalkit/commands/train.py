@@ -1,0 +1,44 @@
+"""``retrievalkit train CONFIG [--set key=value ...] [--out DIR] [--resume]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("train", help="train a model from a YAML recipe")
+    parser.add_argument("config", type=Path, help="recipe, e.g. configs/emoji_vsepp.yaml")
+    parser.add_argument(
+        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        help="override a recipe value, e.g. --set optim.lr=1e-4 (repeatable)",
+    )
+    parser.add_argument("--out", type=Path, default=None, help="run directory (runs/<name>)")
+    parser.add_argument("--resume", action="store_true", help="continue from checkpoints/last")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def default_device() -> str:
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrievalkit.train.config import load_config
+    from retrievalkit.train.report import finish_run
+    from retrievalkit.train.trainer import Trainer
+
+    config = load_config(args.config, args.overrides)
+    run_dir = args.out or Path("runs") / config.name
+    trainer = Trainer(
+        config, run_dir, device=args.device or default_device(), progress=not args.no_progress
+    )
+    trainer.fit(resume=args.resume)
+    results = finish_run(trainer)
+    print(json.dumps(results, indent=2))
+    print(f"run written to {run_dir}")
+    return 0

@@ -1,0 +1,78 @@
+"""Build datasets, vocabulary, transforms and the model from a :class:`RunConfig`."""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retrievalkit.train.config import DataConfig, ModelConfig, RunConfig
+
+log = logging.getLogger(__name__)
+
+
+def load_splits(data: DataConfig) -> dict[str, Any]:
+    """All splits of the recipe's dataset, keyed by split name."""
+    from retrievalkit.data import load_dataset
+
+    return load_dataset(data.name, **data.options)
+
+
+def require_split(splits: dict[str, Any], name: str, dataset: str) -> Any:
+    if name not in splits:
+        raise KeyError(f"dataset {dataset!r} has no split {name!r}; it has {sorted(splits)}")
+    return splits[name]
+
+
+def text_encoder_needs_vocab(model: ModelConfig) -> bool:
+    """True when the recipe's text encoder takes a ``vocab`` argument (GRU, TextCNN)."""
+    if model.text is None:
+        return False
+    from retrievalkit.models.registry import TEXT_ENCODERS
+
+    factory = TEXT_ENCODERS.get(model.text["name"])
+    return "vocab" in inspect.signature(factory).parameters
+
+
+def build_vocab(model: ModelConfig, train_split: Any) -> Any | None:
+    """A vocabulary from the training captions, or None if the encoder needs none."""
+    if not text_encoder_needs_vocab(model):
+        return None
+    from retrievalkit.data import Vocabulary
+
+    vocab = Vocabulary.build(train_split.captions, min_count=model.vocab_min_count)
+    log.info("vocabulary: %d words from %d captions", len(vocab), len(train_split.captions))
+    return vocab
+
+
+def load_vocab(path: Path) -> Any:
+    from retrievalkit.data import Vocabulary
+
+    return Vocabulary.load(path)
+
+
+def build_model(config: RunConfig, vocab: Any | None = None) -> torch.nn.Module:
+    """The recipe's model: a ``DualEncoder`` (cross-modal) or ``EmbeddingModel`` (metric)."""
+    from retrievalkit.models import build_dual_encoder, build_embedding_model
+
+    model = config.model
+    if config.task == "cross_modal":
+        return build_dual_encoder(
+            image=dict(model.image), text=dict(model.text or {}), embed_dim=model.embed_dim,
+            vocab=vocab,
+        )
+    return build_embedding_model(image=dict(model.image), embed_dim=model.embed_dim)
+
+
+def build_transform(source: Any, data: DataConfig, train: bool) -> Any:
+    """Item -> tensor for an image source (features pass through)."""
+    from retrievalkit.data.transforms import build_transform as data_transform
+
+    return data_transform(
+        kind=getattr(source, "kind", "image"),
+        image_size=data.image_size,
+        train=train and data.augment,
+    )

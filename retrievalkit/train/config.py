@@ -1,0 +1,264 @@
+"""Typed run configuration: a YAML recipe parsed once into frozen dataclasses.
+
+The recipe is plain data; ``load_config(path, overrides)`` resolves ``--set
+a.b=value`` overrides, checks every key (an unknown key names its path and the
+known keys) and returns a :class:`RunConfig`. ``config_to_dict`` gives back the
+plain dict stored with checkpoints (never a pickled object).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A recipe is malformed: the message names the file and the key path."""
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Which dataset, how it is read and batched.
+
+    ``sampler``: "unique_images" (cross-modal: no two captions of one image in a
+    batch), "random", or "pk" (P classes x K samples, metric learning).
+    """
+
+    name: str
+    options: dict[str, Any] = field(default_factory=dict)
+    image_size: int = 64
+    augment: bool = True
+    batch_size: int = 128
+    sampler: Literal["unique_images", "random", "pk"] = "unique_images"
+    samples_per_class: int = 4
+    num_workers: int = 0
+    train_split: str = "train"
+    val_split: str = "val"
+    test_split: str = "test"
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """Encoders and joint space. ``image``/``text`` are ``{"name": ..., **options}``."""
+
+    image: dict[str, Any]
+    text: dict[str, Any] | None = None
+    embed_dim: int = 1024
+    vocab_min_count: int = 1
+
+
+@dataclass(frozen=True)
+class LossTerm:
+    """One weighted loss term: ``name`` from the loss registry plus its options."""
+
+    name: str
+    weight: float = 1.0
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class StageConfig:
+    """A training stage: its epochs, loss terms and frozen modules (name prefixes).
+
+    ``lr`` overrides the optimizer's base lr for the stage; ``lr_drop_epochs`` are
+    epochs (counted within the stage) after which the lr is multiplied by
+    ``lr_drop_factor`` (VSE++: 2e-4 for 15 epochs then 2e-5 -> ``[15]``).
+    """
+
+    name: str = "main"
+    epochs: int = 1
+    losses: tuple[LossTerm, ...] = ()
+    freeze: tuple[str, ...] = ()
+    lr: float | None = None
+    lr_drop_epochs: tuple[int, ...] = ()
+    lr_drop_factor: float = 0.1
+
+
+@dataclass(frozen=True)
+class OptimConfig:
+    name: Literal["adam", "adamw", "sgd"] = "adam"
+    lr: float = 2e-4
+    weight_decay: float = 0.0
+    momentum: float = 0.9
+    grad_clip: float | None = 2.0
+    warmup_steps: int = 0
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Validation: protocol name, the metric that picks the best checkpoint."""
+
+    protocol: str = "full"
+    metric: str = "rsum"
+    every_epochs: int = 1
+    batch_size: int = 256
+    max_val_images: int | None = None
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """A whole recipe. ``task`` is "cross_modal" (image <-> text) or "metric"."""
+
+    name: str
+    task: Literal["cross_modal", "metric"]
+    data: DataConfig
+    model: ModelConfig
+    stages: tuple[StageConfig, ...]
+    optim: OptimConfig = OptimConfig()
+    eval: EvalConfig = EvalConfig()
+    seed: int = 0
+    amp: bool = True
+    checkpoint_every_steps: int | None = None
+    log_every_steps: int = 10
+    paper: str | None = None
+
+    @property
+    def total_epochs(self) -> int:
+        return sum(stage.epochs for stage in self.stages)
+
+
+def _convert(value: Any, annotation: Any, path: str) -> Any:
+    """Convert a YAML value to ``annotation``, naming ``path`` on a mismatch."""
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if annotation is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        inner = [a for a in args if a is not type(None)]
+        return _convert(value, inner[0], path)
+    if origin is Literal:
+        if value not in args:
+            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
+        return value
+    if origin is tuple:
+        if not isinstance(value, list | tuple):
+            raise ConfigError(f"{path}: expected a list, got {value!r}")
+        return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
+        return dict(value)
+    if dataclasses.is_dataclass(annotation):
+        return _build_dataclass(annotation, value, path)
+    if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if annotation is float and isinstance(value, str):
+        try:  # PyYAML reads "1e-3" (no dot) as a string
+            return float(value)
+        except ValueError:
+            raise ConfigError(f"{path}: expected a number, got {value!r}") from None
+    if annotation in (int, str, bool) and not (
+        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
+    ):
+        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
+    return value
+
+
+def _build_dataclass(cls: type, values: Any, path: str) -> Any:
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping for {cls.__name__}, got {values!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(fields)}")
+    kwargs = {}
+    for name, fld in fields.items():
+        sub = f"{path}.{name}" if path else name
+        if name in values:
+            kwargs[name] = _convert(values[name], hints[name], sub)
+        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
+            raise ConfigError(f"{sub}: required key is missing")
+    return cls(**kwargs)
+
+
+def _normalize_stages(raw: dict[str, Any]) -> dict[str, Any]:
+    """A recipe may give ``losses`` + ``epochs`` at top level instead of ``stages``."""
+    raw = dict(raw)
+    if "stages" in raw:
+        if "losses" in raw or "epochs" in raw:
+            raise ConfigError("give either 'stages' or top-level 'losses'/'epochs', not both")
+        return raw
+    stage = {"name": "main", "losses": raw.pop("losses", []), "epochs": raw.pop("epochs", 1)}
+    for key in ("lr_drop_epochs", "lr_drop_factor", "freeze"):
+        if key in raw:
+            stage[key] = raw.pop(key)
+    raw["stages"] = [stage]
+    return raw
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict."""
+    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected key.path=value")
+        node = raw
+        parts = key.split(".")
+        for part in parts[:-1]:
+            if isinstance(node, list):
+                node = node[int(part)]
+                continue
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict | list):
+                raise ConfigError(f"--set {item!r}: {part!r} is not a mapping")
+        last = parts[-1]
+        if isinstance(node, list):
+            node[int(last)] = yaml.safe_load(text)
+        else:
+            node[last] = yaml.safe_load(text)
+    return raw
+
+
+def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
+    """Plain dict -> :class:`RunConfig`; errors name ``source`` and the key path."""
+    try:
+        config = _build_dataclass(RunConfig, _normalize_stages(raw), "")
+    except ConfigError as err:
+        raise ConfigError(f"{source}: {err}") from None
+    for stage in config.stages:
+        if not stage.losses:
+            raise ConfigError(f"{source}: stage {stage.name!r} has no losses")
+        if stage.epochs < 1:
+            raise ConfigError(f"{source}: stage {stage.name!r} needs epochs >= 1")
+    if config.task == "cross_modal" and config.model.text is None:
+        raise ConfigError(f"{source}: model.text is required for task cross_modal")
+    return config
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
+    """Read a YAML recipe, apply ``--set`` overrides, validate, return it."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"recipe {path} does not exist") from None
+    except yaml.YAMLError as err:
+        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if "name" not in raw:
+        raw["name"] = path.stem
+    return parse_config(apply_overrides(raw, overrides or []), source=str(path))
+
+
+def config_to_dict(config: RunConfig) -> dict[str, Any]:
+    """The plain dict (YAML-safe) of a config, as stored with checkpoints."""
+
+    def plain(value: Any) -> Any:
+        if isinstance(value, tuple | list):
+            return [plain(v) for v in value]
+        if isinstance(value, dict):
+            return {k: plain(v) for k, v in value.items()}
+        return value
+
+    return plain(dataclasses.asdict(config))

@@ -1,0 +1,104 @@
+"""Training loaders: the recipe's sampler over the training split, resumable mid-epoch.
+
+The batch order of an epoch is a pure function of ``(seed, epoch)``; a resumed
+run passes ``start_batch`` to skip the batches already trained. The DataLoader
+gets its own generator so it never draws from the global RNG (which the
+checkpoint restores).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils.data import DataLoader
+
+from retrievalkit.train.config import DataConfig
+
+
+@dataclass(frozen=True)
+class TrainBatch:
+    """What a training step needs.
+
+    Attributes:
+        images: ``[B, C, H, W]`` images or ``[B, F]`` features.
+        captions: B caption strings (cross-modal) or None (metric learning).
+        ids: ``[B]`` int64: image index (cross-modal: captions of one image share it)
+            or class label (metric learning).
+    """
+
+    images: Tensor
+    captions: list[str] | None
+    ids: Tensor
+
+    def to(self, device: torch.device) -> TrainBatch:
+        return replace(
+            self,
+            images=self.images.to(device, non_blocking=True),
+            ids=self.ids.to(device, non_blocking=True),
+        )
+
+
+def _collate_cross_modal(items: list[tuple[Any, ...]]) -> TrainBatch:
+    from retrievalkit.data import collate_pairs
+
+    batch = collate_pairs(items)
+    return TrainBatch(images=batch.images, captions=list(batch.captions), ids=batch.image_ids)
+
+
+def _collate_labelled(items: list[tuple[Any, ...]]) -> TrainBatch:
+    from retrievalkit.data import collate_labelled
+
+    batch = collate_labelled(items)
+    return TrainBatch(images=batch.images, captions=None, ids=batch.labels)
+
+
+def make_batch_sampler(split: Any, data: DataConfig, task: str, seed: int) -> Any:
+    """The recipe's batch sampler (seeded; ``set_epoch``; ``start_batch``)."""
+    from retrievalkit.data import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
+
+    if task == "cross_modal":
+        if data.sampler == "pk":
+            raise ValueError("sampler 'pk' is for metric learning; use 'unique_images'")
+        return CrossModalBatchSampler(
+            split.caption_image, batch_size=data.batch_size, seed=seed,
+            allow_same_image=data.sampler == "random",
+        )
+    if data.sampler == "pk":
+        return PKBatchSampler(
+            split.labels, classes_per_batch=data.batch_size // data.samples_per_class,
+            samples_per_class=data.samples_per_class, seed=seed,
+        )
+    return RandomBatchSampler(len(split.labels), batch_size=data.batch_size, seed=seed)
+
+
+def make_train_loader(
+    split: Any,
+    data: DataConfig,
+    transform: Any,
+    task: str,
+    seed: int,
+    epoch: int,
+    start_batch: int = 0,
+) -> DataLoader:
+    """A DataLoader over one epoch of ``split`` starting at batch ``start_batch``."""
+    from retrievalkit.data import CaptionPairDataset, LabelledImageDataset
+
+    sampler = make_batch_sampler(split, data, task, seed)
+    sampler.set_epoch(epoch)
+    sampler.start_batch = start_batch
+    if task == "cross_modal":
+        dataset, collate = CaptionPairDataset(split, transform), _collate_cross_modal
+    else:
+        dataset, collate = LabelledImageDataset(split, transform), _collate_labelled
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=collate,
+        num_workers=data.num_workers,
+        generator=generator,
+        persistent_workers=False,
+    )

@@ -1,0 +1,101 @@
+"""Training objectives: weighted sums of registered losses, one per stage.
+
+Loss modules are built once per run (``build_loss_modules``) and shared by the
+stages that use them, so a loss with parameters (the instance-loss classifier)
+or state (a cross-batch memory) carries over from stage 1 to stage 2, is
+optimized (the trainer adds their parameters to the optimizer) and is saved in
+checkpoints under ``loss.*``.
+
+How a term is called depends on the task, not on its name:
+- metric task: ``loss(embeddings [B, E], labels [B])`` (a ``PairLoss``);
+- cross-modal task: ``loss(img [B, E], txt [B, E], image_ids [B])`` (VSE, instance).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from retrievalkit.losses import build_loss
+from retrievalkit.losses.core import PairLoss
+from retrievalkit.losses.registry import LOSSES
+from retrievalkit.train.config import ConfigError, RunConfig, StageConfig
+
+
+@dataclass
+class LossOutput:
+    """The weighted total (in the graph) and each term's unweighted value (floats)."""
+
+    total: Tensor
+    parts: dict[str, float]
+
+
+def _context_options(name: str, options: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    """Fill options the recipe may leave out (``num_instances``, ``dim``) from the run."""
+    accepted = inspect.signature(LOSSES.get(name)).parameters
+    filled = dict(options)
+    for key, value in context.items():
+        if key in accepted and key not in filled:
+            filled[key] = value
+    return filled
+
+
+def build_loss_modules(config: RunConfig, context: dict[str, Any]) -> nn.ModuleDict:
+    """One module per loss name used in any stage (same options required across stages).
+
+    Args:
+        context: run facts a loss may need, e.g. ``{"num_instances": N, "dim": E}``.
+    """
+    modules = nn.ModuleDict()
+    seen: dict[str, dict[str, Any]] = {}
+    for stage in config.stages:
+        for term in stage.losses:
+            if term.name in seen:
+                if seen[term.name] != term.options:
+                    raise ConfigError(
+                        f"loss {term.name!r} has different options in two stages "
+                        f"({seen[term.name]} vs {term.options})"
+                    )
+                continue
+            seen[term.name] = term.options
+            options = _context_options(term.name, term.options, context)
+            modules[term.name] = build_loss(term.name, **options)
+    return modules
+
+
+class Objective:
+    """The loss of one stage: ``sum_t weight_t * loss_t``."""
+
+    def __init__(self, stage: StageConfig, modules: nn.ModuleDict, task: str) -> None:
+        self.task = task
+        self.terms = [(term.name, term.weight, modules[term.name]) for term in stage.losses]
+        for name, _, module in self.terms:
+            is_pair = isinstance(module, PairLoss)
+            if task == "metric" and not is_pair:
+                raise ConfigError(f"loss {name!r} is cross-modal; the recipe's task is metric")
+            if task == "cross_modal" and is_pair:
+                raise ConfigError(
+                    f"loss {name!r} takes labelled embeddings; use a cross-modal loss "
+                    "(vse, instance) for task cross_modal"
+                )
+
+    def __call__(self, outputs: tuple[Tensor, ...], ids: Tensor) -> LossOutput:
+        """``outputs``: ``(emb,)`` (metric) or ``(img, txt)`` (cross-modal); ``ids [B]``."""
+        total: Tensor | None = None
+        parts: dict[str, float] = {}
+        for name, weight, module in self.terms:
+            value = module(*outputs, ids)
+            parts[name] = float(value.detach())
+            total = value * weight if total is None else total + value * weight
+        assert total is not None
+        parts["total"] = float(total.detach())
+        return LossOutput(total=total, parts=parts)
+
+
+def trainable_loss_parameters(modules: nn.ModuleDict) -> list[torch.nn.Parameter]:
+    """Parameters owned by losses (e.g. the shared instance classifier)."""
+    return [p for p in modules.parameters() if p.requires_grad]

@@ -1,0 +1,73 @@
+"""After training: test scores of the best checkpoint, curves and a retrieval grid."""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.train.checkpoint import load_checkpoint
+from retrievalkit.train.plots import (
+    plot_curves,
+    plot_image_to_image_grid,
+    plot_text_to_image_grid,
+    top_k,
+)
+from retrievalkit.train.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def retrieval_grid(
+    trainer: Trainer, split: Any, out_path: Path, num_queries: int = 8, k: int = 5
+) -> Path:
+    """A PNG of a few test queries with their top-k hits, correct ones in green."""
+    model, transform = trainer.model, trainer.eval_transform
+    generator = torch.Generator().manual_seed(trainer.config.seed)
+    model.eval()
+    with torch.no_grad():
+        if trainer.config.task == "cross_modal":
+            picks = torch.randperm(len(split.captions), generator=generator)[:num_queries]
+            queries = [split.captions[int(i)] for i in picks]
+            img = embed_images(model.encode_image, split.images, transform, model_device(model))
+            txt = embed_captions(model.encode_text, queries)
+            hits = top_k(txt, img, k)
+            own = torch.as_tensor(split.caption_image)[picks]
+            return plot_text_to_image_grid(queries, hits, hits == own[:, None], split.images,
+                                           out_path)
+        emb = embed_images(model.encode, split.images, transform, model_device(model))
+        picks = torch.randperm(emb.shape[0], generator=generator)[:num_queries]
+        hits = top_k(emb[picks], emb, k + 1)
+        hits = torch.stack([row[row != q][:k] for row, q in zip(hits, picks, strict=True)])
+        labels = torch.as_tensor(split.labels)
+        correct = labels[hits] == labels[picks][:, None]
+        return plot_image_to_image_grid(picks, hits, correct, split.images, out_path)
+
+
+def finish_run(trainer: Trainer, test_split_name: str | None = None) -> dict[str, Any]:
+    """Load the best checkpoint, score the test split, write metrics.json and PNGs."""
+    run_dir = trainer.run_dir
+    best = load_checkpoint(run_dir / "checkpoints" / "best")
+    trainer.model.load_state_dict(best.prefixed("model"))
+    name = test_split_name or trainer.config.data.test_split
+    results: dict[str, Any] = {
+        "recipe": trainer.config.name,
+        "best_epoch": trainer.state.best_epoch,
+        "best_val": trainer.state.best_score,
+        "val_metric": trainer.config.eval.metric,
+        "epochs": trainer.state.epoch,
+        "skipped_steps": trainer.state.skipped_steps,
+    }
+    if name in trainer.splits:
+        split = trainer.splits[name]
+        results["test"] = trainer.evaluate(split, progress=trainer.progress)
+        retrieval_grid(trainer, split, run_dir / "retrieval_grid.png")
+    else:
+        log.warning("no %r split: no test scores", name)
+    (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
+    plot_curves(trainer.run_log, run_dir / "curves.png", title=trainer.config.name)
+    return results
