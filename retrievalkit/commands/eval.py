@@ -13,7 +13,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--split", default=None, help="split name (default: the recipe's test)")
     parser.add_argument("--protocol", default=None, help="coco1k, coco5k, f30k or full")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override the recipe's data options, e.g. --set data.options.root=/data/coco",
     )
     parser.add_argument("--device", default=None)
@@ -39,8 +43,12 @@ def run(args: argparse.Namespace) -> int:
     transform = build_transform(split.images, config.data, train=False)
     if config.task == "cross_modal":
         record = evaluate_cross_modal(
-            loaded.model, split, transform, args.protocol or config.eval.protocol,
-            config.eval.batch_size, progress=not args.json,
+            loaded.model,
+            split,
+            transform,
+            args.protocol or config.eval.protocol,
+            config.eval.batch_size,
+            progress=not args.json,
         )
     else:
         record = evaluate_metric_learning(

@@ -11,7 +11,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model from a YAML recipe")
     parser.add_argument("config", type=Path, help="recipe, e.g. configs/emoji_vsepp.yaml")
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set optim.lr=1e-4 (repeatable)",
     )
     parser.add_argument("--out", type=Path, default=None, help="run directory (runs/<name>)")

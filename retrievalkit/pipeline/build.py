@@ -61,7 +61,9 @@ def build_model(config: RunConfig, vocab: Any | None = None) -> torch.nn.Module:
     model = config.model
     if config.task == "cross_modal":
         return build_dual_encoder(
-            image=dict(model.image), text=dict(model.text or {}), embed_dim=model.embed_dim,
+            image=dict(model.image),
+            text=dict(model.text or {}),
+            embed_dim=model.embed_dim,
             vocab=vocab,
         )
     return build_embedding_model(image=dict(model.image), embed_dim=model.embed_dim)

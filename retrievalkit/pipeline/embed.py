@@ -41,7 +41,9 @@ def embed_images(
     indices = range(len(source))
     starts = range(0, len(source), batch_size)
     for start in tqdm(starts, desc=desc, disable=not progress, leave=False):
-        batch = torch.stack([transform(source.load(i)) for i in indices[start : start + batch_size]])
+        batch = torch.stack(
+            [transform(source.load(i)) for i in indices[start : start + batch_size]]
+        )
         chunks.append(encode(batch.to(device)).float().cpu())
     if not chunks:
         raise ValueError("cannot embed an empty image source")

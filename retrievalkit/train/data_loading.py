@@ -63,13 +63,17 @@ def make_batch_sampler(split: Any, data: DataConfig, task: str, seed: int) -> An
         if data.sampler == "pk":
             raise ValueError("sampler 'pk' is for metric learning; use 'unique_images'")
         return CrossModalBatchSampler(
-            split.caption_image, batch_size=data.batch_size, seed=seed,
+            split.caption_image,
+            batch_size=data.batch_size,
+            seed=seed,
             allow_same_image=data.sampler == "random",
         )
     if data.sampler == "pk":
         return PKBatchSampler(
-            split.labels, classes_per_batch=data.batch_size // data.samples_per_class,
-            samples_per_class=data.samples_per_class, seed=seed,
+            split.labels,
+            classes_per_batch=data.batch_size // data.samples_per_class,
+            samples_per_class=data.samples_per_class,
+            seed=seed,
         )
     return RandomBatchSampler(len(split.labels), batch_size=data.batch_size, seed=seed)
 

@@ -42,5 +42,8 @@ class CollapseMonitor:
                 "embeddings collapsed: spread %.2e for %d steps (loss %s, batch %d). "
                 "With VSE++ max-violation try an SH warm-up stage, a frozen image encoder "
                 "first, or a lower lr (vsepp#27).",
-                spread, self.low_steps, parts, batch_size,
+                spread,
+                self.low_steps,
+                parts,
+                batch_size,
             )

@@ -37,8 +37,9 @@ def retrieval_grid(
             txt = embed_captions(model.encode_text, queries)
             hits = top_k(txt, img, k)
             own = torch.as_tensor(split.caption_image)[picks]
-            return plot_text_to_image_grid(queries, hits, hits == own[:, None], split.images,
-                                           out_path)
+            return plot_text_to_image_grid(
+                queries, hits, hits == own[:, None], split.images, out_path
+            )
         emb = embed_images(model.encode, split.images, transform, model_device(model))
         picks = torch.randperm(emb.shape[0], generator=generator)[:num_queries]
         hits = top_k(emb[picks], emb, k + 1)

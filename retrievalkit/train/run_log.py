@@ -65,7 +65,9 @@ class RunLog:
         if not self.steps_path.exists():
             return []
         with open(self.steps_path, newline="") as handle:
-            return [{k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)]
+            return [
+                {k: float(v) for k, v in row.items() if v != ""} for row in csv.DictReader(handle)
+            ]
 
     def read_epochs(self) -> list[dict[str, Any]]:
         if not self.epochs_path.exists():

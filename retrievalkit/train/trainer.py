@@ -78,7 +78,9 @@ class Trainer:
         context = {"num_instances": len(self.train_split.images), "dim": config.model.embed_dim}
         self.losses = build_loss_modules(config, context).to(self.device)
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(config.optim, params + trainable_loss_parameters(self.losses))
+        self.optimizer = build_optimizer(
+            config.optim, params + trainable_loss_parameters(self.losses)
+        )
         self.train_transform = build_transform(self.train_split.images, config.data, train=True)
         self.eval_transform = build_transform(self.train_split.images, config.data, train=False)
         self.state = TrainerState()
@@ -146,13 +148,20 @@ class Trainer:
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = Objective(stage, self.losses, self.config.task)
         loader = make_train_loader(
-            self.train_split, self.config.data, self.train_transform, self.config.task,
-            seed=self.config.seed, epoch=epoch, start_batch=self.state.batch_in_epoch,
+            self.train_split,
+            self.config.data,
+            self.train_transform,
+            self.config.task,
+            seed=self.config.seed,
+            epoch=epoch,
+            start_batch=self.state.batch_in_epoch,
         )
         total, count = 0.0, 0
         bar = tqdm(
-            loader, desc=f"epoch {epoch + 1}/{self.config.total_epochs} [{stage.name}]",
-            disable=not self.progress, leave=False,
+            loader,
+            desc=f"epoch {epoch + 1}/{self.config.total_epochs} [{stage.name}]",
+            disable=not self.progress,
+            leave=False,
         )
         for batch in bar:
             lr = learning_rate(self.config.optim, stage, epoch_in_stage, self.state.step)
@@ -187,7 +196,9 @@ class Trainer:
     def _validate(self, epoch: int, stage: StageConfig, train_loss: float) -> None:
         record: dict[str, Any] = {"epoch": epoch + 1, "stage": stage.name, "train_loss": train_loss}
         is_last = epoch + 1 == self.config.total_epochs
-        if self.val_split is not None and ((epoch + 1) % self.config.eval.every_epochs == 0 or is_last):
+        if self.val_split is not None and (
+            (epoch + 1) % self.config.eval.every_epochs == 0 or is_last
+        ):
             scores = self.evaluate(self.val_split)
             record.update(scores)
             score = float(scores[self.config.eval.metric])
@@ -196,8 +207,12 @@ class Trainer:
                 record["best"] = True
             log.info(
                 "epoch %d: train loss %.4f, val %s %.2f (best %.2f at epoch %d)",
-                epoch + 1, train_loss, self.config.eval.metric, score,
-                self.state.best_score, self.state.best_epoch,
+                epoch + 1,
+                train_loss,
+                self.config.eval.metric,
+                score,
+                self.state.best_score,
+                self.state.best_epoch,
             )
         self.state.history.append(record)
         self.run_log.log_epoch(record)
@@ -231,8 +246,9 @@ class Trainer:
             if saved.words != self.vocab.words:
                 raise RuntimeError(f"{content.path}: vocabulary differs from the data's")
         self.run_log.truncate_after(self.state.step, self.state.epoch)
-        log.info("resumed from %s at epoch %d, step %d", content.path, self.state.epoch,
-                 self.state.step)
+        log.info(
+            "resumed from %s at epoch %d, step %d", content.path, self.state.epoch, self.state.step
+        )
 
     # --------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainerState:
