@@ -12,7 +12,14 @@ import importlib
 import logging
 import sys
 
-COMMAND_MODULES: tuple[str, ...] = ()
+COMMAND_MODULES: tuple[str, ...] = (
+    "retrievalkit.commands.train",
+    "retrievalkit.commands.eval",
+    "retrievalkit.commands.embed",
+    "retrievalkit.commands.index",
+    "retrievalkit.commands.search",
+    "retrievalkit.commands.demo",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

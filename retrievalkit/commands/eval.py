@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
         config = parse_config(apply_overrides(config_to_dict(config), args.overrides))
     split_name = args.split or config.data.test_split
     split = require_split(load_splits(config.data), split_name, config.data.name)
-    transform = build_transform(split.images, config.data, train=False)
+    transform = build_transform(split.images.kind, config.data, train=False)
     if config.task == "cross_modal":
         record = evaluate_cross_modal(
             loaded.model,

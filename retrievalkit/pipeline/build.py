@@ -69,12 +69,12 @@ def build_model(config: RunConfig, vocab: Any | None = None) -> torch.nn.Module:
     return build_embedding_model(image=dict(model.image), embed_dim=model.embed_dim)
 
 
-def build_transform(source: Any, data: DataConfig, train: bool) -> Any:
-    """Item -> tensor for an image source (features pass through)."""
+def build_transform(kind: str, data: DataConfig, train: bool) -> Any:
+    """Item -> tensor for a source of ``kind`` "image" or "feature" (passed through)."""
     from retrievalkit.data.transforms import build_transform as data_transform
 
     return data_transform(
-        kind=getattr(source, "kind", "image"),
+        kind=kind,
         image_size=data.image_size,
         train=train and data.augment,
     )

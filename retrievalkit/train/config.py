@@ -39,7 +39,7 @@ class DataConfig:
     samples_per_class: int = 4
     num_workers: int = 0
     train_split: str = "train"
-    val_split: str = "val"
+    val_split: str | None = "val"
     test_split: str = "test"
 
 

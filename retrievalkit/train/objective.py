@@ -44,35 +44,53 @@ def _context_options(name: str, options: dict[str, Any], context: dict[str, Any]
     return filled
 
 
+def loss_keys(config: RunConfig) -> dict[tuple[str, str], str]:
+    """Module key of each (stage, loss name): the loss name, or ``name@stage`` when an
+    earlier stage used the same loss with other options (e.g. SH then MH)."""
+    keys: dict[tuple[str, str], str] = {}
+    options_of: dict[str, dict[str, Any]] = {}
+    for stage in config.stages:
+        for term in stage.losses:
+            key = term.name
+            if key in options_of and options_of[key] != term.options:
+                key = f"{term.name}@{stage.name}"
+            options_of.setdefault(key, term.options)
+            keys[(stage.name, term.name)] = key
+    return keys
+
+
 def build_loss_modules(config: RunConfig, context: dict[str, Any]) -> nn.ModuleDict:
-    """One module per loss name used in any stage (same options required across stages).
+    """One module per distinct (loss, options) of the run, shared by the stages using it.
 
     Args:
         context: run facts a loss may need, e.g. ``{"num_instances": N, "dim": E}``.
     """
     modules = nn.ModuleDict()
-    seen: dict[str, dict[str, Any]] = {}
+    keys = loss_keys(config)
     for stage in config.stages:
         for term in stage.losses:
-            if term.name in seen:
-                if seen[term.name] != term.options:
-                    raise ConfigError(
-                        f"loss {term.name!r} has different options in two stages "
-                        f"({seen[term.name]} vs {term.options})"
-                    )
-                continue
-            seen[term.name] = term.options
-            options = _context_options(term.name, term.options, context)
-            modules[term.name] = build_loss(term.name, **options)
+            key = keys[(stage.name, term.name)]
+            if key not in modules:
+                options = _context_options(term.name, term.options, context)
+                modules[key] = build_loss(term.name, **options)
     return modules
 
 
 class Objective:
     """The loss of one stage: ``sum_t weight_t * loss_t``."""
 
-    def __init__(self, stage: StageConfig, modules: nn.ModuleDict, task: str) -> None:
+    def __init__(
+        self,
+        stage: StageConfig,
+        modules: nn.ModuleDict,
+        keys: dict[tuple[str, str], str],
+        task: str,
+    ) -> None:
         self.task = task
-        self.terms = [(term.name, term.weight, modules[term.name]) for term in stage.losses]
+        self.terms = [
+            (term.name, term.weight, modules[keys[(stage.name, term.name)]])
+            for term in stage.losses
+        ]
         for name, _, module in self.terms:
             is_pair = isinstance(module, PairLoss)
             if task == "metric" and not is_pair:

@@ -32,7 +32,12 @@ from retrievalkit.train.checkpoint import VOCAB_FILE, load_checkpoint, save_chec
 from retrievalkit.train.config import RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
 from retrievalkit.train.monitor import CollapseMonitor
-from retrievalkit.train.objective import Objective, build_loss_modules, trainable_loss_parameters
+from retrievalkit.train.objective import (
+    Objective,
+    build_loss_modules,
+    loss_keys,
+    trainable_loss_parameters,
+)
 from retrievalkit.train.optim import build_optimizer, learning_rate, set_learning_rate
 from retrievalkit.train.run_log import RunLog
 from retrievalkit.train.state import TrainerState, capture_rng_state, restore_rng_state
@@ -81,8 +86,12 @@ class Trainer:
         self.optimizer = build_optimizer(
             config.optim, params + trainable_loss_parameters(self.losses)
         )
-        self.train_transform = build_transform(self.train_split.images, config.data, train=True)
-        self.eval_transform = build_transform(self.train_split.images, config.data, train=False)
+        self.train_transform = build_transform(
+            self.train_split.images.kind, config.data, train=True
+        )
+        self.eval_transform = build_transform(
+            self.train_split.images.kind, config.data, train=False
+        )
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
         self.monitor = CollapseMonitor()
@@ -146,7 +155,7 @@ class Trainer:
         return result.parts
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
-        objective = Objective(stage, self.losses, self.config.task)
+        objective = Objective(stage, self.losses, loss_keys(self.config), self.config.task)
         loader = make_train_loader(
             self.train_split,
             self.config.data,

@@ -1,0 +1,52 @@
+"""``retrievalkit embed RUN_OR_CHECKPOINT --split test --out emb.npz``: save embeddings."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("embed", help="write a split's embeddings to an .npz file")
+    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
+    parser.add_argument("--split", default=None, help="split name (default: the recipe's test)")
+    parser.add_argument("--out", type=Path, required=True, help="output .npz")
+    parser.add_argument("--device", default=None)
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from retrievalkit.commands.train import default_device
+    from retrievalkit.pipeline.build import build_transform, load_splits, require_split
+    from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+    from retrievalkit.pipeline.load import load_model
+
+    loaded = load_model(args.checkpoint, args.device or default_device())
+    config, model = loaded.config, loaded.model
+    split = require_split(
+        load_splits(config.data), args.split or config.data.test_split, config.data.name
+    )
+    transform = build_transform(split.images.kind, config.data, train=False)
+    device = model_device(model)
+    arrays: dict[str, np.ndarray] = {}
+    if config.task == "cross_modal":
+        arrays["image_emb"] = embed_images(
+            model.encode_image, split.images, transform, device, progress=True
+        ).numpy()
+        arrays["text_emb"] = embed_captions(
+            model.encode_text, split.captions, progress=True
+        ).numpy()
+        arrays["caption_image"] = np.asarray(split.caption_image, dtype=np.int64)
+        arrays["image_keys"] = np.asarray(split.image_keys)
+    else:
+        arrays["emb"] = embed_images(
+            model.encode, split.images, transform, device, progress=True
+        ).numpy()
+        arrays["labels"] = np.asarray(split.labels, dtype=np.int64)
+        arrays["keys"] = np.asarray(split.keys)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    np.savez(args.out, **arrays)
+    print(f"wrote {', '.join(f'{k} {v.shape}' for k, v in arrays.items())} to {args.out}")
+    return 0

@@ -1,0 +1,72 @@
+"""``retrievalkit search DIR --text "query" | --image PATH | --queries FILE [-k 10] [--json]``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("search", help="search an index directory")
+    parser.add_argument("index", type=Path, help="directory written by `retrievalkit index build`")
+    query = parser.add_mutually_exclusive_group(required=True)
+    query.add_argument("--text", help="text -> image search")
+    query.add_argument("--image", type=Path, help="image query (see --to)")
+    query.add_argument("--queries", type=Path, help="file with one text query per line")
+    parser.add_argument(
+        "--to",
+        choices=["images", "captions"],
+        default="images",
+        help="for --image: image -> image (default) or image -> text",
+    )
+    parser.add_argument("-k", type=int, default=10, help="number of hits (1..1000)")
+    parser.add_argument("--json", action="store_true", help="machine-readable output")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=run)
+
+
+def _print_hits(query: str, hits: list, as_json: bool) -> None:
+    if as_json:
+        print(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}, ensure_ascii=False))
+        return
+    print(f"query: {query}")
+    for hit in hits:
+        caption = f"  {hit.caption}" if hit.caption else ""
+        print(f"  {hit.rank:>3}. {hit.score:.3f}  {hit.key}{caption}")
+
+
+def run(args: argparse.Namespace) -> int:
+    from retrievalkit.pipeline.search_engine import SearchEngine
+
+    if not 1 <= args.k <= 1000:
+        print(f"-k must be between 1 and 1000, got {args.k}", file=sys.stderr)
+        return 2
+    engine = SearchEngine(args.index, device=args.device)
+    if args.image is not None:
+        hits = engine.search_image([args.image], args.k, target=args.to)[0]
+        if args.json:
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        else:
+            _print_hits(str(args.image), hits, False)
+        return 0
+    if args.text is not None:
+        hits = engine.search_text([args.text], args.k)[0]
+        if args.json:
+            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
+        else:
+            _print_hits(args.text, hits, False)
+        return 0
+    try:
+        lines = args.queries.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        print(f"{args.queries}: cannot read queries ({err})", file=sys.stderr)
+        return 2
+    queries = [line.strip() for line in lines if line.strip()]
+    if not queries:
+        print(f"{args.queries}: no queries (one per line expected)", file=sys.stderr)
+        return 2
+    for query, hits in zip(queries, engine.search_text(queries, args.k), strict=True):
+        _print_hits(query, hits, args.json)
+    return 0

@@ -1,0 +1,224 @@
+"""An index directory: a trained model plus indexes of its embeddings, searchable.
+
+Layout written by :func:`build_index_dir`::
+
+    DIR/retrieval.json   what is here (task, recipe, backends, counts, splits)
+    DIR/model/           the checkpoint (weights, recipe, vocabulary), no optimizer
+    DIR/images/          index of image embeddings; key = the image's key
+                         (emoji string, file path), metadata = its captions/label
+    DIR/captions/        (cross-modal) index of caption embeddings; key = the key of
+                         the caption's image, metadata = {"caption": ...}
+
+:class:`SearchEngine` opens such a directory once and answers text->image,
+image->image and image->text queries; the CLI and the HTTP service both use it.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from PIL import Image
+
+from retrievalkit.pipeline.build import build_transform, load_splits, require_split
+from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.load import LoadedModel, load_model
+from retrievalkit.train.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, VOCAB_FILE
+
+MANIFEST = "retrieval.json"
+
+
+@dataclass(frozen=True)
+class SearchHit:
+    """One result: 1-based rank, cosine score, the item's key and its caption/label."""
+
+    rank: int
+    score: float
+    key: str
+    caption: str | None = None
+    metadata: dict[str, Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _copy_model(checkpoint_dir: Path, out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE, VOCAB_FILE):
+        if (checkpoint_dir / name).exists():
+            shutil.copyfile(checkpoint_dir / name, out / name)
+
+
+def _new_index(backend: str, dim: int) -> Any:
+    from retrievalkit.index import ExactIndex, FaissIndex
+
+    if backend == "exact":
+        return ExactIndex(dim)
+    if backend.startswith("faiss"):
+        kind = backend.partition("-")[2] or "flat"
+        return FaissIndex(dim, kind=kind)
+    raise ValueError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
+
+
+def _unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
+    """(split, index) of every distinct image key over ``splits``, keys and metadata."""
+    seen: dict[str, int] = {}
+    items: list[tuple[Any, int]] = []
+    metadata: list[dict[str, Any]] = []
+    for split in splits:
+        keys = split.image_keys if hasattr(split, "image_keys") else split.keys
+        captions_of: dict[int, list[str]] = {}
+        if hasattr(split, "captions"):
+            for caption, image in zip(split.captions, split.caption_image, strict=True):
+                captions_of.setdefault(int(image), []).append(caption)
+        for index, key in enumerate(keys):
+            if key in seen:
+                continue
+            seen[key] = len(items)
+            items.append((split, index))
+            meta: dict[str, Any] = {"split": split.name}
+            if captions_of:
+                meta["captions"] = captions_of.get(index, [])[:5]
+            if hasattr(split, "labels"):
+                label = int(split.labels[index])
+                meta["label"] = label
+                if split.class_names:
+                    meta["class_name"] = split.class_names[label]
+            metadata.append(meta)
+    return items, list(seen), metadata
+
+
+class _ListSource:
+    """An ImageSource over (split, index) pairs of several splits."""
+
+    def __init__(self, items: list[tuple[Any, int]]) -> None:
+        self.items = items
+        self.kind = items[0][0].images.kind if items else "image"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> Any:
+        split, inner = self.items[index]
+        return split.images.load(inner)
+
+
+def build_index_dir(
+    checkpoint: str | Path,
+    out: str | Path,
+    split_names: Sequence[str] = ("train", "val", "test"),
+    backend: str = "exact",
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+    data_overrides: dict[str, Any] | None = None,
+) -> Path:
+    """Embed every image (and caption) of ``split_names`` and write an index directory."""
+    out = Path(out)
+    loaded = load_model(checkpoint, device)
+    config = loaded.config
+    data = config.data
+    if data_overrides:
+        from dataclasses import replace
+
+        data = replace(data, options={**data.options, **data_overrides})
+    splits_by_name = load_splits(data)
+    splits = [require_split(splits_by_name, name, data.name) for name in split_names]
+    items, keys, metadata = _unique_images(splits)
+    source = _ListSource(items)
+    transform = build_transform(source.kind, data, train=False)
+    model = loaded.model
+    encode = model.encode_image if config.task == "cross_modal" else model.encode
+    image_emb = embed_images(encode, source, transform, model_device(model), progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_model(loaded.checkpoint_dir, out / "model")
+    image_index = _new_index(backend, image_emb.shape[1])
+    image_index.add(image_emb, keys, metadata)
+    image_index.save(out / "images")
+    manifest: dict[str, Any] = {
+        "task": config.task,
+        "recipe": config.name,
+        "backend": backend,
+        "splits": list(split_names),
+        "num_images": len(keys),
+    }
+    if config.task == "cross_modal":
+        captions = [c for split in splits for c in split.captions]
+        caption_keys = [split.image_keys[int(i)] for split in splits for i in split.caption_image]
+        text_emb = embed_captions(model.encode_text, captions, progress=progress)
+        caption_index = _new_index(backend, text_emb.shape[1])
+        caption_index.add(text_emb, caption_keys, [{"caption": c} for c in captions])
+        caption_index.save(out / "captions")
+        manifest["num_captions"] = len(captions)
+    (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+    return out
+
+
+class SearchEngine:
+    """Search an index directory with its own model (stateless after opening)."""
+
+    def __init__(self, directory: str | Path, device: str | torch.device = "cpu") -> None:
+        from retrievalkit.index import load_index
+
+        self.directory = Path(directory)
+        manifest_path = self.directory / MANIFEST
+        if not manifest_path.exists():
+            raise FileNotFoundError(
+                f"{self.directory}: not an index directory (no {MANIFEST}); "
+                "make one with `retrievalkit index build RUN --out DIR`"
+            )
+        self.manifest = json.loads(manifest_path.read_text())
+        self.loaded: LoadedModel = load_model(self.directory / "model", device)
+        self.images = load_index(self.directory / "images")
+        self.captions = None
+        if (self.directory / "captions").exists():
+            self.captions = load_index(self.directory / "captions")
+        self.transform = build_transform("image", self.loaded.config.data, train=False)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.loaded.model
+
+    def _hits(self, result: Any, query: int) -> list[SearchHit]:
+        hits = []
+        for hit in result.hits(query):
+            meta = dict(hit.metadata or {})
+            caption = meta.pop("caption", None)
+            if caption is None and meta.get("captions"):
+                caption = meta["captions"][0]
+            hits.append(SearchHit(hit.rank, float(hit.score), hit.key, caption, meta or None))
+        return hits
+
+    @torch.no_grad()
+    def search_text(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
+        """Text -> image: the ``k`` best images for each text query."""
+        if self.loaded.config.task != "cross_modal":
+            raise ValueError("this index was built from a metric-learning model: no text queries")
+        emb = embed_captions(self.model.encode_text, list(queries))
+        result = self.images.search(emb, k)
+        return [self._hits(result, q) for q in range(len(queries))]
+
+    @torch.no_grad()
+    def search_image(
+        self, paths: Sequence[str | Path], k: int = 10, target: str = "images"
+    ) -> list[list[SearchHit]]:
+        """Image -> image (``target="images"``) or image -> text (``"captions"``)."""
+        index = self.images if target == "images" else self.captions
+        if index is None:
+            raise ValueError("this index has no captions: image -> text is not available")
+        tensors = []
+        for path in paths:
+            try:
+                with Image.open(path) as image:
+                    tensors.append(self.transform(image.convert("RGB")))
+            except (OSError, ValueError) as err:
+                raise ValueError(f"{path}: not a readable image ({err})") from err
+        model = self.model
+        encode = model.encode_image if self.loaded.config.task == "cross_modal" else model.encode
+        emb = encode(torch.stack(tensors).to(model_device(model))).float().cpu()
+        result = index.search(emb, k)
+        return [self._hits(result, q) for q in range(len(paths))]
