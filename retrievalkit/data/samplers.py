@@ -1,0 +1,176 @@
+"""Batch samplers (use as ``DataLoader(batch_sampler=...)``), seeded and resumable.
+
+Every sampler's batches for an epoch are a pure function of ``(seed, epoch)``:
+call ``set_epoch(e)`` before iterating; ``start_batch = n`` skips the first ``n``
+batches (a resumed run continues the same epoch exactly). With ``world_size >
+1`` rank ``r`` takes batches ``r, r + W, ...`` of the same global order, cut to
+an equal count on every rank.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+
+
+class _EpochBatches:
+    """Shared epoch/rank/resume logic; subclasses implement ``_global_batches``."""
+
+    def __init__(self, seed: int, rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.seed, self.rank, self.world_size = seed, rank, world_size
+        self.epoch = 0
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def _generator(self) -> torch.Generator:
+        return torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
+
+    def _global_batches(self) -> list[list[int]]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batches(self) -> list[list[int]]:
+        """This rank's batches of the current epoch (before ``start_batch``)."""
+        all_batches = self._global_batches()
+        per_rank = len(all_batches) // self.world_size
+        return all_batches[self.rank :: self.world_size][:per_rank]
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()[self.start_batch :]
+
+    def __len__(self) -> int:
+        return max(len(self.batches()) - self.start_batch, 0)
+
+
+def _fill_batches(
+    items: Sequence[int], group_of: Sequence[int], batch_size: int
+) -> list[list[int]]:
+    """Cut ``items`` into batches with at most one item per group, in order.
+
+    An item whose group is already in the batch being filled is put back, ahead of
+    the rest, for the next batch. Batches smaller than 2 are dropped.
+    """
+    batches: list[list[int]] = []
+    pending = deque(items)
+    while pending:
+        current: list[int] = []
+        groups: set[int] = set()
+        put_back: list[int] = []
+        while pending and len(current) < batch_size:
+            item = pending.popleft()
+            if group_of[item] in groups:
+                put_back.append(item)
+            else:
+                current.append(item)
+                groups.add(group_of[item])
+        pending.extendleft(reversed(put_back))
+        if len(current) >= 2:
+            batches.append(current)
+    return batches
+
+
+class CrossModalBatchSampler(_EpochBatches):
+    """Batches of caption indices; each caption once per epoch.
+
+    With ``allow_same_image=False`` (default) no batch holds two captions of one
+    image, so no positive pair is mistaken for a negative. Captions are shuffled,
+    then cut in order; a caption whose image is already in the batch moves to the
+    next batch. ``len()`` is the number of batches of this rank.
+    """
+
+    def __init__(
+        self,
+        caption_image: Sequence[int] | np.ndarray,
+        batch_size: int,
+        seed: int = 0,
+        allow_same_image: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(seed, rank, world_size)
+        if batch_size < 2:
+            raise ValueError(f"batch_size must be at least 2, got {batch_size}")
+        self.caption_image = np.asarray(caption_image, dtype=np.int64)
+        self.batch_size = batch_size
+        self.allow_same_image = allow_same_image
+
+    def _global_batches(self) -> list[list[int]]:
+        order = torch.randperm(len(self.caption_image), generator=self._generator()).tolist()
+        if self.allow_same_image:
+            cut = range(0, len(order) - 1, self.batch_size)
+            return [b for b in (order[i : i + self.batch_size] for i in cut) if len(b) >= 2]
+        return _fill_batches(order, self.caption_image.tolist(), self.batch_size)
+
+
+class PKBatchSampler(_EpochBatches):
+    """P classes x K samples per batch (metric learning), about one epoch of samples.
+
+    Each class's samples are shuffled and cut into groups of K; a class whose last
+    group is short is topped up with its own samples drawn again (so classes with
+    fewer than K samples appear with repeats); classes with a single sample are left
+    out (no positive pair). The groups of all classes are shuffled and packed P at a
+    time, never two groups of one class in a batch. Every batch has exactly P*K
+    indices; groups that cannot complete a batch at the end of the epoch are dropped.
+    """
+
+    def __init__(
+        self,
+        labels: Sequence[int] | np.ndarray,
+        classes_per_batch: int,
+        samples_per_class: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        super().__init__(seed, rank, world_size)
+        self.labels = np.asarray(labels, dtype=np.int64)
+        self.p, self.k = classes_per_batch, samples_per_class
+        self.by_class = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
+        usable = [c for c, idx in self.by_class.items() if len(idx) >= 2]
+        if self.p < 2 or self.k < 2:
+            raise ValueError(f"need P >= 2 and K >= 2, got P={self.p}, K={self.k}")
+        if len(usable) < self.p:
+            raise ValueError(
+                f"P x K sampling needs {self.p} classes with at least 2 samples; "
+                f"the labels have {len(usable)}"
+            )
+        self.usable = usable
+
+    def _global_batches(self) -> list[list[int]]:
+        gen = self._generator()
+        groups: list[list[int]] = []
+        group_class: list[int] = []
+        for cls in self.usable:
+            idx = self.by_class[cls]
+            perm = idx[torch.randperm(len(idx), generator=gen).numpy()].tolist()
+            for start in range(0, len(perm), self.k):
+                group = perm[start : start + self.k]
+                if len(group) < self.k:
+                    extra = torch.randint(len(idx), (self.k - len(group),), generator=gen)
+                    group = group + idx[extra.numpy()].tolist()
+                groups.append(group)
+                group_class.append(cls)
+        order = torch.randperm(len(groups), generator=gen).tolist()
+        packed = _fill_batches(order, group_class, self.p)
+        return [[i for g in batch for i in groups[g]] for batch in packed if len(batch) == self.p]
+
+
+class RandomBatchSampler(_EpochBatches):
+    """Plain shuffled batches of ``range(n)``; the last partial batch is dropped."""
+
+    def __init__(
+        self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+    ) -> None:
+        super().__init__(seed, rank, world_size)
+        self.n, self.batch_size = n, batch_size
+
+    def _global_batches(self) -> list[list[int]]:
+        order = torch.randperm(self.n, generator=self._generator()).tolist()
+        full = len(order) // self.batch_size * self.batch_size
+        return [order[i : i + self.batch_size] for i in range(0, full, self.batch_size)]

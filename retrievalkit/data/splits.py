@@ -1,0 +1,140 @@
+"""The typed interface every run reads data through.
+
+An ``ImageSource`` is N loadable items (RGB images or feature vectors). A split
+is a source plus what describes its items: captions with their image
+(``CrossModalSplit``) or class labels (``LabelledSplit``). "5 captions per image"
+is data here (``caption_image``), never a constant.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Protocol
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from retrievalkit.data.errors import DataError
+
+log = logging.getLogger(__name__)
+
+
+class ImageSource(Protocol):
+    """N items; ``load(i)`` gives an RGB/L ``PIL.Image`` or a feature vector ``[F]``."""
+
+    kind: Literal["image", "feature"]
+
+    def __len__(self) -> int: ...
+
+    def load(self, index: int) -> Image.Image | np.ndarray: ...
+
+
+class ArrayImageSource:
+    """Images held in memory: uint8 ``[N, H, W, 3]`` (RGB) or ``[N, H, W]`` (grey)."""
+
+    kind: Literal["image", "feature"] = "image"
+
+    def __init__(self, pixels: np.ndarray) -> None:
+        if pixels.dtype != np.uint8 or pixels.ndim not in (3, 4):
+            raise ValueError(f"expected uint8 [N, H, W(, 3)], got {pixels.dtype} {pixels.shape}")
+        self.pixels = pixels
+
+    def __len__(self) -> int:
+        return self.pixels.shape[0]
+
+    def load(self, index: int) -> Image.Image:
+        return Image.fromarray(self.pixels[index])
+
+
+class FileImageSource:
+    """Image files on disk, opened lazily; a bad file raises :class:`DataError`."""
+
+    kind: Literal["image", "feature"] = "image"
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def load(self, index: int) -> Image.Image:
+        path = self.paths[index]
+        try:
+            with Image.open(path) as image:
+                return image.convert("RGB")
+        except FileNotFoundError:
+            raise DataError(path, "image file is missing", item=f"item {index}") from None
+        except (UnidentifiedImageError, OSError) as err:
+            raise DataError(
+                path, f"not a readable image ({err})", "a JPEG/PNG file", item=f"item {index}"
+            ) from None
+
+
+class FeatureSource:
+    """Precomputed features ``[N, F]`` (e.g. a memory-mapped ``.npy``)."""
+
+    kind: Literal["image", "feature"] = "feature"
+
+    def __init__(self, features: np.ndarray, rows: np.ndarray | None = None) -> None:
+        if features.ndim != 2:
+            raise ValueError(f"expected features [N, F], got shape {features.shape}")
+        self.features = features
+        self.rows = rows  # optional row index per item (features stored per caption)
+
+    def __len__(self) -> int:
+        return len(self.rows) if self.rows is not None else self.features.shape[0]
+
+    def load(self, index: int) -> np.ndarray:
+        row = int(self.rows[index]) if self.rows is not None else index
+        return np.asarray(self.features[row], dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class CrossModalSplit:
+    """Images and captions; ``caption_image[m]`` is the image of caption ``m``.
+
+    Attributes:
+        images: N images. image_keys: N display keys (emoji, file path, COCO id).
+        captions: M captions. caption_image: int64 ``[M]`` in ``[0, N)``.
+        source: where the files came from.
+    """
+
+    name: str
+    images: ImageSource
+    image_keys: list[str]
+    captions: list[str]
+    caption_image: np.ndarray
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.image_keys) != len(self.images):
+            raise ValueError(
+                f"{self.name}: {len(self.image_keys)} keys for {len(self.images)} images"
+            )
+        if len(self.captions) != len(self.caption_image):
+            raise ValueError(f"{self.name}: caption_image must have one entry per caption")
+        if len(self.caption_image) and (
+            self.caption_image.min() < 0 or self.caption_image.max() >= len(self.images)
+        ):
+            raise ValueError(
+                f"{self.name}: caption_image points outside the {len(self.images)} images"
+            )
+
+
+@dataclass(frozen=True)
+class LabelledSplit:
+    """Images with class labels (metric learning)."""
+
+    name: str
+    images: ImageSource
+    labels: np.ndarray
+    keys: list[str]
+    class_names: list[str] | None
+    source: str
+
+    def __post_init__(self) -> None:
+        if len(self.labels) != len(self.images) or len(self.keys) != len(self.images):
+            raise ValueError(f"{self.name}: labels/keys/images differ in length")

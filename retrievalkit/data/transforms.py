@@ -1,0 +1,94 @@
+"""Item -> tensor transforms: training augmentation and evaluation resizing.
+
+Images become float ``[C, H, W]`` normalized with ImageNet statistics (RGB) or
+mean 0.5 / std 0.5 (greyscale); features pass through as float32 ``[F]``.
+Randomness comes from torch's RNG (which checkpoints save and restore).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+RGB_MEAN = (0.485, 0.456, 0.406)
+RGB_STD = (0.229, 0.224, 0.225)
+
+
+def _to_tensor(image: Image.Image) -> Tensor:
+    array = np.asarray(image, dtype=np.float32) / 255.0
+    if array.ndim == 2:
+        tensor = torch.from_numpy(array)[None]
+        return (tensor - 0.5) / 0.5
+    tensor = torch.from_numpy(array).permute(2, 0, 1)
+    mean = torch.tensor(RGB_MEAN).view(3, 1, 1)
+    std = torch.tensor(RGB_STD).view(3, 1, 1)
+    return (tensor - mean) / std
+
+
+def _random_resized_crop(image: Image.Image, size: int, scale: tuple[float, float]) -> Image.Image:
+    width, height = image.size
+    area = width * height
+    for _ in range(10):
+        target = area * float(torch.empty(1).uniform_(*scale))
+        ratio = float(torch.exp(torch.empty(1).uniform_(np.log(3 / 4), np.log(4 / 3))))
+        w = round((target * ratio) ** 0.5)
+        h = round((target / ratio) ** 0.5)
+        if 0 < w <= width and 0 < h <= height:
+            left = int(torch.randint(0, width - w + 1, (1,)))
+            top = int(torch.randint(0, height - h + 1, (1,)))
+            return image.resize((size, size), Image.BILINEAR, box=(left, top, left + w, top + h))
+    return image.resize((size, size), Image.BILINEAR)
+
+
+def _center_resize(image: Image.Image, size: int) -> Image.Image:
+    """Resize the short side to ``size`` and crop the centre square."""
+    width, height = image.size
+    if (width, height) == (size, size):
+        return image
+    scale = size / min(width, height)
+    new_w, new_h = max(size, round(width * scale)), max(size, round(height * scale))
+    image = image.resize((new_w, new_h), Image.BILINEAR)
+    left, top = (new_w - size) // 2, (new_h - size) // 2
+    return image.crop((left, top, left + size, top + size))
+
+
+def build_transform(
+    kind: str,
+    image_size: int,
+    train: bool,
+    crop_scale: tuple[float, float] = (0.6, 1.0),
+    flip: bool = False,
+    grayscale: bool | None = None,
+) -> Callable[[Any], Tensor]:
+    """A transform for items of ``kind`` "image" or "feature".
+
+    Training: random resized crop (``crop_scale`` of the area) and, if ``flip``, a
+    horizontal flip (off by default: a flipped emoji or letter is another thing).
+    Evaluation: resize the short side and centre-crop.
+    """
+    if kind == "feature":
+        return lambda item: torch.as_tensor(np.asarray(item, dtype=np.float32))
+    if kind != "image":
+        raise ValueError(f"unknown source kind {kind!r}; expected 'image' or 'feature'")
+
+    def transform(image: Any) -> Tensor:
+        if isinstance(image, np.ndarray):
+            image = Image.fromarray(image)
+        if grayscale is True and image.mode != "L":
+            image = image.convert("L")
+        elif grayscale is False or image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        if train:
+            image = _random_resized_crop(image, image_size, crop_scale)
+            if flip and bool(torch.rand(1) < 0.5):
+                image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        else:
+            image = _center_resize(image, image_size)
+        return _to_tensor(image)
+
+    return transform

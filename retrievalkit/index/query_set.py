@@ -1,0 +1,68 @@
+"""Typed-query sets for judging search quality, and the hit-rate scorer.
+
+TSV lines ``query<TAB>kind<TAB>targets``: kind is ``literal`` (shares a word with a
+target's CLDR name/keywords) or ``paraphrase`` (shares none); targets are the
+emoji (space-separated) that count as right. Lines starting with ``#`` are comments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+KINDS = ("literal", "paraphrase")
+
+
+@dataclass(frozen=True)
+class Query:
+    text: str
+    kind: str
+    targets: tuple[str, ...]
+
+
+def load_query_set(path: str | Path) -> list[Query]:
+    """Read a query TSV; a malformed line raises ``ValueError`` naming file and line."""
+    path = Path(path)
+    queries = []
+    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        parts = line.split("\t")
+        if len(parts) != 3:
+            raise ValueError(f"{path}:{number}: expected query<TAB>kind<TAB>targets, got {line!r}")
+        text, kind, targets = (p.strip() for p in parts)
+        if kind not in KINDS:
+            raise ValueError(f"{path}:{number}: kind {kind!r}, expected one of {KINDS}")
+        target_list = tuple(t.replace("\ufe0f", "") for t in targets.split())
+        if not text or not target_list:
+            raise ValueError(f"{path}:{number}: empty query or no target")
+        queries.append(Query(text, kind, target_list))
+    if not queries:
+        raise ValueError(f"{path}: no queries")
+    return queries
+
+
+def hit_rate_at_k(
+    search: Callable[[str, int], Sequence[str]], queries: Sequence[Query], k: int = 5
+) -> dict[str, Any]:
+    """Per kind and overall: fraction of queries with a target in the top ``k`` and MRR@k.
+
+    ``search(query, k)`` returns the keys of its top ``k`` results, best first.
+    """
+    groups: dict[str, list[tuple[bool, float]]] = {"all": []}
+    for query in queries:
+        keys = [key.replace("\ufe0f", "") for key in search(query.text, k)][:k]
+        rank = next((i for i, key in enumerate(keys, start=1) if key in query.targets), None)
+        outcome = (rank is not None, 1.0 / rank if rank else 0.0)
+        groups["all"].append(outcome)
+        groups.setdefault(query.kind, []).append(outcome)
+    return {
+        kind: {
+            "hit_rate": sum(hit for hit, _ in rows) / len(rows),
+            "mrr": sum(rr for _, rr in rows) / len(rows),
+            "count": len(rows),
+        }
+        for kind, rows in groups.items()
+    }

@@ -1,0 +1,71 @@
+"""VSE++ hinge losses (Faghri et al. 2018): sum of hinges (SH, "VSE0") and max of
+hinges (MH, hardest negative), in both directions.
+
+``S = img @ txt.T`` ``[B, B]``; pair ``(i, i)`` is matched. For image ``i`` the
+negatives are captions ``j`` whose image differs (``img_ids[j] != img_ids[i]``),
+so two captions of one image in a batch are never negatives of each other
+(vsepp#6); with all ids distinct this is vsepp's ``ContrastiveLoss`` exactly.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from retrievalkit.losses.core import check_embeddings, same_label_mask, similarity_matrix
+from retrievalkit.losses.registry import register_loss
+
+
+def hinge_one_direction(
+    sim: Tensor, negatives: Tensor, margin: float, max_violation: bool
+) -> Tensor:
+    """Per query (row) hinge cost against its matched column (the diagonal).
+
+    ``sim [B, B]``, ``negatives`` bool ``[B, B]`` -> ``[B]``.
+    """
+    positive = sim.diagonal().unsqueeze(1)
+    cost = (margin + sim - positive).clamp(min=0) * negatives
+    return cost.amax(dim=1) if max_violation else cost.sum(dim=1)
+
+
+@register_loss("vse")
+class VSELoss(nn.Module):
+    """``loss(img [B, D], txt [B, D], img_ids=None) -> scalar``.
+
+    Args:
+        margin: hinge margin ``a`` (0.2 in VSE++).
+        max_violation: True = MH (VSE++), False = SH (VSE0).
+        reduction: "sum" over the batch (as vsepp) or "mean" (sum / B).
+    """
+
+    def __init__(
+        self,
+        margin: float = 0.2,
+        max_violation: bool = True,
+        reduction: Literal["sum", "mean"] = "sum",
+    ) -> None:
+        super().__init__()
+        if reduction not in ("sum", "mean"):
+            raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
+        self.margin, self.max_violation, self.reduction = margin, max_violation, reduction
+
+    def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor | None = None) -> Tensor:
+        if img_ids is None:
+            img_ids = torch.arange(img.shape[0], device=img.device)
+        check_embeddings(img, img_ids, "img")
+        check_embeddings(txt, img_ids, "txt")
+        if img.shape[1] != txt.shape[1]:
+            raise ValueError(f"img dim {img.shape[1]} != txt dim {txt.shape[1]}")
+        sim = similarity_matrix(img, txt)
+        negatives = ~same_label_mask(img_ids, img_ids)
+        i2t = hinge_one_direction(sim, negatives, self.margin, self.max_violation)
+        t2i = hinge_one_direction(sim.T, negatives.T, self.margin, self.max_violation)
+        total = i2t.sum() + t2i.sum()
+        return total / img.shape[0] if self.reduction == "mean" else total
+
+    def extra_repr(self) -> str:
+        return (
+            f"margin={self.margin}, max_violation={self.max_violation}, reduction={self.reduction}"
+        )

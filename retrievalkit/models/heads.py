@@ -1,0 +1,43 @@
+"""Projection heads into the joint embedding space."""
+
+from __future__ import annotations
+
+import math
+
+from torch import Tensor, nn
+
+
+class ProjectionHead(nn.Module):
+    """``[B, in_dim] -> [B, out_dim]``: linear (VSE++, Xavier init as in vsepp) or a
+    2-layer MLP (``kind="mlp"``)."""
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        kind: str = "linear",
+        hidden_dim: int | None = None,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        if kind == "linear":
+            self.net: nn.Module = nn.Linear(in_dim, out_dim)
+        elif kind == "mlp":
+            hidden = hidden_dim or max(in_dim, out_dim)
+            self.net = nn.Sequential(
+                nn.Linear(in_dim, hidden),
+                nn.BatchNorm1d(hidden),
+                nn.ReLU(inplace=True),
+                nn.Dropout(dropout),
+                nn.Linear(hidden, out_dim),
+            )
+        else:
+            raise ValueError(f"unknown head kind {kind!r}; use 'linear' or 'mlp'")
+        for module in self.modules():
+            if isinstance(module, nn.Linear):
+                bound = math.sqrt(6.0) / math.sqrt(module.in_features + module.out_features)
+                nn.init.uniform_(module.weight, -bound, bound)
+                nn.init.zeros_(module.bias)
+
+    def forward(self, features: Tensor) -> Tensor:
+        return self.net(features)
