@@ -203,14 +203,12 @@ def load_emoji(
 ) -> dict[str, CrossModalSplit]:
     """Emoji splits ``train``/``val``/``test`` (about 80/10/10 % of the emoji).
 
-    ``limit`` keeps the first N candidate emoji (for quick tests).
+    ``limit`` keeps the first N rendered emoji (for quick tests).
     """
     annotations = [a for a in read_annotations(lang) if _is_emoji_candidate(a.key, skin_tones)]
-    if limit is not None:
-        annotations = annotations[:limit]
     keys = [a.key for a in annotations]
     pixels, ok = render_cached(keys, size, Path(cache_dir) if cache_dir else None)
-    kept = [i for i, good in enumerate(ok) if good]
+    kept = [i for i, good in enumerate(ok) if good][:limit]
     log.info(
         "emoji: %d rendered, %d skipped (no color glyph in the font)",
         len(kept),

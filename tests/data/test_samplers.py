@@ -1,0 +1,89 @@
+"""Batch samplers: exact composition, epoch coverage, determinism, ranks, resume."""
+
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from retrievalkit.data import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
+
+
+def caption_images(n_images=40, seed=0):
+    rng = np.random.default_rng(seed)
+    counts = rng.integers(1, 7, n_images)  # 1..6 captions per image
+    return np.repeat(np.arange(n_images), counts)
+
+
+def test_cross_modal_batches_never_repeat_an_image_and_cover_the_epoch():
+    t2i = caption_images()
+    sampler = CrossModalBatchSampler(t2i, batch_size=16, seed=3)
+    batches = list(sampler)
+    assert len(batches) == len(sampler)
+    for batch in batches:
+        assert len(set(t2i[batch])) == len(batch) <= 16
+    seen = Counter(i for b in batches for i in b)
+    assert max(seen.values()) == 1
+    assert len(seen) >= len(t2i) - 16  # only a last small remainder can be left over
+
+
+def test_allow_same_image_is_plain_shuffling():
+    t2i = np.zeros(10, dtype=int)  # all captions of one image
+    sampler = CrossModalBatchSampler(t2i, batch_size=4, seed=0, allow_same_image=True)
+    assert [len(b) for b in sampler] == [4, 4, 2]  # a last batch of >= 2 is kept
+    strict = CrossModalBatchSampler(t2i, batch_size=4, seed=0)
+    assert list(strict) == []  # no batch can have two distinct images
+
+
+def test_epochs_differ_and_are_deterministic():
+    t2i = caption_images()
+    a, b = CrossModalBatchSampler(t2i, 8, seed=1), CrossModalBatchSampler(t2i, 8, seed=1)
+    a.set_epoch(2)
+    b.set_epoch(2)
+    assert list(a) == list(b)
+    b.set_epoch(3)
+    assert list(a) != list(b)
+
+
+def test_start_batch_resumes_the_same_epoch():
+    t2i = caption_images()
+    sampler = CrossModalBatchSampler(t2i, 8, seed=5)
+    sampler.set_epoch(1)
+    full = list(sampler)
+    sampler.start_batch = 3
+    assert list(sampler) == full[3:] and len(sampler) == len(full) - 3
+
+
+def test_ranks_get_disjoint_equal_shares():
+    t2i = caption_images()
+    shares = []
+    for rank in range(3):
+        sampler = CrossModalBatchSampler(t2i, 8, seed=2, rank=rank, world_size=3)
+        shares.append([i for b in sampler for i in b])
+    assert len({len(s) // 8 for s in shares}) <= 2
+    assert not set(shares[0]) & set(shares[1]) and not set(shares[1]) & set(shares[2])
+
+
+def test_pk_batches_are_exactly_p_classes_times_k():
+    labels = np.repeat(np.arange(7), [10, 9, 4, 12, 2, 1, 8])  # uneven; class 5 has one sample
+    sampler = PKBatchSampler(labels, classes_per_batch=3, samples_per_class=4, seed=0)
+    batches = list(sampler)
+    assert batches
+    for batch in batches:
+        assert len(batch) == 12
+        counts = Counter(labels[batch])
+        assert len(counts) == 3 and set(counts.values()) == {4}
+        assert 5 not in counts  # a single-sample class is left out
+    covered = {i for b in batches for i in b}
+    assert len(covered) >= 0.6 * len(labels)
+
+
+def test_pk_needs_enough_classes():
+    with pytest.raises(ValueError, match="needs 4 classes"):
+        PKBatchSampler(np.repeat([0, 1, 2], 5), classes_per_batch=4, samples_per_class=2)
+
+
+def test_random_batch_sampler_drops_last_partial_batch():
+    sampler = RandomBatchSampler(10, 4, seed=0)
+    batches = list(sampler)
+    assert [len(b) for b in batches] == [4, 4]
+    assert len(set(i for b in batches for i in b)) == 8

@@ -1,0 +1,124 @@
+"""VSELoss against vsepp's ContrastiveLoss formula and a loop written from the paper."""
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from retrievalkit.losses import VSELoss
+
+
+def vsepp_contrastive(im, s, margin, max_violation):
+    """fartashf/vsepp model.py ContrastiveLoss, rewritten without .cuda()."""
+    scores = im @ s.t()
+    diagonal = scores.diag().view(im.size(0), 1)
+    d1 = diagonal.expand_as(scores)
+    d2 = diagonal.t().expand_as(scores)
+    cost_s = (margin + scores - d1).clamp(min=0)
+    cost_im = (margin + scores - d2).clamp(min=0)
+    mask = torch.eye(scores.size(0)) > 0.5
+    cost_s = cost_s.masked_fill_(mask, 0)
+    cost_im = cost_im.masked_fill_(mask, 0)
+    if max_violation:
+        cost_s = cost_s.max(1)[0]
+        cost_im = cost_im.max(0)[0]
+    return cost_s.sum() + cost_im.sum()
+
+
+def loop_formula(img, txt, ids, margin, max_violation):
+    """METHODS.md 1: per matched pair, hinge over negatives (different image id)."""
+    total = img.new_zeros(())
+    n = img.shape[0]
+    for i in range(n):
+        s_ii = img[i] @ txt[i]
+        caption_costs = [
+            (margin - s_ii + img[i] @ txt[j]).clamp(min=0) for j in range(n) if ids[j] != ids[i]
+        ]
+        image_costs = [
+            (margin - s_ii + img[j] @ txt[i]).clamp(min=0) for j in range(n) if ids[j] != ids[i]
+        ]
+        for costs in (caption_costs, image_costs):
+            if costs:
+                stacked = torch.stack(costs)
+                total = total + (stacked.max() if max_violation else stacked.sum())
+    return total
+
+
+def embeddings(n, d, seed, dtype=torch.float64):
+    g = torch.Generator().manual_seed(seed)
+    img = F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=1).requires_grad_()
+    txt = F.normalize(torch.randn(n, d, generator=g, dtype=dtype), dim=1).requires_grad_()
+    return img, txt
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("n", [1, 2, 7, 33])
+def test_equals_vsepp_when_ids_distinct(max_violation, n):
+    img, txt = embeddings(n, 16, seed=n)
+    ours = VSELoss(0.2, max_violation)(img, txt)
+    ref = vsepp_contrastive(img, txt, 0.2, max_violation)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    g_ours = torch.autograd.grad(ours, (img, txt), allow_unused=True)
+    g_ref = torch.autograd.grad(vsepp_contrastive(img, txt, 0.2, max_violation), (img, txt))
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_shared_image_ids_are_not_negatives(max_violation):
+    img, txt = embeddings(9, 8, seed=3)
+    ids = torch.tensor([0, 0, 1, 2, 2, 2, 3, 4, 4])
+    ours = VSELoss(0.2, max_violation)(img, txt, ids)
+    ref = loop_formula(img, txt, ids, 0.2, max_violation)
+    assert torch.allclose(ours, ref, atol=1e-10)
+    grads = torch.autograd.grad(ours, (img, txt))
+    ref_grads = torch.autograd.grad(loop_formula(img, txt, ids, 0.2, max_violation), (img, txt))
+    for a, b in zip(grads, ref_grads, strict=True):
+        assert torch.allclose(a, b, atol=1e-10)
+    # and masking changes the value compared with treating them as negatives
+    assert not torch.allclose(ours, VSELoss(0.2, max_violation)(img, txt))
+
+
+def test_mean_reduction_divides_by_batch():
+    img, txt = embeddings(6, 8, seed=1)
+    total = VSELoss(reduction="sum")(img, txt)
+    assert torch.allclose(VSELoss(reduction="mean")(img, txt), total / 6)
+
+
+def test_one_image_only_gives_zero_in_graph():
+    img, txt = embeddings(4, 8, seed=2)
+    loss = VSELoss()(img, txt, torch.zeros(4, dtype=torch.long))
+    assert loss.item() == 0.0
+    loss.backward()
+    assert img.grad is not None and torch.all(img.grad == 0)
+
+
+def test_identical_embeddings_give_collapse_value():
+    img = F.normalize(torch.ones(5, 4, dtype=torch.float64), dim=1)
+    loss = VSELoss(margin=0.2, max_violation=True)(img, img.clone())
+    assert loss.item() == pytest.approx(2 * 5 * 0.2)  # the vsepp#27 collapse value
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_inputs_computed_in_fp32(dtype):
+    img, txt = embeddings(12, 32, seed=5, dtype=torch.float32)
+    ref = VSELoss()(img.detach(), txt.detach())
+    low = VSELoss()(img.detach().to(dtype), txt.detach().to(dtype))
+    assert low.dtype == torch.float32
+    assert torch.allclose(low, ref, rtol=2e-2, atol=2e-2)
+
+
+def test_under_autocast():
+    img, txt = embeddings(8, 16, seed=6, dtype=torch.float32)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = VSELoss()(img, txt)
+    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+
+
+def test_bad_shapes_are_clear_errors():
+    img, txt = embeddings(4, 8, seed=0)
+    with pytest.raises(ValueError, match="img dim 8 != txt dim 4"):
+        VSELoss()(img, txt[:, :4])
+    with pytest.raises(ValueError, match=r"2-D tensor \[B, D\]"):
+        VSELoss()(img[0], txt)
+    with pytest.raises(ValueError, match="reduction"):
+        VSELoss(reduction="avg")
