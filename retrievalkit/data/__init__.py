@@ -4,7 +4,7 @@ Every run reads data as splits (``CrossModalSplit`` / ``LabelledSplit``) from
 ``load_dataset(name, **options)``. Nothing is downloaded.
 """
 
-from retrievalkit.data import emoji, fashion_mnist  # noqa: F401  (register datasets)
+from retrievalkit.data import emoji, fashion_mnist, synthetic  # noqa: F401  (register datasets)
 from retrievalkit.data.datasets import (
     CaptionDataset,
     CaptionPairDataset,

@@ -15,7 +15,8 @@ class TrainerState:
 
     ``batch_in_epoch`` is the number of batches of the current epoch already
     trained (non-zero only for a mid-epoch checkpoint), so a resumed run skips
-    exactly those batches of the same (seeded) epoch order.
+    exactly those batches of the same (seeded) epoch order; ``epoch_loss_sum``
+    and ``epoch_loss_count`` carry the epoch's running mean loss across a resume.
     """
 
     epoch: int = 0
@@ -24,6 +25,8 @@ class TrainerState:
     best_score: float | None = None
     best_epoch: int | None = None
     skipped_steps: int = 0
+    epoch_loss_sum: float = 0.0
+    epoch_loss_count: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:

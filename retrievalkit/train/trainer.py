@@ -165,7 +165,6 @@ class Trainer:
             epoch=epoch,
             start_batch=self.state.batch_in_epoch,
         )
-        total, count = 0.0, 0
         bar = tqdm(
             loader,
             desc=f"epoch {epoch + 1}/{self.config.total_epochs} [{stage.name}]",
@@ -179,7 +178,8 @@ class Trainer:
             self.state.step += 1
             self.state.batch_in_epoch += 1
             if parts is not None:
-                total, count = total + parts["total"], count + 1
+                self.state.epoch_loss_sum += parts["total"]
+                self.state.epoch_loss_count += 1
                 bar.set_postfix(loss=f"{parts['total']:.4f}")
                 if self.state.step % self.config.log_every_steps == 0:
                     self.run_log.log_step(
@@ -188,7 +188,9 @@ class Trainer:
             every = self.config.checkpoint_every_steps
             if every and self.state.step % every == 0:
                 self.save("last")
-        return total / max(count, 1)
+        mean = self.state.epoch_loss_sum / max(self.state.epoch_loss_count, 1)
+        self.state.epoch_loss_sum, self.state.epoch_loss_count = 0.0, 0
+        return mean
 
     # -------------------------------------------------------------- evaluation
     def evaluate(self, split: Any, progress: bool = False) -> dict[str, Any]:

@@ -1,0 +1,176 @@
+"""Train -> checkpoint -> kill -> resume -> eval -> index -> search, on synthetic data."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from retrievalkit.cli import main
+from retrievalkit.train.checkpoint import load_checkpoint
+from retrievalkit.train.config import parse_config
+from retrievalkit.train.report import finish_run
+from retrievalkit.train.trainer import Trainer
+
+CROSS_MODAL = {
+    "name": "tiny_shapes",
+    "task": "cross_modal",
+    "data": {
+        "name": "synthetic_shapes",
+        "options": {"n_images": 48, "size": 16},
+        "image_size": 16,
+        "batch_size": 8,
+    },
+    "model": {
+        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
+        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
+        "embed_dim": 8,
+    },
+    "optim": {"lr": 1e-3, "warmup_steps": 3},
+    "stages": [
+        {
+            "name": "sh",
+            "epochs": 1,
+            "losses": [{"name": "vse", "options": {"max_violation": False}}],
+        },
+        {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}]},
+    ],
+    "checkpoint_every_steps": 2,
+    "log_every_steps": 1,
+}
+
+
+class Killed(Exception):
+    pass
+
+
+def weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
+    return load_checkpoint(run_dir / "checkpoints" / name).tensors
+
+
+def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch):
+    config = parse_config(CROSS_MODAL)
+    full = Trainer(config, tmp_path / "full", progress=False)
+    full.fit()
+    steps_per_epoch = full.state.step // 2
+
+    interrupted = Trainer(config, tmp_path / "resumed", progress=False)
+    original_step = Trainer.train_step
+    kill_at = steps_per_epoch + 3  # mid-way through epoch 2; last checkpoint at an even step
+
+    def dying_step(self, batch, objective):
+        if self.state.step == kill_at:
+            raise Killed
+        return original_step(self, batch, objective)
+
+    monkeypatch.setattr(Trainer, "train_step", dying_step)
+    with pytest.raises(Killed):
+        interrupted.fit()
+    monkeypatch.setattr(Trainer, "train_step", original_step)
+    saved = json.loads((tmp_path / "resumed/checkpoints/last/trainer_state.json").read_text())
+    assert 0 < saved["batch_in_epoch"] < steps_per_epoch  # a mid-epoch checkpoint
+
+    resumed = Trainer(config, tmp_path / "resumed", progress=False)
+    resumed.fit(resume=True)
+    assert resumed.state.step == full.state.step
+    a, b = weights(tmp_path / "full"), weights(tmp_path / "resumed")
+    assert a.keys() == b.keys()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert (tmp_path / "full/train_log.csv").read_text() == (
+        tmp_path / "resumed/train_log.csv"
+    ).read_text()
+    history_a = [{k: v for k, v in h.items()} for h in full.state.history]
+    assert history_a == resumed.state.history
+
+    # resuming a finished run changes nothing
+    again = Trainer(config, tmp_path / "resumed", progress=False)
+    again.fit(resume=True)
+    assert again.state.step == full.state.step
+
+
+def test_cli_train_eval_index_search(tmp_path, capsys):
+    recipe = tmp_path / "tiny.yaml"
+    import yaml
+
+    recipe.write_text(yaml.safe_dump(CROSS_MODAL))
+    run = tmp_path / "run"
+    assert (
+        main(
+            ["train", str(recipe), "--out", str(run), "--no-progress", "--set", "stages.1.epochs=2"]
+        )
+        == 0
+    )
+    metrics = json.loads((run / "metrics.json").read_text())
+    assert metrics["epochs"] == 3 and metrics["test"]["n_images"] == 8
+    assert metrics["test"]["protocol"] == "full" and 0 <= metrics["test"]["rsum"] <= 600
+    for picture in ("curves.png", "retrieval_grid.png"):
+        assert (run / picture).stat().st_size > 1000
+    assert (run / "checkpoints/best/vocab.json").exists()
+    capsys.readouterr()
+
+    assert main(["eval", str(run), "--split", "val", "--json"]) == 0
+    record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert record["split"] == "synthetic_shapes/val" and "i2t_r1" in record
+
+    index = tmp_path / "index"
+    assert main(["index", "build", str(run), "--out", str(index)]) == 0
+    manifest = json.loads((index / "retrieval.json").read_text())
+    assert manifest["num_images"] == 48 and manifest["num_captions"] == 144
+    capsys.readouterr()
+
+    assert main(["search", str(index), "--text", "a red circle", "-k", "3", "--json"]) == 0
+    hits = json.loads(capsys.readouterr().out)
+    assert [h["rank"] for h in hits] == [1, 2, 3]
+    assert all({"rank", "score", "key", "caption"} <= set(h) for h in hits)
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+
+    queries = tmp_path / "queries.txt"
+    queries.write_text("a red circle\n\nblue bar\n")
+    assert main(["search", str(index), "--queries", str(queries), "-k", "2", "--json"]) == 0
+    lines = [json.loads(line) for line in capsys.readouterr().out.strip().splitlines()]
+    assert [line["query"] for line in lines] == ["a red circle", "blue bar"]
+    assert all(len(line["hits"]) == 2 for line in lines)
+
+    from PIL import Image
+
+    from retrievalkit.data import load_dataset
+
+    image_path = tmp_path / "query.png"
+    load_dataset("synthetic_shapes", n_images=48, size=16)["test"].images.load(0).save(image_path)
+    assert main(["search", str(index), "--image", str(image_path), "-k", "2", "--json"]) == 0
+    assert len(json.loads(capsys.readouterr().out)) == 2
+    assert (
+        main(["search", str(index), "--image", str(image_path), "--to", "captions", "--json"]) == 0
+    )
+    assert "caption" in json.loads(capsys.readouterr().out)[0]
+    assert Image.open(image_path).size == (16, 16)
+
+
+def test_metric_learning_run_and_best_checkpoint(tmp_path):
+    config = parse_config(
+        {
+            "name": "tiny_classes",
+            "task": "metric",
+            "data": {
+                "name": "synthetic_shape_classes",
+                "options": {"n_images": 192, "size": 16},
+                "image_size": 16,
+                "batch_size": 16,
+                "sampler": "pk",
+                "samples_per_class": 4,
+            },
+            "model": {
+                "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
+                "embed_dim": 8,
+            },
+            "losses": [{"name": "smooth_ap"}],
+            "epochs": 2,
+            "eval": {"metric": "map_at_r"},
+        }
+    )
+    trainer = Trainer(config, tmp_path / "run", progress=False)
+    trainer.fit()
+    results = finish_run(trainer)
+    assert {"recall@1", "map", "map_at_r", "r_precision", "nmi"} <= set(results["test"])
+    assert results["best_epoch"] in (1, 2)
+    assert (tmp_path / "run/retrieval_grid.png").exists()
