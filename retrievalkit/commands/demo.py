@@ -71,8 +71,8 @@ def compare_with_bm25(engine: Any, splits: dict[str, Any], query_path: Path) -> 
     docs, keys = emoji_documents(splits)
     bm25 = BM25Index(docs, keys)
 
-    def model_search(query: str, k: int) -> list[str]:
-        return [hit.key for hit in engine.search_text([query], k)[0]]
+    def model_search(mode: str) -> Any:
+        return lambda query, k: [hit.key for hit in engine.search_text([query], k, mode=mode)[0]]
 
     def bm25_search(query: str, k: int) -> list[str]:
         return [hit.key for hit in bm25.search(query, k)]
@@ -80,7 +80,8 @@ def compare_with_bm25(engine: Any, splits: dict[str, Any], query_path: Path) -> 
     return {
         "queries": str(query_path),
         "num_queries": len(queries),
-        "model": hit_rate_at_k(model_search, queries, k=5),
+        "model": hit_rate_at_k(model_search("fused"), queries, k=5),
+        "model_image_only": hit_rate_at_k(model_search("image"), queries, k=5),
         "bm25": hit_rate_at_k(bm25_search, queries, k=5),
     }
 

@@ -166,7 +166,11 @@ class MiniLMTextEncoder(nn.Module):
         path = Path(model_dir) if model_dir else minilm_model_dir()
         self.model = SentenceTransformer(str(path), device="cpu")
         self.model.max_seq_length = max_seq_length
-        self.out_dim = int(self.model.get_sentence_embedding_dimension())
+        dimension = (
+            getattr(self.model, "get_embedding_dimension", None)
+            or self.model.get_sentence_embedding_dimension
+        )
+        self.out_dim = int(dimension())
         self.trainable = trainable
         self.cache_size = cache_size
         self._cache: OrderedDict[str, Tensor] = OrderedDict()
@@ -181,9 +185,27 @@ class MiniLMTextEncoder(nn.Module):
 
     def _encode(self, captions: list[str]) -> Tensor:
         device = _device(self)
-        features = self.model.tokenize(captions)
+        preprocess = getattr(self.model, "preprocess", None) or self.model.tokenize
+        features = preprocess(captions)
         features = {k: v.to(device) for k, v in features.items() if hasattr(v, "to")}
         return self.model(features)["sentence_embedding"]
+
+    def warm_cache(
+        self, captions: list[str], batch_size: int = 256, progress: bool = False
+    ) -> None:
+        """Encode (frozen) captions ahead of training in large batches; no-op when trainable."""
+        if self.trainable:
+            return
+        from tqdm.auto import tqdm
+
+        todo = list(dict.fromkeys(c for c in captions if c not in self._cache))
+        for start in tqdm(
+            range(0, len(todo), batch_size),
+            desc="encode captions (MiniLM)",
+            disable=not progress,
+            leave=False,
+        ):
+            self(todo[start : start + batch_size])
 
     def forward(self, captions: list[str]) -> Tensor:
         if self.trainable:

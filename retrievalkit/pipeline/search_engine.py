@@ -178,6 +178,7 @@ class SearchEngine:
         if (self.directory / "captions").exists():
             self.captions = load_index(self.directory / "captions")
         self.transform = build_transform("image", self.loaded.config.data, train=False)
+        self._image_metadata = dict(zip(self.images.keys, self.images.metadata, strict=True))
 
     @property
     def model(self) -> torch.nn.Module:
@@ -193,14 +194,65 @@ class SearchEngine:
             hits.append(SearchHit(hit.rank, float(hit.score), hit.key, caption, meta or None))
         return hits
 
+    def _best_by_key(self, index: Any, emb: torch.Tensor, depth: int) -> list[tuple[dict, float]]:
+        """Per query: ``{key: best score}`` over the top ``depth`` items, and the lowest
+        score seen (a bound for the keys not seen)."""
+        result = index.search(emb, min(depth, len(index)))
+        out = []
+        for q in range(emb.shape[0]):
+            best: dict[str, float] = {}
+            for score, i in zip(result.scores[q].tolist(), result.indices[q].tolist(), strict=True):
+                key = result.item_keys[i]
+                best[key] = max(best.get(key, -2.0), score)
+            out.append((best, float(result.scores[q, -1])))
+        return out
+
     @torch.no_grad()
-    def search_text(self, queries: Sequence[str], k: int = 10) -> list[list[SearchHit]]:
-        """Text -> image: the ``k`` best images for each text query."""
+    def search_text(
+        self, queries: Sequence[str], k: int = 10, mode: str = "fused", image_weight: float = 0.5
+    ) -> list[list[SearchHit]]:
+        """Text -> image: the ``k`` best items for each text query.
+
+        ``mode="image"`` ranks by the query's similarity to each item's image
+        embedding. ``mode="fused"`` (default, when the index has captions) ranks by
+        ``image_weight * s_image + (1 - image_weight) * s_caption``, where
+        ``s_caption`` is the best similarity to the item's caption embeddings: both
+        are the trained model's embeddings in its joint space (no keyword matching);
+        the captions carry items whose image the model never saw in training.
+        """
         if self.loaded.config.task != "cross_modal":
             raise ValueError("this index was built from a metric-learning model: no text queries")
+        if mode not in ("fused", "image"):
+            raise ValueError(f"mode must be 'fused' or 'image', got {mode!r}")
         emb = embed_captions(self.model.encode_text, list(queries))
-        result = self.images.search(emb, k)
-        return [self._hits(result, q) for q in range(len(queries))]
+        if mode == "image" or self.captions is None:
+            result = self.images.search(emb, k)
+            return [self._hits(result, q) for q in range(len(queries))]
+        depth = max(20 * k, 200)
+        image_side = self._best_by_key(self.images, emb, depth)
+        caption_side = self._best_by_key(self.captions, emb, 5 * depth)
+        hits = []
+        for (img_best, img_floor), (cap_best, cap_floor) in zip(
+            image_side, caption_side, strict=True
+        ):
+            fused = {
+                key: image_weight * img_best.get(key, img_floor)
+                + (1 - image_weight) * cap_best.get(key, cap_floor)
+                for key in set(img_best) | set(cap_best)
+            }
+            ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
+            hits.append(
+                [
+                    self._hit_for_key(rank, score, key)
+                    for rank, (score, key) in enumerate(((s, key) for key, s in ranked), start=1)
+                ]
+            )
+        return hits
+
+    def _hit_for_key(self, rank: int, score: float, key: str) -> SearchHit:
+        meta = dict(self._image_metadata.get(key) or {})
+        captions = meta.get("captions") or [None]
+        return SearchHit(rank, score, key, captions[0], meta or None)
 
     @torch.no_grad()
     def search_image(

@@ -92,12 +92,22 @@ class Trainer:
         self.eval_transform = build_transform(
             self.train_split.images.kind, config.data, train=False
         )
+        self._warm_text_cache()
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
         self.monitor = CollapseMonitor()
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
+
+    def _warm_text_cache(self) -> None:
+        """Let a frozen text encoder encode all captions once, in large batches."""
+        text_encoder = getattr(self.model, "text_encoder", None)
+        if text_encoder is not None and hasattr(text_encoder, "warm_cache"):
+            captions = list(self.train_split.captions)
+            if self.val_split is not None:
+                captions += list(self.val_split.captions)
+            text_encoder.warm_cache(captions, progress=self.progress)
 
     # ----------------------------------------------------------------- stages
     def stage_at(self, epoch: int) -> tuple[int, StageConfig, int]:
