@@ -35,9 +35,9 @@ from torch.autograd.function import once_differentiable
 from retrievalkit.losses.core import PairBatch, PairLoss
 from retrievalkit.losses.registry import register_loss
 
-# Elements of the [chunk, K, R] sigmoid buffer (1 MiB in float32): small enough
-# to stay in cache, large enough that per-chunk overhead is negligible.
-DEFAULT_CHUNK_ELEMENTS = 1 << 18
+# Elements of the [chunk, K, R] sigmoid buffer (4 MiB in float32): large enough
+# that per-chunk overhead is small, small enough to stay near the cache.
+DEFAULT_CHUNK_ELEMENTS = 1 << 20
 
 
 @dataclass(frozen=True)
@@ -60,9 +60,9 @@ def _positive_groups(pos: Tensor, include_self: bool) -> list[_Group]:
     num_queries = pos.shape[0]
     device = pos.device
     n_pos = pos.sum(dim=1)
-    if not bool((n_pos > 0).any()):
-        return []
     rows_nz, cols_nz = pos.nonzero(as_tuple=True)  # row-major order
+    if rows_nz.numel() == 0:
+        return []
     k_total = n_pos + int(include_self)
     row_start = torch.cumsum(n_pos, 0) - n_pos
     slot = torch.arange(rows_nz.shape[0], device=device) - row_start[rows_nz]
@@ -74,36 +74,57 @@ def _positive_groups(pos: Tensor, include_self: bool) -> list[_Group]:
     k_valid = torch.where(n_pos > 0, k_total, 0)
     groups = []
     for k in torch.unique(k_valid).tolist():
-        if k == 0:
-            continue
-        rows = torch.nonzero(k_valid == k).squeeze(1)
-        groups.append(_Group(rows=rows, pos_idx=idx[rows, :k]))
+        if k > 0:
+            rows = torch.nonzero(k_valid == k).squeeze(1)
+            groups.append(_Group(rows=rows, pos_idx=idx[rows, :k]))
     return groups
 
 
-def _chunk_terms(
-    sim: Tensor, rows: Tensor, pos_idx: Tensor, inv_tau: float, exclude_self: bool
-) -> tuple[Tensor, Tensor, Tensor]:
-    """Sigmoids of one chunk of queries.
+def _row_chunks(num_rows: int, row_elements: int, chunk_elements: int) -> list[slice]:
+    """Slices of ``num_rows`` rows holding about ``chunk_elements`` elements each."""
+    size = max(1, chunk_elements // max(1, row_elements))
+    return [slice(a, min(a + size, num_rows)) for a in range(0, num_rows, size)]
 
-    Returns ``sig_all [c, k, R]`` = ``G(S_qj - S_qi)`` for every reference ``j``
-    (0 at ``j = q`` when ``exclude_self``), ``sig_pos [c, k, k]`` = the same for
-    ``j`` in the positives, and ``anchors [c, k]`` = ``S_qi / tau``.
+
+class _Chunker:
+    """Recomputes the sigmoid blocks of one group, chunk by chunk.
+
+    ``anchors [Q, k]`` = ``S_qi / tau`` of the group's positives.
+    ``all_block(c)`` -> ``[c, k, R]`` = ``G(S_qj - S_qi)`` for every reference
+    ``j`` (0 at ``j = q`` when the query is excluded from its own retrieval set);
+    ``pos_block(c)`` -> ``[c, k, k]`` = the same for ``j`` in the positives.
     """
-    scaled = sim.index_select(0, rows).mul_(inv_tau)  # [c, R]
-    anchors = scaled.gather(1, pos_idx)  # [c, k]
-    if exclude_self:
-        scaled[torch.arange(rows.shape[0], device=rows.device), rows] = float("-inf")
-    sig_all = torch.sub(scaled.unsqueeze(1), anchors.unsqueeze(2)).sigmoid_()
-    sig_pos = torch.sub(anchors.unsqueeze(1), anchors.unsqueeze(2)).sigmoid_()
-    return sig_all, sig_pos, anchors
 
+    def __init__(self, sim: Tensor, group: _Group, inv_tau: float, exclude_self: bool) -> None:
+        self.sim, self.group, self.inv_tau, self.exclude_self = sim, group, inv_tau, exclude_self
+        self.anchors = sim[group.rows.unsqueeze(1), group.pos_idx] * inv_tau
+        self.neg_inf = sim.new_full((), float("-inf"))
 
-def _chunks(group: _Group, num_refs: int, chunk_elements: int) -> list[tuple[Tensor, Tensor]]:
-    """Split a group into ``(rows [c], pos_idx [c, k])`` chunks of about ``chunk_elements``."""
-    k = group.pos_idx.shape[1]
-    size = max(1, chunk_elements // (k * max(num_refs, k)))
-    return list(zip(group.rows.split(size), group.pos_idx.split(size)))
+    def all_block(self, chunk: slice) -> Tensor:
+        rows = self.group.rows[chunk]
+        scaled = self.sim.index_select(0, rows).mul_(self.inv_tau)  # [c, R]
+        if self.exclude_self:
+            local = torch.arange(rows.shape[0], device=rows.device)
+            scaled.index_put_((local, rows), self.neg_inf)
+        return torch.sub(scaled.unsqueeze(1), self.anchors[chunk].unsqueeze(2)).sigmoid_()
+
+    def pos_block(self, chunk: slice) -> Tensor:
+        anchors = self.anchors[chunk]
+        return torch.sub(anchors.unsqueeze(1), anchors.unsqueeze(2)).sigmoid_()
+
+    def sums(self, chunk_elements: int) -> tuple[Tensor, Tensor]:
+        """``1 + sum_{j != i}`` over positives / over the retrieval set, ``[Q, k]`` each.
+
+        The ``j = i`` term is ``G(0) = 0.5`` in both sums: ``1 + sum - 0.5``.
+        """
+        num_rows, k = self.group.pos_idx.shape
+        numer = torch.empty_like(self.anchors)
+        denom = torch.empty_like(self.anchors)
+        for chunk in _row_chunks(num_rows, k * k, chunk_elements):
+            torch.sum(self.pos_block(chunk), dim=2, out=numer[chunk])
+        for chunk in _row_chunks(num_rows, k * self.sim.shape[1], chunk_elements):
+            torch.sum(self.all_block(chunk), dim=2, out=denom[chunk])
+        return numer.add_(0.5), denom.add_(0.5)
 
 
 class _SmoothAPFunction(torch.autograd.Function):
@@ -119,16 +140,14 @@ class _SmoothAPFunction(torch.autograd.Function):
         chunk_elements: int,
     ) -> Tensor:
         ap = sim.new_zeros(sim.shape[0])
+        ratios = []
         with torch.autocast(device_type=sim.device.type, enabled=False):
             for group in groups:
-                for rows, pos_idx in _chunks(group, sim.shape[1], chunk_elements):
-                    sig_all, sig_pos, _ = _chunk_terms(sim, rows, pos_idx, inv_tau, exclude_self)
-                    # the j = i term is G(0) = 0.5 in both sums: 1 + sum - 0.5
-                    numer = sig_pos.sum(dim=2).add_(0.5)
-                    denom = sig_all.sum(dim=2).add_(0.5)
-                    ap[rows] = (numer / denom).mean(dim=1)
+                numer, denom = _Chunker(sim, group, inv_tau, exclude_self).sums(chunk_elements)
+                ap[group.rows] = (numer / denom).mean(dim=1)
+                ratios.append((numer, denom))
         ctx.save_for_backward(sim)
-        ctx.groups, ctx.inv_tau = groups, inv_tau
+        ctx.groups, ctx.ratios, ctx.inv_tau = groups, ratios, inv_tau
         ctx.exclude_self, ctx.chunk_elements = exclude_self, chunk_elements
         return ap
 
@@ -138,36 +157,42 @@ class _SmoothAPFunction(torch.autograd.Function):
         (sim,) = ctx.saved_tensors
         grad_sim = torch.zeros_like(sim)
         with torch.autocast(device_type=sim.device.type, enabled=False):
-            for group in ctx.groups:
-                for rows, pos_idx in _chunks(group, sim.shape[1], ctx.chunk_elements):
-                    grad_sim[rows] = _chunk_backward(
-                        sim, rows, pos_idx, grad_ap[rows], ctx.inv_tau, ctx.exclude_self
-                    )
+            for group, (numer, denom) in zip(ctx.groups, ctx.ratios):
+                chunker = _Chunker(sim, group, ctx.inv_tau, ctx.exclude_self)
+                _group_backward(chunker, numer, denom, grad_ap, grad_sim, ctx.chunk_elements)
         return grad_sim, None, None, None, None
 
 
-def _chunk_backward(
-    sim: Tensor,
-    rows: Tensor,
-    pos_idx: Tensor,
+def _group_backward(
+    chunker: _Chunker,
+    numer: Tensor,
+    denom: Tensor,
     grad_ap: Tensor,
-    inv_tau: float,
-    exclude_self: bool,
-) -> Tensor:
-    """Gradient of ``sum_q grad_ap[q] * AP_q`` w.r.t. the chunk's rows ``[c, R]``."""
-    sig_all, sig_pos, _ = _chunk_terms(sim, rows, pos_idx, inv_tau, exclude_self)
-    k = pos_idx.shape[1]
-    numer = sig_pos.sum(dim=2).add_(0.5)
-    denom = sig_all.sum(dim=2).add_(0.5)
-    scale = grad_ap.unsqueeze(1) * (inv_tau / k)  # dAP/dratio = 1/k, d(x/tau) = 1/tau
-    g_denom = -scale * numer / denom.square()  # [c, k]
-    g_numer = scale / denom  # [c, k]
-    # d sigmoid(x) = s (1 - s); x = S_qj - S_qi -> +j, -i
-    w_all = torch.ops.aten.sigmoid_backward(g_denom.unsqueeze(2).expand_as(sig_all), sig_all)
-    w_pos = torch.ops.aten.sigmoid_backward(g_numer.unsqueeze(2).expand_as(sig_pos), sig_pos)
-    grad_rows = w_all.sum(dim=1)  # [c, R]
-    grad_anchor = w_pos.sum(dim=1) - w_pos.sum(dim=2) - w_all.sum(dim=2)  # [c, k]
-    return grad_rows.scatter_add_(1, pos_idx, grad_anchor)
+    grad_sim: Tensor,
+    chunk_elements: int,
+) -> None:
+    """Write ``d(sum_q grad_ap[q] AP_q) / dS`` of one group's rows into ``grad_sim``.
+
+    ``AP_q = mean_i numer_qi / denom_qi``; each sum is over ``G(x)``,
+    ``x = (S_qj - S_qi) / tau``, so ``dG = G (1 - G) / tau`` goes ``+`` to ``j``
+    and ``-`` to the positive ``i``.
+    """
+    rows, pos_idx = chunker.group.rows, chunker.group.pos_idx
+    num_rows, k = pos_idx.shape
+    scale = grad_ap[rows].unsqueeze(1) * (chunker.inv_tau / k)  # [Q, 1]
+    g_numer = scale / denom  # [Q, k]
+    g_denom = -scale * numer / denom.square()  # [Q, k]
+    grad_anchor = torch.empty_like(numer)
+    for chunk in _row_chunks(num_rows, k * k, chunk_elements):
+        sig = chunker.pos_block(chunk)
+        w = torch.ops.aten.sigmoid_backward(g_numer[chunk].unsqueeze(2).expand_as(sig), sig)
+        torch.sub(w.sum(dim=1), w.sum(dim=2), out=grad_anchor[chunk])
+    for chunk in _row_chunks(num_rows, k * grad_sim.shape[1], chunk_elements):
+        sig = chunker.all_block(chunk)
+        w = torch.ops.aten.sigmoid_backward(g_denom[chunk].unsqueeze(2).expand_as(sig), sig)
+        grad_sim[rows[chunk]] = w.sum(dim=1)
+        grad_anchor[chunk] -= w.sum(dim=2)
+    grad_sim.index_put_((rows.unsqueeze(1), pos_idx), grad_anchor, accumulate=True)
 
 
 def smooth_ap_per_query(
