@@ -1,29 +1,49 @@
-"""Indexes (exact torch, FAISS) with keys and metadata; BM25 baseline; query sets."""
+"""Indexes (exact torch, FAISS) with keys and metadata; BM25 baseline; query sets.
+
+Flat (exact) search is the default below about a million items; measure what an
+approximate FAISS index (IVF/HNSW) loses with ``ann_recall``, per query direction.
+"""
 
 from pathlib import Path
 
+import torch
+
 from retrievalkit.index.base import Hit, IndexError_, SearchResult, read_manifest
-from retrievalkit.index.exact import ExactIndex, blockwise_topk
+from retrievalkit.index.bm25 import BM25Index, word_tokens
+from retrievalkit.index.exact import ExactIndex
 from retrievalkit.index.faiss_index import FaissIndex, ann_recall
+from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
+from retrievalkit.index.topk import blockwise_topk
+
+BACKENDS: dict[str, type[ExactIndex]] = {"exact": ExactIndex, "faiss": FaissIndex}
 
 
-def load_index(directory: str | Path) -> ExactIndex:
-    """Open an index directory with the backend its manifest names."""
-    manifest = read_manifest(Path(directory))
-    if manifest.get("backend") == "faiss":
-        return FaissIndex.load(directory)
-    if manifest.get("backend") == "exact":
-        return ExactIndex.load(directory)
-    raise IndexError_(f"{directory}: unknown backend {manifest.get('backend')!r}")
+def load_index(directory: str | Path, device: str | torch.device | None = None) -> ExactIndex:
+    """Open an index directory with the backend its ``manifest.json`` names."""
+    directory = Path(directory)
+    manifest = read_manifest(directory)
+    backend = BACKENDS.get(manifest["backend"])
+    if backend is None:
+        raise IndexError_(
+            f"{directory / 'manifest.json'}: unknown backend {manifest['backend']!r}; "
+            f"expected one of {', '.join(BACKENDS)}"
+        )
+    return backend.load(directory, device=device)
 
 
 __all__ = [
+    "BACKENDS",
+    "BM25Index",
     "ExactIndex",
     "FaissIndex",
     "Hit",
     "IndexError_",
+    "Query",
     "SearchResult",
     "ann_recall",
     "blockwise_topk",
+    "hit_rate_at_k",
     "load_index",
+    "load_query_set",
+    "word_tokens",
 ]

@@ -1,8 +1,11 @@
 """FAISS-backed index (inner product): ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate).
 
-Same API as :class:`ExactIndex`; the vectors are kept too, so the index can be
-saved, reloaded, extended and its recall measured against exact search
-(``ann_recall``). Below about a million items the flat/exact index is the default.
+Same API as :class:`ExactIndex`; the vectors are kept as well, so the index can
+be saved, reloaded, extended and its recall measured against exact search
+(``ann_recall``). Below about a million items the flat/exact index is the
+default: an approximate index trades recall for speed, and the loss can differ
+per direction (text->image vs image->image), so measure it on your queries.
+FAISS runs on CPU: vectors and results live on the CPU.
 """
 
 from __future__ import annotations
@@ -14,25 +17,50 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retrievalkit.index.base import IndexError_, SearchResult, read_manifest
+from retrievalkit.index.base import IndexError_, SearchResult
 from retrievalkit.index.exact import ExactIndex
 
 FAISS_FILE = "faiss.index"
+KINDS = ("flat", "ivf", "hnsw")
 
 
 class FaissIndex(ExactIndex):
-    """``kind``: "flat", "ivf" (``nlist`` lists, ``nprobe`` probed) or "hnsw" (``hnsw_m``)."""
+    """``kind``: "flat" (exact), "ivf" (``nlist`` lists, ``nprobe`` probed per query;
+    trained on the vectors of the first ``add``, which must number at least
+    ``nlist``) or "hnsw" (``hnsw_m`` links per node, ``ef_search`` candidates)."""
 
     backend = "faiss"
 
     def __init__(
-        self, dim: int, kind: str = "flat", nlist: int = 1024, nprobe: int = 16, hnsw_m: int = 32
+        self,
+        dim: int,
+        kind: str = "flat",
+        nlist: int = 1024,
+        nprobe: int = 16,
+        hnsw_m: int = 32,
+        ef_search: int = 64,
+        normalize: bool = True,
     ) -> None:
-        super().__init__(dim)
-        if kind not in ("flat", "ivf", "hnsw"):
-            raise IndexError_(f"unknown faiss kind {kind!r}; use flat, ivf or hnsw")
-        self.kind, self.nlist, self.nprobe, self.hnsw_m = kind, nlist, nprobe, hnsw_m
+        super().__init__(dim, normalize=normalize)
+        if kind not in KINDS:
+            raise IndexError_(f"unknown faiss kind {kind!r}; use one of {', '.join(KINDS)}")
+        for name, value in (("nlist", nlist), ("nprobe", nprobe), ("hnsw_m", hnsw_m)):
+            if not isinstance(value, int) or value < 1:
+                raise IndexError_(f"{name} must be a positive integer, got {value!r}")
+        self.kind, self.nlist, self.nprobe = kind, nlist, nprobe
+        self.hnsw_m, self.ef_search = hnsw_m, ef_search
         self._faiss: Any = None
+
+    def to(self, device: str | torch.device) -> FaissIndex:
+        if torch.device(device).type != "cpu":
+            raise IndexError_(f"a faiss index runs on the CPU, not on {device}")
+        return self
+
+    def _set_search_params(self) -> None:
+        if self.kind == "ivf":
+            self._faiss.nprobe = self.nprobe
+        elif self.kind == "hnsw":
+            self._faiss.hnsw.efSearch = self.ef_search
 
     def _build(self, vectors: np.ndarray) -> Any:
         import faiss
@@ -44,81 +72,103 @@ class FaissIndex(ExactIndex):
         else:
             if vectors.shape[0] < self.nlist:
                 raise IndexError_(
-                    f"an IVF index with nlist={self.nlist} needs at least that many vectors "
-                    f"to train, got {vectors.shape[0]}; lower nlist or use flat"
+                    f"an IVF index with nlist={self.nlist} is trained on the first add and needs "
+                    f"at least {self.nlist} vectors, got {vectors.shape[0]}; add more at once, "
+                    "lower nlist, or use kind='flat'"
                 )
             quantizer = faiss.IndexFlatIP(self.dim)
             index = faiss.IndexIVFFlat(quantizer, self.dim, self.nlist, faiss.METRIC_INNER_PRODUCT)
             index.train(vectors)
-            index.nprobe = self.nprobe
         return index
 
     def add(
-        self, embeddings: Tensor, keys: list[str], metadata: list[dict[str, Any]] | None = None
+        self,
+        embeddings: Tensor | np.ndarray,
+        keys: list[str],
+        metadata: list[dict[str, Any] | None] | None = None,
     ) -> None:
+        """Append ``embeddings [n, D]``; the first add builds (and for IVF trains) the index."""
+        new = self._prepare(embeddings, "embeddings").cpu().numpy()
+        faiss_index = self._faiss if self._faiss is not None else self._build(new)
         start = len(self)
-        super().add(embeddings, keys, metadata)
-        new = np.ascontiguousarray(self.vectors[start:].numpy())
-        if self._faiss is None:
-            self._faiss = self._build(np.ascontiguousarray(self.vectors.numpy()))
-            self._faiss.add(np.ascontiguousarray(self.vectors.numpy()))
-        else:
-            self._faiss.add(new)
+        super().add(torch.from_numpy(new), keys, metadata)
+        faiss_index.add(np.ascontiguousarray(self.vectors[start:].numpy()))
+        self._faiss = faiss_index
+        self._set_search_params()
 
-    def search(self, queries: Tensor, k: int) -> SearchResult:
-        if k < 1:
-            raise IndexError_(f"k must be at least 1, got {k}")
-        if not self.keys:
-            raise IndexError_("the index is empty")
-        queries = self._check(queries, "queries")
+    def search(self, queries: Tensor | np.ndarray, k: int) -> SearchResult:
+        """Top ``min(k, len)`` per query; IVF may leave slots empty (index -1, score -inf)."""
+        queries = self._check_search(queries, k).cpu()
         scores, indices = self._faiss.search(
             np.ascontiguousarray(queries.numpy()), min(k, len(self))
         )
-        return SearchResult(
-            torch.from_numpy(scores), torch.from_numpy(indices).long(), self.keys, self.metadata
-        )
+        scores_t, indices_t = torch.from_numpy(scores), torch.from_numpy(indices).long()
+        scores_t[indices_t < 0] = -torch.inf
+        return SearchResult(scores_t, indices_t, self.keys, self.metadata)
 
-    def save(self, directory: str | Path) -> None:
+    def manifest(self) -> dict[str, Any]:
+        return {
+            **super().manifest(),
+            "nlist": self.nlist,
+            "nprobe": self.nprobe,
+            "hnsw_m": self.hnsw_m,
+            "ef_search": self.ef_search,
+        }
+
+    def _save_files(self, directory: Path) -> None:
         import faiss
 
-        directory = Path(directory)
-        super().save(directory)
-        tmp = directory / (FAISS_FILE + ".tmp")
-        faiss.write_index(self._faiss, str(tmp))
-        tmp.replace(directory / FAISS_FILE)
-        self._write_manifest(
-            directory,
-            {"kind": self.kind, "nlist": self.nlist, "nprobe": self.nprobe, "hnsw_m": self.hnsw_m},
-        )
+        super()._save_files(directory)
+        if self._faiss is not None:
+            tmp = directory / (FAISS_FILE + ".tmp")
+            faiss.write_index(self._faiss, str(tmp))
+            tmp.replace(directory / FAISS_FILE)
 
     @classmethod
-    def load(cls, directory: str | Path) -> FaissIndex:
+    def _from_manifest(cls, manifest: dict[str, Any]) -> FaissIndex:
+        return cls(
+            manifest["dim"],
+            kind=manifest.get("kind", "flat"),
+            nlist=manifest.get("nlist", 1024),
+            nprobe=manifest.get("nprobe", 16),
+            hnsw_m=manifest.get("hnsw_m", 32),
+            ef_search=manifest.get("ef_search", 64),
+            normalize=bool(manifest.get("normalize", True)),
+        )
+
+    def _load_files(self, directory: Path, manifest: dict[str, Any]) -> None:
         import faiss
 
-        directory = Path(directory)
-        manifest = read_manifest(directory)
-        exact = ExactIndex.load(directory)
-        index = cls(
-            exact.dim,
-            manifest.get("kind", "flat"),
-            manifest.get("nlist", 1024),
-            manifest.get("nprobe", 16),
-            manifest.get("hnsw_m", 32),
-        )
-        index.vectors, index.keys, index.metadata = exact.vectors, exact.keys, exact.metadata
+        if manifest["count"] == 0:
+            return
         path = directory / FAISS_FILE
+        if not path.exists():
+            raise IndexError_(f"{path}: missing")
         try:
-            index._faiss = faiss.read_index(str(path))
+            self._faiss = faiss.read_index(str(path))
         except RuntimeError as err:
             raise IndexError_(f"{path}: unreadable faiss index ({err})") from None
-        if index.kind == "ivf":
-            index._faiss.nprobe = index.nprobe
-        return index
+        if self._faiss.ntotal != manifest["count"] or self._faiss.d != self.dim:
+            raise IndexError_(
+                f"{path}: holds {self._faiss.ntotal} vectors of dim {self._faiss.d}, "
+                f"manifest says {manifest['count']} of dim {self.dim}"
+            )
+        self._set_search_params()
 
 
-def ann_recall(ann_index: ExactIndex, exact_index: ExactIndex, queries: Tensor, k: int) -> float:
-    """Fraction of the exact top-k that the approximate index also returns."""
-    exact = exact_index.search(queries, k).indices
-    approx = ann_index.search(queries, k).indices
+def ann_recall(
+    ann_index: ExactIndex, exact_index: ExactIndex, queries: Tensor | np.ndarray, k: int
+) -> float:
+    """Fraction of the exact top-``k`` (over all ``queries [Q, D]``) that ``ann_index`` finds.
+
+    Both indexes must hold the same items in the same order. Run it once per query
+    direction (e.g. text->image and image->image): recall can differ between them.
+    """
+    if len(ann_index) != len(exact_index):
+        raise IndexError_(f"indexes differ in size: {len(ann_index)} vs {len(exact_index)}")
+    exact = exact_index.search(queries, k).indices.cpu()
+    if exact.numel() == 0:
+        raise IndexError_("ann_recall needs at least one query")
+    approx = ann_index.search(queries, k).indices.cpu()
     found = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact, strict=True))
     return found / exact.numel()
