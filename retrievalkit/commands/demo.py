@@ -14,6 +14,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from retrievalkit.commands.train import add_overrides_option
+
 EXAMPLE_QUERIES = (
     "sad rainy day",
     "fingers crossed",
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, evaluate, index and search emoji")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument("--config", type=Path, default=None, help="default: emoji_vsepp recipe")
-    parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    add_overrides_option(parser)
     parser.add_argument(
         "--queries",
         type=Path,

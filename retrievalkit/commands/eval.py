@@ -6,34 +6,28 @@ import argparse
 import json
 from pathlib import Path
 
+from retrievalkit.commands.train import add_overrides_option
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("eval", help="evaluate a trained model on a split")
     parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
     parser.add_argument("--split", default=None, help="split name (default: the recipe's test)")
     parser.add_argument("--protocol", default=None, help="coco1k, coco5k, f30k or full")
-    parser.add_argument(
-        "--set",
-        dest="overrides",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override the recipe's data options, e.g. --set data.options.root=/data/coco",
-    )
+    add_overrides_option(parser)
     parser.add_argument("--device", default=None)
     parser.add_argument("--json", action="store_true", help="print only the JSON record")
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
+    from retrievalkit.commands.train import default_device
     from retrievalkit.pipeline.build import build_transform, load_splits, require_split
     from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric_learning
     from retrievalkit.pipeline.load import load_model
     from retrievalkit.train.config import apply_overrides, config_to_dict, parse_config
 
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    device = args.device or default_device()
     loaded = load_model(args.checkpoint, device)
     config = loaded.config
     if args.overrides:

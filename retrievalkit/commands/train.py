@@ -10,6 +10,16 @@ from pathlib import Path
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model from a YAML recipe")
     parser.add_argument("config", type=Path, help="recipe, e.g. configs/emoji_vsepp.yaml")
+    add_overrides_option(parser)
+    parser.add_argument("--out", type=Path, default=None, help="run directory (runs/<name>)")
+    parser.add_argument("--resume", action="store_true", help="continue from checkpoints/last")
+    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.set_defaults(func=run)
+
+
+def add_overrides_option(parser: argparse.ArgumentParser) -> None:
+    """``--set key.path=value`` (repeatable), parsed by ``train.config.apply_overrides``."""
     parser.add_argument(
         "--set",
         dest="overrides",
@@ -18,11 +28,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="KEY=VALUE",
         help="override a recipe value, e.g. --set optim.lr=1e-4 (repeatable)",
     )
-    parser.add_argument("--out", type=Path, default=None, help="run directory (runs/<name>)")
-    parser.add_argument("--resume", action="store_true", help="continue from checkpoints/last")
-    parser.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: cuda if any)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
-    parser.set_defaults(func=run)
 
 
 def default_device() -> str:

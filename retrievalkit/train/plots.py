@@ -63,12 +63,27 @@ def _show_image(ax: Any, image: Any, border: str | None = None) -> None:
             spine.set_linewidth(4)
 
 
+def _hits_grid(
+    draw_query: Any, hits: Tensor, correct: Tensor, images: Any, title: str, out_path: Path
+) -> Path:
+    """Rows of (query cell, top-k images with green/red borders) -> PNG."""
+    plt = _pyplot()
+    num_q, k = hits.shape
+    fig, axes = plt.subplots(num_q, k + 1, figsize=(1.8 * (k + 1), 1.8 * num_q), squeeze=False)
+    for row in range(num_q):
+        draw_query(axes[row, 0], row)
+        for col in range(k):
+            border = "green" if correct[row, col] else "red"
+            _show_image(axes[row, col + 1], images.load(int(hits[row, col])), border)
+    fig.suptitle(title)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=90)
+    plt.close(fig)
+    return out_path
+
+
 def plot_text_to_image_grid(
-    queries: list[str],
-    hits: Tensor,
-    correct: Tensor,
-    images: Any,
-    out_path: Path,
+    queries: list[str], hits: Tensor, correct: Tensor, images: Any, out_path: Path
 ) -> Path:
     """One row per text query: the query, then its top-k images.
 
@@ -76,39 +91,25 @@ def plot_text_to_image_grid(
         hits: ``[Q, k]`` image indices, best first. correct: ``[Q, k]`` bool.
         images: an ``ImageSource`` (``load(i)`` -> PIL image).
     """
-    plt = _pyplot()
-    num_q, k = hits.shape
-    fig, axes = plt.subplots(num_q, k + 1, figsize=(1.8 * (k + 1), 1.8 * num_q), squeeze=False)
-    for row in range(num_q):
-        axes[row, 0].axis("off")
-        axes[row, 0].text(0, 0.5, textwrap.fill(queries[row], 22), fontsize=9, va="center")
-        for col in range(k):
-            border = "green" if correct[row, col] else "red"
-            _show_image(axes[row, col + 1], images.load(int(hits[row, col])), border)
-    fig.suptitle("text -> image: top hits (green = the query's own image)")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=90)
-    plt.close(fig)
-    return out_path
+
+    def draw_query(ax: Any, row: int) -> None:
+        ax.axis("off")
+        ax.text(0, 0.5, textwrap.fill(queries[row], 22), fontsize=9, va="center")
+
+    title = "text -> image: top hits (green = the query's own image)"
+    return _hits_grid(draw_query, hits, correct, images, title, out_path)
 
 
 def plot_image_to_image_grid(
     query_indices: Tensor, hits: Tensor, correct: Tensor, images: Any, out_path: Path
 ) -> Path:
     """One row per query image, then its top-k neighbours (green = same class)."""
-    plt = _pyplot()
-    num_q, k = hits.shape
-    fig, axes = plt.subplots(num_q, k + 1, figsize=(1.6 * (k + 1), 1.6 * num_q), squeeze=False)
-    for row in range(num_q):
-        _show_image(axes[row, 0], images.load(int(query_indices[row])), "blue")
-        for col in range(k):
-            border = "green" if correct[row, col] else "red"
-            _show_image(axes[row, col + 1], images.load(int(hits[row, col])), border)
-    fig.suptitle("image -> image: query (blue) and top hits (green = same class)")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=90)
-    plt.close(fig)
-    return out_path
+
+    def draw_query(ax: Any, row: int) -> None:
+        _show_image(ax, images.load(int(query_indices[row])), "blue")
+
+    title = "image -> image: query (blue) and top hits (green = same class)"
+    return _hits_grid(draw_query, hits, correct, images, title, out_path)
 
 
 def top_k(queries: Tensor, references: Tensor, k: int, exclude_self: bool = False) -> Tensor:
