@@ -17,13 +17,18 @@ KINDS = ("literal", "paraphrase")
 
 @dataclass(frozen=True)
 class Query:
+    """A typed query, its kind (literal/paraphrase) and the emoji that count as right."""
+
     text: str
     kind: str
     targets: tuple[str, ...]
 
 
 def load_query_set(path: str | Path) -> list[Query]:
-    """Read a query TSV; a malformed line raises ``ValueError`` naming file and line."""
+    """Read a query TSV; a malformed line raises ``ValueError`` naming file and line.
+
+    Targets are stored without U+FE0F (the CLDR annotation ``cp`` form).
+    """
     path = Path(path)
     queries = []
     for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
@@ -49,8 +54,15 @@ def hit_rate_at_k(
 ) -> dict[str, Any]:
     """Per kind and overall: fraction of queries with a target in the top ``k`` and MRR@k.
 
-    ``search(query, k)`` returns the keys of its top ``k`` results, best first.
+    ``search(query, k)`` returns the keys of its top ``k`` results, best first
+    (anything past ``k`` is ignored). Keys and targets are compared without
+    U+FE0F, so fully- and minimally-qualified emoji match. Returns
+    ``{"all" | kind: {"hit_rate", "mrr", "count"}}`` with rates as fractions.
     """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, got {k}")
+    if not queries:
+        raise ValueError("no queries to score")
     groups: dict[str, list[tuple[bool, float]]] = {"all": []}
     for query in queries:
         keys = [key.replace("\ufe0f", "") for key in search(query.text, k)][:k]

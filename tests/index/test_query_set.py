@@ -1,11 +1,12 @@
 """The emoji query set: every target exists in CLDR, and the kind labels are true.
 
-Rule (words = lowercase alphanumeric tokens, a trailing "s" stripped, stop words
-ignored): a "literal" query shares a word with the CLDR name or keywords of at
+Rule (words = lowercase letter/digit runs as in ``word_tokens``, one trailing "s"
+stripped, a short list of function words ignored): a "literal" query shares a word with the CLDR name or keywords of at
 least one target; a "paraphrase" query shares no word with any target's.
 """
 
 from pathlib import Path
+from xml.etree import ElementTree
 
 import pytest
 
@@ -13,35 +14,52 @@ from retrievalkit.index.bm25 import word_tokens
 from retrievalkit.index.query_set import hit_rate_at_k, load_query_set
 
 QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "emoji_queries.tsv"
-CLDR = Path("/usr/share/unicode/cldr/common/annotations/en.xml")
-STOP_WORDS = {
-    "a", "an", "the", "of", "i", "am", "so", "is", "are", "my", "to", "for", "in", "on",
-    "and", "it", "me", "you", "us", "at", "with", "there", "let", "time", "very", "up",
-}
-needs_cldr = pytest.mark.skipif(not CLDR.exists(), reason="unicode-cldr-core is not installed")
+CLDR_DIR = Path("/usr/share/unicode/cldr/common")
+CLDR = CLDR_DIR / "annotations" / "en.xml"
+CLDR_DERIVED = CLDR_DIR / "annotationsDerived" / "en.xml"
+# function words only (no content word may be hidden here to make a label pass)
+STOP_WORDS = frozenset(
+    "a an the of i am so is are my to for in on and it me you us at with there be do".split()  # noqa: SIM905
+)
+needs_cldr = pytest.mark.skipif(not CLDR.exists(), reason=f"{CLDR} absent (unicode-cldr-core)")
 
 
 def content_words(text: str) -> set[str]:
+    """Lowercase word tokens minus stop words, one trailing "s" stripped ("hands" = "hand")."""
     return {w.removesuffix("s") for w in word_tokens(text) if w not in STOP_WORDS}
+
+
+def read_cldr_texts(*paths: Path) -> dict[str, str]:
+    """``{emoji (cp, without U+FE0F): name + keywords}`` from CLDR annotation files."""
+    texts: dict[str, list[str]] = {}
+    for path in paths:
+        if not path.exists():
+            continue
+        for node in ElementTree.parse(path).getroot().iter("annotation"):
+            emoji = node.get("cp", "").replace("\ufe0f", "")
+            texts.setdefault(emoji, []).append(node.text or "")
+    return {emoji: " | ".join(parts) for emoji, parts in texts.items()}
 
 
 @pytest.fixture(scope="module")
 def cldr_words() -> dict[str, set[str]]:
-    from retrievalkit.data.emoji import read_annotations
-
-    return {a.key: content_words(" ".join((a.name, *a.keywords))) for a in read_annotations()}
+    return {e: content_words(t) for e, t in read_cldr_texts(CLDR, CLDR_DERIVED).items()}
 
 
 def test_query_set_size_and_kinds() -> None:
     queries = load_query_set(QUERIES)
     kinds = [q.kind for q in queries]
-    assert len(queries) >= 100
-    assert kinds.count("literal") >= 40 and kinds.count("paraphrase") >= 40
+    assert len(queries) >= 120
+    for kind in ("literal", "paraphrase"):  # about half each
+        assert 0.4 <= kinds.count(kind) / len(queries) <= 0.6, kind
+    assert len({q.text for q in queries}) == len(queries), "duplicate query"
 
 
 @needs_cldr
 def test_targets_exist_in_cldr(cldr_words: dict[str, set[str]]) -> None:
-    missing = [(q.text, t) for q in load_query_set(QUERIES) for t in q.targets if t not in cldr_words]
+    missing = [
+        (q.text, t) for q in load_query_set(QUERIES) for t in q.targets if t not in cldr_words
+    ]
     assert not missing
 
 
@@ -76,3 +94,18 @@ def test_hit_rate_counts_rank_within_k(tmp_path: Path) -> None:
     assert scores["literal"] == {"hit_rate": 1.0, "mrr": 0.5, "count": 1}
     assert scores["paraphrase"] == {"hit_rate": 0.5, "mrr": 0.5, "count": 2}
     assert scores["all"]["hit_rate"] == pytest.approx(2 / 3)
+
+
+def test_hit_rate_rejects_bad_calls() -> None:
+    with pytest.raises(ValueError, match="k must be at least 1"):
+        hit_rate_at_k(lambda q, k: [], [], k=0)
+    with pytest.raises(ValueError, match="no queries"):
+        hit_rate_at_k(lambda q, k: [], [], k=5)
+
+
+def test_variation_selector_does_not_matter(tmp_path: Path) -> None:
+    path = tmp_path / "q.tsv"
+    path.write_text("love\tliteral\t\u2764\ufe0f\n")
+    queries = load_query_set(path)
+    assert queries[0].targets == ("\u2764",)
+    assert hit_rate_at_k(lambda q, k: ["\u2764\ufe0f"], queries)["all"]["hit_rate"] == 1.0
