@@ -23,12 +23,14 @@ def _sort_candidates(scores: Tensor, indices: Tensor) -> tuple[Tensor, Tensor]:
 
 def _block_topk(scores: Tensor, k: int) -> tuple[Tensor, Tensor]:
     """Top-``k`` of ``scores [q, b]`` with ties to the lower column: ``[q, k]`` each."""
-    top = scores.topk(k, dim=1)
-    kth = top.values[:, -1:]
-    # rows where more columns tie with the k-th score than fit: topk may have kept
-    # arbitrary ones, so those (rare) rows take a full stable sort instead
-    crowded = (scores >= kth).sum(dim=1) > k
-    values, indices = _sort_candidates(top.values, top.indices)
+    if k >= scores.shape[1]:
+        order = scores.argsort(dim=1, descending=True, stable=True)[:, :k]
+        return scores.gather(1, order), order
+    # one extra place shows whether the k-th score ties with one left out; if so,
+    # topk may have kept arbitrary tied columns, and that (rare) row is fully sorted
+    top = scores.topk(k + 1, dim=1)
+    crowded = top.values[:, k] == top.values[:, k - 1]
+    values, indices = _sort_candidates(top.values[:, :k], top.indices[:, :k])
     if bool(crowded.any()):
         rows = crowded.nonzero().squeeze(1)
         order = scores[rows].argsort(dim=1, descending=True, stable=True)[:, :k]
