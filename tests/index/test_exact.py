@@ -43,6 +43,17 @@ def test_blockwise_topk_matches_brute_force_with_ties(
         assert torch.equal(scores, want_scores)
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_blockwise_topk_keeps_input_dtype(dtype: torch.dtype) -> None:
+    # small integers: every inner product is exact in each of these dtypes
+    database, queries = int_vectors(29, 4, seed=5), int_vectors(6, 4, seed=6, high=1)
+    scores, indices = blockwise_topk(queries.to(dtype), database.to(dtype), 6, block_size=4)
+    want_scores, want_indices = brute_force(queries, database, 6)
+    assert scores.dtype == dtype
+    assert torch.equal(indices, want_indices)
+    assert torch.equal(scores.float(), want_scores)
+
+
 def test_all_equal_scores_give_lowest_indices() -> None:
     database = torch.ones(40, 3)
     scores, indices = blockwise_topk(torch.ones(2, 3), database, 5, block_size=7)
