@@ -91,40 +91,60 @@ class _Chunker:
 
     ``anchors [Q, k]`` = ``S_qi / tau`` of the group's positives.
     ``all_block(c)`` -> ``[c, k, R]`` = ``G(S_qj - S_qi)`` for every reference
-    ``j`` (0 at ``j = q`` when the query is excluded from its own retrieval set);
+    ``j`` (0 at ``j = q`` when the query is excluded from its own retrieval set),
+    written into one reused buffer (valid until the next call);
     ``pos_block(c)`` -> ``[c, k, k]`` = the same for ``j`` in the positives.
     """
 
-    def __init__(self, sim: Tensor, group: _Group, inv_tau: float, exclude_self: bool) -> None:
+    def __init__(
+        self,
+        sim: Tensor,
+        group: _Group,
+        inv_tau: float,
+        exclude_self: bool,
+        chunk_elements: int,
+    ) -> None:
         self.sim, self.group, self.inv_tau, self.exclude_self = sim, group, inv_tau, exclude_self
+        num_rows, k = group.pos_idx.shape
         self.anchors = sim[group.rows.unsqueeze(1), group.pos_idx] * inv_tau
+        self.all_chunks = _row_chunks(num_rows, k * sim.shape[1], chunk_elements)
+        self.pos_chunks = _row_chunks(num_rows, k * k, chunk_elements)
+        rows_per_chunk = self.all_chunks[0].stop
+        self.buffer = sim.new_empty(rows_per_chunk, k, sim.shape[1])
+        self.local = torch.arange(rows_per_chunk, device=sim.device)
         self.neg_inf = sim.new_full((), float("-inf"))
 
     def all_block(self, chunk: slice) -> Tensor:
         rows = self.group.rows[chunk]
         scaled = self.sim.index_select(0, rows).mul_(self.inv_tau)  # [c, R]
         if self.exclude_self:
-            local = torch.arange(rows.shape[0], device=rows.device)
-            scaled.index_put_((local, rows), self.neg_inf)
-        return torch.sub(scaled.unsqueeze(1), self.anchors[chunk].unsqueeze(2)).sigmoid_()
+            scaled.index_put_((self.local[: rows.shape[0]], rows), self.neg_inf)
+        out = self.buffer[: rows.shape[0]]
+        torch.sub(scaled.unsqueeze(1), self.anchors[chunk].unsqueeze(2), out=out)
+        return out.sigmoid_()
 
     def pos_block(self, chunk: slice) -> Tensor:
         anchors = self.anchors[chunk]
         return torch.sub(anchors.unsqueeze(1), anchors.unsqueeze(2)).sigmoid_()
 
-    def sums(self, chunk_elements: int) -> tuple[Tensor, Tensor]:
+    def sums(self) -> tuple[Tensor, Tensor]:
         """``1 + sum_{j != i}`` over positives / over the retrieval set, ``[Q, k]`` each.
 
         The ``j = i`` term is ``G(0) = 0.5`` in both sums: ``1 + sum - 0.5``.
         """
-        num_rows, k = self.group.pos_idx.shape
         numer = torch.empty_like(self.anchors)
         denom = torch.empty_like(self.anchors)
-        for chunk in _row_chunks(num_rows, k * k, chunk_elements):
+        for chunk in self.pos_chunks:
             torch.sum(self.pos_block(chunk), dim=2, out=numer[chunk])
-        for chunk in _row_chunks(num_rows, k * self.sim.shape[1], chunk_elements):
+        for chunk in self.all_chunks:
             torch.sum(self.all_block(chunk), dim=2, out=denom[chunk])
         return numer.add_(0.5), denom.add_(0.5)
+
+
+def _weighted_sigmoid_grad(sig: Tensor, weight: Tensor) -> Tensor:
+    """``weight[..., None] * sig * (1 - sig)`` written in place into ``sig [c, k, M]``."""
+    grad_out = weight.unsqueeze(2).expand_as(sig)
+    return torch.ops.aten.sigmoid_backward.grad_input(grad_out, sig, grad_input=sig)
 
 
 class _SmoothAPFunction(torch.autograd.Function):
@@ -143,7 +163,8 @@ class _SmoothAPFunction(torch.autograd.Function):
         ratios = []
         with torch.autocast(device_type=sim.device.type, enabled=False):
             for group in groups:
-                numer, denom = _Chunker(sim, group, inv_tau, exclude_self).sums(chunk_elements)
+                chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
+                numer, denom = chunker.sums()
                 ap[group.rows] = (numer / denom).mean(dim=1)
                 ratios.append((numer, denom))
         ctx.save_for_backward(sim)
@@ -158,8 +179,8 @@ class _SmoothAPFunction(torch.autograd.Function):
         grad_sim = torch.zeros_like(sim)
         with torch.autocast(device_type=sim.device.type, enabled=False):
             for group, (numer, denom) in zip(ctx.groups, ctx.ratios):
-                chunker = _Chunker(sim, group, ctx.inv_tau, ctx.exclude_self)
-                _group_backward(chunker, numer, denom, grad_ap, grad_sim, ctx.chunk_elements)
+                chunker = _Chunker(sim, group, ctx.inv_tau, ctx.exclude_self, ctx.chunk_elements)
+                _group_backward(chunker, numer, denom, grad_ap, grad_sim)
         return grad_sim, None, None, None, None
 
 
@@ -169,7 +190,6 @@ def _group_backward(
     denom: Tensor,
     grad_ap: Tensor,
     grad_sim: Tensor,
-    chunk_elements: int,
 ) -> None:
     """Write ``d(sum_q grad_ap[q] AP_q) / dS`` of one group's rows into ``grad_sim``.
 
@@ -178,18 +198,16 @@ def _group_backward(
     and ``-`` to the positive ``i``.
     """
     rows, pos_idx = chunker.group.rows, chunker.group.pos_idx
-    num_rows, k = pos_idx.shape
+    k = pos_idx.shape[1]
     scale = grad_ap[rows].unsqueeze(1) * (chunker.inv_tau / k)  # [Q, 1]
     g_numer = scale / denom  # [Q, k]
     g_denom = -scale * numer / denom.square()  # [Q, k]
     grad_anchor = torch.empty_like(numer)
-    for chunk in _row_chunks(num_rows, k * k, chunk_elements):
-        sig = chunker.pos_block(chunk)
-        w = torch.ops.aten.sigmoid_backward(g_numer[chunk].unsqueeze(2).expand_as(sig), sig)
+    for chunk in chunker.pos_chunks:
+        w = _weighted_sigmoid_grad(chunker.pos_block(chunk), g_numer[chunk])
         torch.sub(w.sum(dim=1), w.sum(dim=2), out=grad_anchor[chunk])
-    for chunk in _row_chunks(num_rows, k * grad_sim.shape[1], chunk_elements):
-        sig = chunker.all_block(chunk)
-        w = torch.ops.aten.sigmoid_backward(g_denom[chunk].unsqueeze(2).expand_as(sig), sig)
+    for chunk in chunker.all_chunks:
+        w = _weighted_sigmoid_grad(chunker.all_block(chunk), g_denom[chunk])
         grad_sim[rows[chunk]] = w.sum(dim=1)
         grad_anchor[chunk] -= w.sum(dim=2)
     grad_sim.index_put_((rows.unsqueeze(1), pos_idx), grad_anchor, accumulate=True)
