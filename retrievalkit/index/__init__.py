@@ -5,6 +5,7 @@ approximate FAISS index (IVF/HNSW) loses with ``ann_recall``, per query directio
 """
 
 from pathlib import Path
+from types import MappingProxyType
 
 import torch
 
@@ -15,7 +16,9 @@ from retrievalkit.index.faiss_index import FaissIndex, ann_recall
 from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
 from retrievalkit.index.topk import blockwise_topk
 
-BACKENDS: dict[str, type[ExactIndex]] = {"exact": ExactIndex, "faiss": FaissIndex}
+BACKENDS: MappingProxyType[str, type[ExactIndex]] = MappingProxyType(
+    {"exact": ExactIndex, "faiss": FaissIndex}
+)
 
 
 def load_index(directory: str | Path, device: str | torch.device | None = None) -> ExactIndex:
