@@ -202,9 +202,12 @@ class SearchEngine:
         for q in range(emb.shape[0]):
             best: dict[str, float] = {}
             for score, i in zip(result.scores[q].tolist(), result.indices[q].tolist(), strict=True):
+                if i < 0:  # an approximate index found fewer items than asked
+                    continue
                 key = result.item_keys[i]
                 best[key] = max(best.get(key, -2.0), score)
-            out.append((best, float(result.scores[q, -1])))
+            seen = [v for v in result.scores[q].tolist() if v != float("-inf")]
+            out.append((best, min(seen) if seen else -2.0))
         return out
 
     @torch.no_grad()
