@@ -32,7 +32,13 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import PairBatch, PairLoss
+from retrievalkit.losses.core import (
+    PairBatch,
+    PairLoss,
+    check_embeddings,
+    compute_dtype,
+    same_label_mask,
+)
 from retrievalkit.losses.registry import register_loss
 
 # Elements of the [chunk, K, R] sigmoid buffer (4 MiB in float32): large enough
@@ -213,6 +219,27 @@ def _group_backward(
     grad_sim.index_put_((rows.unsqueeze(1), pos_idx), grad_anchor, accumulate=True)
 
 
+class _SelfSimilarity(torch.autograd.Function):
+    """``x [B, D] -> x @ x.T [B, B]`` with the one-matmul backward ``(G + G.T) @ x``.
+
+    Autograd's backward of ``x @ x.T`` does two matmuls (one per operand); this
+    is the same gradient with one. ``x`` must already be in the compute dtype.
+    """
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.save_for_backward(x)
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return x @ x.T
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> Tensor:
+        (x,) = ctx.saved_tensors
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return (grad + grad.T) @ x
+
+
 def smooth_ap_per_query(
     sim: Tensor,
     pos: Tensor,
@@ -270,11 +297,31 @@ class SmoothAPLoss(PairLoss):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.include_self = temperature, include_self
 
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        """Same result as :meth:`PairLoss.forward`; without references the
+        similarity is built with a one-matmul backward (``_SelfSimilarity``)."""
+        if ref_embeddings is not None or ref_labels is not None:
+            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+        check_embeddings(embeddings, labels)
+        sim = _SelfSimilarity.apply(embeddings.to(compute_dtype(embeddings.dtype)))
+        pos = same_label_mask(labels, labels).fill_diagonal_(False)
+        return self._loss(sim, pos)
+
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
-        ap, valid = smooth_ap_per_query(pairs.sim, pairs.pos, self.temperature, self.include_self)
+        return self._loss(pairs.sim, pairs.pos)
+
+    def _loss(self, sim: Tensor, pos: Tensor) -> Tensor:
+        """``1 - mean AP`` over queries with a positive; ``sim [B, R]``, ``pos [B, R]``."""
+        ap, valid = smooth_ap_per_query(sim, pos, self.temperature, self.include_self)
         num_valid = int(valid.sum())
         if num_valid == 0:
-            return pairs.zero()
+            return sim.sum() * 0.0  # stays in the graph (as PairBatch.zero)
         return 1.0 - ap.sum() / num_valid
 
     def extra_repr(self) -> str:
