@@ -8,8 +8,9 @@ from torch import Tensor, nn
 
 
 class ProjectionHead(nn.Module):
-    """``[B, in_dim] -> [B, out_dim]``: linear (VSE++, Xavier init as in vsepp) or a
-    2-layer MLP (``kind="mlp"``)."""
+    """``[B, in_dim] -> [B, out_dim]``: linear (VSE++, Xavier init as in vsepp), a
+    2-layer MLP (``kind="mlp"``), or ``"identity"`` (keeps a pretrained encoder's
+    space as the joint space, e.g. a frozen MiniLM; needs ``in_dim == out_dim``)."""
 
     def __init__(
         self,
@@ -20,7 +21,13 @@ class ProjectionHead(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
-        if kind == "linear":
+        if kind == "identity":
+            if in_dim != out_dim:
+                raise ValueError(
+                    f"an identity head needs in_dim == out_dim, got {in_dim} and {out_dim}"
+                )
+            self.net = nn.Identity()
+        elif kind == "linear":
             self.net: nn.Module = nn.Linear(in_dim, out_dim)
         elif kind == "mlp":
             hidden = hidden_dim or max(in_dim, out_dim)
@@ -32,7 +39,7 @@ class ProjectionHead(nn.Module):
                 nn.Linear(hidden, out_dim),
             )
         else:
-            raise ValueError(f"unknown head kind {kind!r}; use 'linear' or 'mlp'")
+            raise ValueError(f"unknown head kind {kind!r}; use 'linear', 'mlp' or 'identity'")
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 bound = math.sqrt(6.0) / math.sqrt(module.in_features + module.out_features)

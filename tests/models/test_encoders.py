@@ -140,3 +140,13 @@ def test_unknown_encoder_option_names_the_encoder():
         build_image_encoder("small_cnn", depth=3)
     with pytest.raises(KeyError, match="unknown text encoder 'bert'"):
         build_text_encoder("bert")
+
+
+def test_identity_head_keeps_the_encoder_space():
+    from retrievalkit.models import ProjectionHead
+
+    head = ProjectionHead(6, 6, kind="identity")
+    x = torch.randn(3, 6)
+    assert torch.equal(head(x), x)
+    with pytest.raises(ValueError, match="identity head needs in_dim == out_dim"):
+        ProjectionHead(6, 5, kind="identity")

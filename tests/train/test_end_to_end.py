@@ -124,6 +124,16 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     assert all({"rank", "score", "key", "caption"} <= set(h) for h in hits)
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
 
+    from retrievalkit.pipeline.search_engine import SearchEngine
+
+    engine = SearchEngine(index)
+    image_only = engine.search_text(["a red circle"], 4, mode="image")[0]
+    fused = engine.search_text(["a red circle"], 4)[0]
+    assert len(image_only) == len(fused) == 4
+    assert len({h.key for h in fused}) == 4  # one hit per item, not per caption
+    with pytest.raises(ValueError, match="mode must be"):
+        engine.search_text(["x"], 2, mode="captions")
+
     queries = tmp_path / "queries.txt"
     queries.write_text("a red circle\n\nblue bar\n")
     assert main(["search", str(index), "--queries", str(queries), "-k", "2", "--json"]) == 0
