@@ -20,7 +20,9 @@ positives costs ``K_q x R`` sigmoid differences: time ``O(sum_q K_q R)`` (i.e.
 padding: exact for any class sizes and order) and processed in chunks of
 queries inside one autograd Function that recomputes the sigmoids in
 backward, so the extra memory is ``O(B R)`` (the gradient of ``S``) plus one
-``[chunk, K, R]`` buffer. Double backward is not supported.
+``[chunk, K, R]`` buffer. Without extra references the similarity
+``x @ x.T`` is built with a one-matmul backward (``(G + G.T) @ x`` instead of
+two matmuls). Double backward is not supported.
 """
 
 from __future__ import annotations
