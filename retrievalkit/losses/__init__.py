@@ -3,16 +3,32 @@
 Importing this package needs only torch.
 """
 
+from retrievalkit.losses.binomial import BinomialDevianceLoss
+from retrievalkit.losses.contrastive import ContrastiveLoss
 from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs, similarity_matrix
+from retrievalkit.losses.instance import InstanceLoss
+from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
+from retrievalkit.losses.memory import CrossBatchMemory
+from retrievalkit.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
 from retrievalkit.losses.registry import LOSSES, build_loss, register_loss
 from retrievalkit.losses.smooth_ap import SmoothAPLoss
+from retrievalkit.losses.triplet import TripletMarginLoss
 from retrievalkit.losses.vse import VSELoss
 
 __all__ = [
     "LOSSES",
+    "BinomialDevianceLoss",
+    "ContrastiveLoss",
+    "CrossBatchMemory",
+    "GeneralizedLiftedStructureLoss",
+    "InstanceLoss",
+    "LiftedStructureLoss",
+    "MultiSimilarityLoss",
+    "MultiSimilarityMiner",
     "PairBatch",
     "PairLoss",
     "SmoothAPLoss",
+    "TripletMarginLoss",
     "VSELoss",
     "build_loss",
     "build_pairs",
