@@ -270,8 +270,10 @@ def smooth_ap_per_query(
             f"pos must be a bool tensor shaped like sim {tuple(sim.shape)}, "
             f"got {pos.dtype} {tuple(pos.shape)}"
         )
-    valid = pos.any(dim=1)
     groups = _positive_groups(pos, include_self)
+    valid = torch.zeros(pos.shape[0], dtype=torch.bool, device=pos.device)
+    for group in groups:
+        valid[group.rows] = True
     ap = _SmoothAPFunction.apply(
         sim, groups, 1.0 / temperature, not include_self, max(1, int(chunk_elements))
     )
