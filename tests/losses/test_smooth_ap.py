@@ -277,6 +277,28 @@ def test_under_bfloat16_autocast():
     assert torch.isfinite(layer.weight.grad).all() and layer.weight.grad.abs().sum() > 0
 
 
+def _status_mib(field: str) -> float:
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field + ":")) / 1024
+
+
+def test_memory_is_quadratic_not_cubic():
+    # B = 1024: one B x B x B float tensor is 4 GiB; B x B floats are 4 MiB.
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            before = _status_mib("VmRSS")
+            f.write("5")  # reset the peak-RSS mark
+    except OSError:
+        pytest.skip("needs Linux /proc/self/clear_refs")
+    labels = shuffled([i // 4 for i in range(1024)], seed=24)
+    emb = random_embeddings(1024, 8, seed=25, dtype=torch.float32).requires_grad_()
+    loss = SmoothAPLoss()(emb, labels)
+    loss.backward()
+    peak = _status_mib("VmHWM") - before
+    assert torch.isfinite(loss) and emb.grad.abs().sum() > 0
+    assert peak < 128, f"peak RSS grew by {peak:.0f} MiB (B x B float32 = 4 MiB)"
+
+
 # --- contract -----------------------------------------------------------------------------
 
 
