@@ -4,7 +4,16 @@ Every run reads data as splits (``CrossModalSplit`` / ``LabelledSplit``) from
 ``load_dataset(name, **options)``. Nothing is downloaded.
 """
 
-from retrievalkit.data import emoji, fashion_mnist, synthetic  # noqa: F401  (register datasets)
+from retrievalkit.data import (  # noqa: F401  (register the datasets)
+    emoji,
+    fashion_mnist,
+    folders,
+    karpathy,
+    lists,
+    pairs,
+    precomp,
+    synthetic,
+)
 from retrievalkit.data.datasets import (
     CaptionDataset,
     CaptionPairDataset,
@@ -15,7 +24,7 @@ from retrievalkit.data.datasets import (
     collate_labelled,
     collate_pairs,
 )
-from retrievalkit.data.errors import DataError
+from retrievalkit.data.errors import BadItems, DataError
 from retrievalkit.data.registry import DATASETS, load_dataset, register_dataset
 from retrievalkit.data.samplers import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
 from retrievalkit.data.splits import (
@@ -31,6 +40,7 @@ from retrievalkit.data.text import Vocabulary, position_shift, tokenize
 __all__ = [
     "DATASETS",
     "ArrayImageSource",
+    "BadItems",
     "CaptionDataset",
     "CaptionPairDataset",
     "CrossModalBatch",

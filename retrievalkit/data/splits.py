@@ -74,15 +74,22 @@ class FileImageSource:
 
 
 class FeatureSource:
-    """Precomputed features ``[N, F]`` (e.g. a memory-mapped ``.npy``)."""
+    """Precomputed features ``[R, F]`` or ``[R, regions, F]`` (e.g. a memory-mapped ``.npy``).
+
+    Item ``i`` is row ``rows[i]`` (or row ``i`` without ``rows``): ``load`` gives a
+    float32 copy of shape ``features.shape[1:]``. ``rows`` serves files that store one
+    row per caption (vsepp's COCO train): item ``i`` -> its image's first row.
+    """
 
     kind: Literal["image", "feature"] = "feature"
 
     def __init__(self, features: np.ndarray, rows: np.ndarray | None = None) -> None:
-        if features.ndim != 2:
-            raise ValueError(f"expected features [N, F], got shape {features.shape}")
+        if features.ndim < 2:
+            raise ValueError(f"expected features [N, F] (or [N, R, F]), got shape {features.shape}")
+        if rows is not None and len(rows) and (rows.min() < 0 or rows.max() >= len(features)):
+            raise ValueError(f"rows point outside the {len(features)} feature rows")
         self.features = features
-        self.rows = rows  # optional row index per item (features stored per caption)
+        self.rows = rows
 
     def __len__(self) -> int:
         return len(self.rows) if self.rows is not None else self.features.shape[0]
@@ -138,3 +145,17 @@ class LabelledSplit:
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.images) or len(self.keys) != len(self.images):
             raise ValueError(f"{self.name}: labels/keys/images differ in length")
+
+
+def grouped_captions_split(
+    name: str,
+    images: ImageSource,
+    image_keys: list[str],
+    captions_per_image: Sequence[Sequence[str]],
+    source: str,
+) -> CrossModalSplit:
+    """A :class:`CrossModalSplit` from the captions of each image, in image order."""
+    captions = [c for group in captions_per_image for c in group]
+    counts = [len(group) for group in captions_per_image]
+    caption_image = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
+    return CrossModalSplit(name, images, image_keys, captions, caption_image, source)
