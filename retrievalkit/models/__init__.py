@@ -1,6 +1,10 @@
-"""Encoders, heads and models. Registries: ``IMAGE_ENCODERS``, ``TEXT_ENCODERS``."""
+"""Encoders, heads and models. Registries: ``IMAGE_ENCODERS``, ``TEXT_ENCODERS``.
 
-from retrievalkit.models import image, text  # noqa: F401  (register encoders)
+Importing this package needs only torch: torchvision and sentence_transformers
+are imported when a ResNet or MiniLM encoder is built.
+"""
+
+from retrievalkit.models import image, minilm, resnet, text, textcnn  # noqa: F401  (register)
 from retrievalkit.models.dual import (
     DualEmbeddings,
     DualEncoder,

@@ -8,7 +8,7 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retrievalkit.models.heads import ProjectionHead
+from retrievalkit.models.heads import HeadSpec, make_head
 from retrievalkit.models.registry import build_image_encoder, build_text_encoder
 
 
@@ -21,21 +21,25 @@ class DualEmbeddings:
 
 
 class DualEncoder(nn.Module):
-    """Image and text encoders, each with a head into a shared ``embed_dim`` space."""
+    """Image and text encoders, each with a head into a shared ``embed_dim`` space.
+
+    Heads are a kind (``"linear"`` with vsepp's Xavier init, ``"mlp"``,
+    ``"identity"``) or a dict of :func:`make_head` options.
+    """
 
     def __init__(
         self,
         image_encoder: nn.Module,
         text_encoder: nn.Module,
         embed_dim: int,
-        image_head: str = "linear",
-        text_head: str = "linear",
+        image_head: HeadSpec = "linear",
+        text_head: HeadSpec = "linear",
     ) -> None:
         super().__init__()
         self.image_encoder = image_encoder
         self.text_encoder = text_encoder
-        self.image_head = ProjectionHead(image_encoder.out_dim, embed_dim, image_head)
-        self.text_head = ProjectionHead(text_encoder.out_dim, embed_dim, text_head)
+        self.image_head = make_head(image_encoder.out_dim, embed_dim, image_head)
+        self.text_head = make_head(text_encoder.out_dim, embed_dim, text_head)
         self.embed_dim = embed_dim
 
     def encode_image(self, images: Tensor, normalize: bool = True) -> Tensor:
@@ -49,19 +53,21 @@ class DualEncoder(nn.Module):
         return F.normalize(out, dim=-1) if normalize else out
 
     def forward(self, images: Tensor, captions: list[str]) -> DualEmbeddings:
+        """Both sides, L2-normalized: ``image [B, E]``, ``text [B', E]``."""
         return DualEmbeddings(self.encode_image(images), self.encode_text(captions))
 
 
 class EmbeddingModel(nn.Module):
     """An image encoder with a head: ``encode(images) -> [B, E]`` (metric learning)."""
 
-    def __init__(self, encoder: nn.Module, embed_dim: int, head: str = "linear") -> None:
+    def __init__(self, encoder: nn.Module, embed_dim: int, head: HeadSpec = "linear") -> None:
         super().__init__()
         self.encoder = encoder
-        self.head = ProjectionHead(encoder.out_dim, embed_dim, head)
+        self.head = make_head(encoder.out_dim, embed_dim, head)
         self.embed_dim = embed_dim
 
     def encode(self, images: Tensor, normalize: bool = True) -> Tensor:
+        """``[B, C, H, W]`` or ``[B, F]`` -> ``[B, E]``."""
         out = self.head(self.encoder(images))
         return F.normalize(out, dim=-1) if normalize else out
 
@@ -69,9 +75,9 @@ class EmbeddingModel(nn.Module):
         return self.encode(images)
 
 
-def _split_options(spec: dict[str, Any], what: str) -> tuple[str, str, dict[str, Any]]:
-    if "name" not in spec:
-        raise ValueError(f"{what} encoder options need a 'name', got {spec}")
+def _split_options(spec: dict[str, Any], what: str) -> tuple[str, HeadSpec, dict[str, Any]]:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"{what} encoder options need a 'name', got {spec!r}")
     options = dict(spec)
     name = options.pop("name")
     head = options.pop("head", "linear")
@@ -81,7 +87,11 @@ def _split_options(spec: dict[str, Any], what: str) -> tuple[str, str, dict[str,
 def build_dual_encoder(
     image: dict[str, Any], text: dict[str, Any], embed_dim: int, vocab: Any | None = None
 ) -> DualEncoder:
-    """From recipe dicts ``{"name": ..., "head": "linear"|"mlp", **options}``."""
+    """From recipe dicts ``{"name": ..., "head": "linear"|"mlp"|{...}, **options}``.
+
+    Options other than ``name`` and ``head`` go to the encoder; an unknown one
+    raises a ``TypeError`` naming the encoder and the option.
+    """
     image_name, image_head, image_options = _split_options(image, "image")
     text_name, text_head, text_options = _split_options(text, "text")
     return DualEncoder(
@@ -94,5 +104,6 @@ def build_dual_encoder(
 
 
 def build_embedding_model(image: dict[str, Any], embed_dim: int) -> EmbeddingModel:
+    """From a recipe dict ``{"name": ..., "head": ..., **options}`` (metric learning)."""
     name, head, options = _split_options(image, "image")
     return EmbeddingModel(build_image_encoder(name, **options), embed_dim, head)

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from torch import Tensor, nn
+
+HEAD_KINDS = ("linear", "mlp", "identity")
 
 
 class ProjectionHead(nn.Module):
@@ -39,12 +43,30 @@ class ProjectionHead(nn.Module):
                 nn.Linear(hidden, out_dim),
             )
         else:
-            raise ValueError(f"unknown head kind {kind!r}; use 'linear', 'mlp' or 'identity'")
+            raise ValueError(f"unknown head kind {kind!r}; use one of {HEAD_KINDS}")
         for module in self.modules():
             if isinstance(module, nn.Linear):
                 bound = math.sqrt(6.0) / math.sqrt(module.in_features + module.out_features)
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
 
+        self.kind = kind
+
     def forward(self, features: Tensor) -> Tensor:
+        """``[B, in_dim]`` -> ``[B, out_dim]``."""
         return self.net(features)
+
+
+HeadSpec = str | Mapping[str, Any]
+
+
+def make_head(in_dim: int, out_dim: int, spec: HeadSpec = "linear") -> ProjectionHead:
+    """A head from a kind (``"mlp"``) or a dict ``{"kind": "mlp", "hidden_dim": 1024,
+    "dropout": 0.1}`` as written in a recipe."""
+    if isinstance(spec, str):
+        return ProjectionHead(in_dim, out_dim, spec)
+    options = dict(spec)
+    unknown = sorted(set(options) - {"kind", "hidden_dim", "dropout"})
+    if unknown:
+        raise ValueError(f"head options {unknown} unknown; a head takes kind, hidden_dim, dropout")
+    return ProjectionHead(in_dim, out_dim, **options)
