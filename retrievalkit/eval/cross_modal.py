@@ -1,70 +1,47 @@
-"""Cross-modal retrieval scores: R@K, median and mean rank, rsum (in percent).
-
-Ranks are counted, not sorted: for a query, rank = 1 + the number of wrong
-references scoring strictly higher than its best right one (ties count in the
-query's favour). Image queries are scored in chunks of ``chunk_size`` images
-against all captions, so memory is ``chunk_size x M`` and no ``N x M`` matrix
-exists at once; the same chunk gives the caption queries' counts.
+"""Cross-modal retrieval scores: R@K, median and mean rank, rsum (recalls in percent).
 
 An image query is a hit at K when ANY of its captions is in the top K; a caption
-query when its image is (the COCO/Flickr30K protocol). Which captions belong to
-which image is data (``txt_to_img``), never "5 per image".
+query when its image is (the COCO/Flickr30K protocol, vsepp#14). Which captions
+belong to which image is data (``txt_to_img``), never "5 per image", and the
+captions need not be grouped or ordered (CLIP_benchmark#7). Ranks are counted
+in chunks, ties in the query's favour (see ``retrievalkit.eval.ranking``).
+
+COCO 1K is the MEAN over 5 folds of 1,000 consecutive images, never the best
+fold (vsepp#26); COCO 5K scores all 5,000 test images at once.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
+from retrievalkit.eval.ranking import DEFAULT_CHUNK, retrieval_ranks
+
 RECALL_KS = (1, 5, 10)
 
 
-def _check_inputs(img: Tensor, txt: Tensor, txt_to_img: Tensor) -> None:
-    if img.dim() != 2 or txt.dim() != 2 or img.shape[1] != txt.shape[1]:
-        raise ValueError(
-            f"expected img [N, D] and txt [M, D], got {tuple(img.shape)} and {tuple(txt.shape)}"
-        )
-    if txt_to_img.shape != (txt.shape[0],):
-        raise ValueError(
-            f"txt_to_img must be [M] = [{txt.shape[0]}], got {tuple(txt_to_img.shape)}"
-        )
-    if txt.shape[0] and (txt_to_img.min() < 0 or txt_to_img.max() >= img.shape[0]):
-        raise ValueError(f"txt_to_img has values outside [0, {img.shape[0]})")
-    counts = torch.bincount(txt_to_img.cpu(), minlength=img.shape[0])
-    if (counts == 0).any():
-        missing = torch.nonzero(counts == 0).flatten()[:5].tolist()
-        raise ValueError(f"images without any caption (e.g. {missing}): an image query needs one")
-
-
-def retrieval_ranks(
-    img: Tensor, txt: Tensor, txt_to_img: Tensor, chunk_size: int = 1024
-) -> tuple[Tensor, Tensor]:
-    """1-based ranks: image->text ``[N]`` and text->image ``[M]`` (int64, on CPU)."""
-    _check_inputs(img, txt, txt_to_img)
-    device = img.device
-    txt = txt.to(device=device, dtype=img.dtype)
-    txt_to_img = txt_to_img.to(device)
-    own_score = (img[txt_to_img] * txt).sum(dim=1)  # [M]
-    i2t = torch.empty(img.shape[0], dtype=torch.long, device=device)
-    t2i = torch.zeros(txt.shape[0], dtype=torch.long, device=device)
-    for start in range(0, img.shape[0], chunk_size):
-        rows = torch.arange(start, min(start + chunk_size, img.shape[0]), device=device)
-        scores = img[rows] @ txt.T  # [n, M]
-        own = txt_to_img.unsqueeze(0) == rows.unsqueeze(1)  # [n, M]
-        best_own = scores.masked_fill(~own, -math.inf).amax(dim=1, keepdim=True)
-        i2t[rows] = 1 + ((scores > best_own) & ~own).sum(dim=1)
-        t2i += ((scores > own_score.unsqueeze(0)) & ~own).sum(dim=0)
-    return i2t.cpu(), (t2i + 1).cpu()
+def _check_ks(ks: Sequence[int]) -> tuple[int, ...]:
+    ks = tuple(int(k) for k in ks)
+    if not ks or any(k < 1 for k in ks):
+        raise ValueError(f"ks must be positive integers, got {ks}")
+    return ks
 
 
 def summarize_ranks(ranks: Tensor, prefix: str, ks: Sequence[int] = RECALL_KS) -> dict[str, float]:
-    """R@K (percent), medr and meanr as vsepp computes them (1-based ranks)."""
+    """R@K (percent), ``medr`` and ``meanr`` of 1-based ``ranks [Q]``, as vsepp computes them.
+
+    ``medr = floor(median(ranks - 1)) + 1`` (the median of an even count is the mean of
+    the two middle ranks, then floored); ``meanr`` is the plain mean of the 1-based ranks.
+    """
     ranks = ranks.double()
-    out = {f"{prefix}_r{k}": float((ranks <= k).double().mean() * 100) for k in ks}
-    out[f"{prefix}_medr"] = float(torch.floor(torch.quantile(ranks - 1, 0.5)) + 1)
+    out = {f"{prefix}_r{k}": float((ranks <= k).double().mean() * 100) for k in _check_ks(ks)}
+    ordered = torch.sort(ranks - 1).values
+    mid = (ordered.numel() - 1) // 2
+    median = ordered[mid] if ordered.numel() % 2 else (ordered[mid] + ordered[mid + 1]) / 2
+    out[f"{prefix}_medr"] = float(torch.floor(median) + 1)
     out[f"{prefix}_meanr"] = float(ranks.mean())
     return out
 
@@ -74,20 +51,25 @@ def cross_modal_recall(
     txt_emb: Tensor,
     txt_to_img: Tensor,
     ks: Sequence[int] = RECALL_KS,
-    chunk_size: int = 1024,
-) -> dict[str, float]:
+    chunk_size: int = DEFAULT_CHUNK,
+) -> dict[str, Any]:
     """Scores of image->text (``i2t_*``) and text->image (``t2i_*``) retrieval.
 
     Args:
-        img_emb: ``[N, D]`` image embeddings; txt_emb: ``[M, D]`` caption embeddings.
-        txt_to_img: ``[M]`` int, the image of each caption.
+        img_emb: ``[N, D]`` image embeddings; txt_emb: ``[M, D]`` caption embeddings
+            (any device; scores are dot products, so pass L2-normalized embeddings
+            for cosine similarity).
+        txt_to_img: ``[M]`` int, the image of each caption. An image without any
+            caption is an error (its query would have no right answer).
+        ks: the K of R@K; ``rsum`` sums the recalls of both directions over ``ks``.
+        chunk_size: image rows per matmul (memory ``~2 * chunk_size * M`` scores).
     Returns:
-        ``i2t_r1 i2t_r5 i2t_r10 i2t_medr i2t_meanr t2i_...`` and ``rsum`` (sum of the
-        six recalls), plus ``n_images`` and ``n_captions``.
+        ``i2t_r1 i2t_r5 i2t_r10 i2t_medr i2t_meanr t2i_r1 ... t2i_meanr rsum`` (floats;
+        recalls in percent, ranks 1-based) and ``n_images``, ``n_captions`` (ints).
     """
-    txt_to_img = torch.as_tensor(txt_to_img, dtype=torch.long)
-    i2t, t2i = retrieval_ranks(img_emb, txt_emb, txt_to_img, chunk_size)
-    result: dict[str, float] = {}
+    ks = _check_ks(ks)
+    i2t, t2i = retrieval_ranks(img_emb, txt_emb, torch.as_tensor(txt_to_img), chunk_size)
+    result: dict[str, Any] = {}
     result.update(summarize_ranks(i2t, "i2t", ks))
     result.update(summarize_ranks(t2i, "t2i", ks))
     result["rsum"] = sum(result[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in ks)
@@ -96,65 +78,76 @@ def cross_modal_recall(
     return result
 
 
-def coco_1k_5k(
-    img_emb: Tensor, txt_emb: Tensor, txt_to_img: Tensor, folds: int = 5, chunk_size: int = 1024
-) -> dict[str, object]:
-    """COCO protocols: ``coco1k`` = MEAN over 5 folds of consecutive images (each with
-    its own captions), never the best fold (vsepp#26); ``coco5k`` = all images.
+def coco_1k(
+    img_emb: Tensor,
+    txt_emb: Tensor,
+    txt_to_img: Tensor,
+    folds: int = 5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Mean scores over ``folds`` folds of consecutive images, and each fold's scores.
 
-    Returns ``{"coco1k": scores, "coco5k": scores, "folds": [scores, ...]}``.
+    Fold ``f`` holds images ``[f * N/folds, (f + 1) * N/folds)`` and exactly the
+    captions whose ``txt_to_img`` points into it (wherever they sit in ``txt_emb``).
+    Every score, ``rsum``, ``medr`` and ``meanr`` included, is the mean over folds.
+    The mean record has ``n_images`` = images per fold, ``n_captions`` = captions
+    per fold (the rounded mean if folds differ), ``n_captions_per_fold``, ``folds``,
+    ``n_images_total`` and ``n_captions_total``.
     """
-    txt_to_img = torch.as_tensor(txt_to_img, dtype=torch.long)
+    n = img_emb.shape[0]
+    if folds < 1 or n % folds:
+        raise ValueError(f"{n} images do not split into {folds} equal folds of consecutive images")
+    txt_to_img = torch.as_tensor(txt_to_img).to(dtype=torch.long)
+    if txt_to_img.shape != (txt_emb.shape[0],):
+        raise ValueError(
+            f"txt_to_img must be [M] = [{txt_emb.shape[0]}], got {tuple(txt_to_img.shape)}"
+        )
+    size = n // folds
+    fold_scores = []
+    for fold in range(folds):
+        lo, hi = fold * size, (fold + 1) * size
+        keep = ((txt_to_img >= lo) & (txt_to_img < hi)).to(txt_emb.device)
+        fold_scores.append(
+            cross_modal_recall(
+                img_emb[lo:hi],
+                txt_emb[keep],
+                txt_to_img[keep.cpu()] - lo,
+                chunk_size=chunk_size,
+            )
+        )
+    counts = [s["n_captions"] for s in fold_scores]
+    mean: dict[str, Any] = {
+        key: sum(s[key] for s in fold_scores) / folds
+        for key in fold_scores[0]
+        if key not in ("n_images", "n_captions")
+    }
+    mean.update(
+        n_images=size,
+        n_captions=round(sum(counts) / folds),
+        n_captions_per_fold=counts,
+        folds=folds,
+        n_images_total=n,
+        n_captions_total=int(txt_emb.shape[0]),
+    )
+    return mean, fold_scores
+
+
+def coco_1k_5k(
+    img_emb: Tensor,
+    txt_emb: Tensor,
+    txt_to_img: Tensor,
+    folds: int = 5,
+    chunk_size: int = DEFAULT_CHUNK,
+) -> dict[str, Any]:
+    """Both COCO protocols on the same test split, as a nested dict.
+
+    Returns ``{"coco1k": mean over folds, "coco5k": all images at once,
+    "folds": [each fold's scores]}``; each inner dict has the keys of
+    ``cross_modal_recall`` (see ``coco_1k`` for the extra size fields of ``coco1k``).
+    """
     mean, fold_scores = coco_1k(img_emb, txt_emb, txt_to_img, folds, chunk_size)
     return {
         "coco1k": mean,
         "coco5k": cross_modal_recall(img_emb, txt_emb, txt_to_img, chunk_size=chunk_size),
         "folds": fold_scores,
     }
-
-
-def coco_1k(
-    img_emb: Tensor, txt_emb: Tensor, txt_to_img: Tensor, folds: int = 5, chunk_size: int = 1024
-) -> tuple[dict[str, float], list[dict[str, float]]]:
-    """Mean scores over ``folds`` folds of consecutive images, and each fold's scores."""
-    n = img_emb.shape[0]
-    if n % folds:
-        raise ValueError(f"{n} images do not split into {folds} equal folds")
-    size = n // folds
-    fold_scores = []
-    for fold in range(folds):
-        keep = (txt_to_img >= fold * size) & (txt_to_img < (fold + 1) * size)
-        fold_scores.append(
-            cross_modal_recall(
-                img_emb[fold * size : (fold + 1) * size],
-                txt_emb[keep],
-                txt_to_img[keep] - fold * size,
-                chunk_size=chunk_size,
-            )
-        )
-    mean = {key: sum(s[key] for s in fold_scores) / folds for key in fold_scores[0]}
-    mean["n_images"], mean["n_captions"] = size, fold_scores[0]["n_captions"]
-    return mean, fold_scores
-
-
-PROTOCOLS = ("full", "coco1k", "coco5k", "f30k")
-
-
-def evaluate_protocol(
-    name: str, img_emb: Tensor, txt_emb: Tensor, txt_to_img: Tensor
-) -> dict[str, object]:
-    """Scores under a named protocol; the record names it and its sizes.
-
-    ``full``/``f30k``/``coco5k``: every image against every caption of the split;
-    ``coco1k``: mean over 5 folds (``coco_1k_5k``).
-    """
-    if name not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {name!r}; use one of {PROTOCOLS}")
-    if name == "coco1k":
-        txt_to_img = torch.as_tensor(txt_to_img, dtype=torch.long)
-        scores: dict[str, object] = dict(coco_1k(img_emb, txt_emb, txt_to_img)[0])
-        scores["folds"] = 5
-    else:
-        scores = dict(cross_modal_recall(img_emb, txt_emb, txt_to_img))
-    scores["protocol"] = name
-    return scores
