@@ -19,6 +19,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.index",
     "retrievalkit.commands.search",
     "retrievalkit.commands.demo",
+    "retrievalkit.commands.data",
 )
 
 

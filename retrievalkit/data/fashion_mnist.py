@@ -89,7 +89,7 @@ def load_fashion_mnist(
             test_x[:limit],
             test_y[:limit],
         )
-    source = str(root)
+    source = f"{root}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte.gz"
     if protocol == "unseen_classes":
         return {
             "train": _split(

@@ -7,7 +7,16 @@ import numpy as np
 import pytest
 
 from retrievalkit.data import DataError, load_dataset
-from retrievalkit.data.emoji import CLDR_ROOT, FONT_PATH, normalize_key, split_of
+from retrievalkit.data.emoji import (
+    CLDR_ROOT,
+    FONT_PATH,
+    captions_for,
+    is_candidate,
+    normalize_key,
+    read_annotations,
+    render,
+    split_of,
+)
 from retrievalkit.data.fashion_mnist import ROOT as FMNIST_ROOT
 from retrievalkit.data.fashion_mnist import read_idx
 
@@ -32,7 +41,7 @@ def test_emoji_splits_are_by_emoji_with_several_captions():
     counts = np.bincount(train.caption_image, minlength=len(train.images))
     assert counts.min() >= 1
     assert all(split_of(k) == "train" for k in train.image_keys)
-    again = load_dataset("emoji", size=32, limit=300)  # from the cache
+    again = load_dataset("emoji", size=32, limit=300)  # deterministic
     assert again["train"].image_keys == train.image_keys
     assert np.array_equal(
         np.asarray(again["train"].images.load(5)), np.asarray(train.images.load(5))
@@ -40,20 +49,51 @@ def test_emoji_splits_are_by_emoji_with_several_captions():
 
 
 @needs_emoji
-def test_emoji_captions_match_their_emoji():
-    splits = load_dataset("emoji", size=32)
+def test_render_skips_what_the_font_lacks():
+    keys = ["😀", "\u203d", "→", "🐶\u200d🍕", "©", "👋🏽"]  # ‽ and → are not in the font
+    pixels, ok = render(keys, 16)
+    assert ok == [True, False, False, False, True, True]  # dog+pizza is no single glyph
+    assert pixels.shape == (6, 16, 16, 3) and pixels.dtype == np.uint8
+    assert (pixels[1] == 255).all() and pixels[0].std() > 20
+
+
+def test_candidates_and_split_handle_skin_tones_and_fe0f():
+    assert not is_candidate("🏽", skin_tones=True)  # a bare modifier is a color swatch
+    assert is_candidate("👋🏽", skin_tones=True) and not is_candidate("👋🏽", skin_tones=False)
+    assert split_of("👋🏽") == split_of("👋") == split_of("👋🏿")  # variants stay together
+    assert normalize_key("☺\ufe0f") == normalize_key("☺") == "☺"
+
+
+@needs_emoji
+def test_emoji_limit_renders_only_a_prefix(tmp_path):
+    splits = load_dataset("emoji", size=16, limit=40, cache_dir=tmp_path)
+    total = sum(len(s.images) for s in splits.values())
+    assert total == 40
+    assert not list(tmp_path.glob("*.npz"))  # a limited render is not cached
+    assert "rendered" in splits["train"].source and "en.xml" in splits["train"].source
+    german = load_dataset("emoji", size=16, limit=40, cache_dir=tmp_path, lang="de")
+    assert (
+        german["train"].image_keys == splits["train"].image_keys[: len(german["train"].image_keys)]
+    )
+    assert german["train"].captions != splits["train"].captions
+
+
+@needs_emoji
+def test_emoji_captions_and_images_match_their_emoji(tmp_path):
+    splits = load_dataset("emoji", size=24, limit=120, cache_dir=tmp_path)
+    annotations = {a.key: a for a in read_annotations("en")}
+    assert captions_for(annotations["😃"])[0] == "grinning face with big eyes"
     for split in splits.values():
-        for key, caption in (
-            ("🥹", "face holding back tears"),
-            ("😃", "grinning face with big eyes"),
-        ):
-            if key in split.image_keys:
-                image = split.image_keys.index(key)
-                assert caption in [
-                    c
-                    for c, i in zip(split.captions, split.caption_image, strict=True)
-                    if i == image
-                ]
+        for index, key in enumerate(split.image_keys):
+            mine = [
+                c for c, i in zip(split.captions, split.caption_image, strict=True) if i == index
+            ]
+            assert mine == captions_for(annotations[key])
+            assert mine[0] == annotations[key].name
+        for index in (0, len(split.image_keys) - 1):
+            pixels, ok = render([split.image_keys[index]], 24)
+            assert ok == [True]
+            assert np.array_equal(np.asarray(split.images.load(index)), pixels[0])
 
 
 def test_normalize_key_strips_variation_selector():
