@@ -1,10 +1,14 @@
 """Batch samplers (use as ``DataLoader(batch_sampler=...)``), seeded and resumable.
 
 Every sampler's batches for an epoch are a pure function of ``(seed, epoch)``:
-call ``set_epoch(e)`` before iterating; ``start_batch = n`` skips the first ``n``
-batches (a resumed run continues the same epoch exactly). With ``world_size >
-1`` rank ``r`` takes batches ``r, r + W, ...`` of the same global order, cut to
-an equal count on every rank.
+call ``set_epoch(e)`` before iterating; ``start_batch = n`` (attribute or
+constructor argument) skips the first ``n`` batches of this rank, so a resumed
+run continues the same epoch exactly. With ``world_size > 1`` rank ``r`` takes
+batches ``r, r + W, ...`` of the same global order, cut to an equal count on
+every rank (so all ranks take the same number of steps): ranks get disjoint
+batches. ``len(sampler)`` is exactly the number of batches ``iter`` yields:
+``len(global batches) // world_size - start_batch`` (at least 0). The epoch's
+batches are built once per epoch and kept.
 """
 
 from __future__ import annotations
@@ -19,12 +23,15 @@ import torch
 class _EpochBatches:
     """Shared epoch/rank/resume logic; subclasses implement ``_global_batches``."""
 
-    def __init__(self, seed: int, rank: int, world_size: int) -> None:
+    def __init__(self, seed: int, rank: int, world_size: int, start_batch: int = 0) -> None:
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} outside world size {world_size}")
+        if start_batch < 0:
+            raise ValueError(f"start_batch must be >= 0, got {start_batch}")
         self.seed, self.rank, self.world_size = seed, rank, world_size
         self.epoch = 0
-        self.start_batch = 0
+        self.start_batch = start_batch
+        self._built: tuple[int, list[list[int]]] | None = None  # (epoch, this rank's batches)
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
@@ -37,9 +44,11 @@ class _EpochBatches:
 
     def batches(self) -> list[list[int]]:
         """This rank's batches of the current epoch (before ``start_batch``)."""
-        all_batches = self._global_batches()
-        per_rank = len(all_batches) // self.world_size
-        return all_batches[self.rank :: self.world_size][:per_rank]
+        if self._built is None or self._built[0] != self.epoch:
+            all_batches = self._global_batches()
+            per_rank = len(all_batches) // self.world_size
+            self._built = (self.epoch, all_batches[self.rank :: self.world_size][:per_rank])
+        return self._built[1]
 
     def __iter__(self) -> Iterator[list[int]]:
         yield from self.batches()[self.start_batch :]
@@ -76,12 +85,16 @@ def _fill_batches(
 
 
 class CrossModalBatchSampler(_EpochBatches):
-    """Batches of caption indices; each caption once per epoch.
+    """Batches of caption indices (``caption_image [M]`` maps caption -> image).
 
-    With ``allow_same_image=False`` (default) no batch holds two captions of one
-    image, so no positive pair is mistaken for a negative. Captions are shuffled,
-    then cut in order; a caption whose image is already in the batch moves to the
-    next batch. ``len()`` is the number of batches of this rank.
+    Epoch: the M captions are shuffled (seed, epoch) and cut in order into
+    batches of ``batch_size``. With ``allow_same_image=False`` (default) no batch
+    holds two captions of one image (they are positives, not negatives): a
+    caption whose image is already in the batch being filled waits, ahead of the
+    rest, for the next batch. Each caption is in at most one batch per epoch; the
+    only ones left out are a last batch of fewer than 2 captions (and, with
+    ``allow_same_image=False``, captions of one image that remain when nothing
+    else is left). The last batch may be smaller than ``batch_size`` (>= 2).
     """
 
     def __init__(
@@ -92,8 +105,9 @@ class CrossModalBatchSampler(_EpochBatches):
         allow_same_image: bool = False,
         rank: int = 0,
         world_size: int = 1,
+        start_batch: int = 0,
     ) -> None:
-        super().__init__(seed, rank, world_size)
+        super().__init__(seed, rank, world_size, start_batch)
         if batch_size < 2:
             raise ValueError(f"batch_size must be at least 2, got {batch_size}")
         self.caption_image = np.asarray(caption_image, dtype=np.int64)
@@ -109,14 +123,22 @@ class CrossModalBatchSampler(_EpochBatches):
 
 
 class PKBatchSampler(_EpochBatches):
-    """P classes x K samples per batch (metric learning), about one epoch of samples.
+    """P classes x K samples per batch (metric learning); an epoch sees each sample once.
 
-    Each class's samples are shuffled and cut into groups of K; a class whose last
-    group is short is topped up with its own samples drawn again (so classes with
-    fewer than K samples appear with repeats); classes with a single sample are left
-    out (no positive pair). The groups of all classes are shuffled and packed P at a
-    time, never two groups of one class in a batch. Every batch has exactly P*K
-    indices; groups that cannot complete a batch at the end of the epoch are dropped.
+    Batch composition (exact): every batch has P*K indices, K from each of P
+    distinct classes; ``batch[j*K:(j+1)*K]`` is one class.
+    Epoch: each class with at least 2 samples is shuffled and cut into groups
+    of K; a short last group is topped up with samples of the same class drawn
+    again at random (so a class with fewer than K samples appears with repeats).
+    Classes with one sample are left out (no positive pair). The groups of all
+    classes are shuffled and packed P at a time in that order, a group whose class
+    is already in the batch waiting for the next one. Groups that cannot complete a
+    batch at the end (fewer than P distinct classes left) are dropped. So every
+    sample of a usable class is in at most one group per epoch, and in exactly one
+    unless its group is dropped (a few groups at most when no class holds much more
+    than 1/P of all groups; ``dropped_groups()`` counts them).
+    ``len()`` is the exact number of batches of this epoch on this rank: at most
+    ``floor(sum_c ceil(n_c / K) / P) // world_size``; it can differ by epoch.
     """
 
     def __init__(
@@ -127,8 +149,9 @@ class PKBatchSampler(_EpochBatches):
         seed: int = 0,
         rank: int = 0,
         world_size: int = 1,
+        start_batch: int = 0,
     ) -> None:
-        super().__init__(seed, rank, world_size)
+        super().__init__(seed, rank, world_size, start_batch)
         self.labels = np.asarray(labels, dtype=np.int64)
         self.p, self.k = classes_per_batch, samples_per_class
         self.by_class = {int(c): np.flatnonzero(self.labels == c) for c in np.unique(self.labels)}
@@ -158,16 +181,30 @@ class PKBatchSampler(_EpochBatches):
                 group_class.append(cls)
         order = torch.randperm(len(groups), generator=gen).tolist()
         packed = _fill_batches(order, group_class, self.p)
-        return [[i for g in batch for i in groups[g]] for batch in packed if len(batch) == self.p]
+        full = [batch for batch in packed if len(batch) == self.p]
+        self._num_groups = (len(groups), len(full) * self.p)
+        return [[i for g in batch for i in groups[g]] for batch in full]
+
+    def dropped_groups(self) -> int:
+        """Groups of K left out of this epoch's batches (all ranks together)."""
+        self.batches()
+        total, used = self._num_groups
+        return total - used
 
 
 class RandomBatchSampler(_EpochBatches):
     """Plain shuffled batches of ``range(n)``; the last partial batch is dropped."""
 
     def __init__(
-        self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1
+        self,
+        n: int,
+        batch_size: int,
+        seed: int = 0,
+        rank: int = 0,
+        world_size: int = 1,
+        start_batch: int = 0,
     ) -> None:
-        super().__init__(seed, rank, world_size)
+        super().__init__(seed, rank, world_size, start_batch)
         self.n, self.batch_size = n, batch_size
 
     def _global_batches(self) -> list[list[int]]:

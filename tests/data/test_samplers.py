@@ -87,3 +87,60 @@ def test_random_batch_sampler_drops_last_partial_batch():
     batches = list(sampler)
     assert [len(b) for b in batches] == [4, 4]
     assert len(set(i for b in batches for i in b)) == 8
+
+
+def test_pk_batches_are_blocks_of_k_and_cover_a_balanced_epoch_once():
+    labels = np.repeat(np.arange(12), 8)
+    np.random.default_rng(0).shuffle(labels)
+    for seed in range(5):
+        sampler = PKBatchSampler(labels, classes_per_batch=3, samples_per_class=4, seed=seed)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) <= 24 // 3
+        for batch in batches:
+            blocks = [set(labels[batch[j * 4 : (j + 1) * 4]].tolist()) for j in range(3)]
+            assert all(len(b) == 1 for b in blocks) and len(set().union(*blocks)) == 3
+        seen = Counter(i for b in batches for i in b)
+        assert max(seen.values()) == 1  # no top-ups: 8 is a multiple of K
+        assert len(seen) == 4 * 3 * len(batches) == 96 - 4 * sampler.dropped_groups()
+
+
+def test_pk_small_classes_are_topped_up_with_their_own_samples():
+    labels = np.array([0, 0, 1, 1, 1, 2, 2, 3])  # class 3 has one sample: left out
+    sampler = PKBatchSampler(labels, classes_per_batch=2, samples_per_class=4, seed=1)
+    for batch in sampler:
+        for j in range(2):
+            block = batch[j * 4 : (j + 1) * 4]
+            assert len(set(labels[block].tolist())) == 1
+            assert set(block) == set(np.flatnonzero(labels == labels[block[0]]).tolist())
+
+
+def test_pk_is_deterministic_per_seed_and_epoch_and_disjoint_across_ranks():
+    labels = np.repeat(np.arange(20), 6)
+    a, b = PKBatchSampler(labels, 4, 3, seed=7), PKBatchSampler(labels, 4, 3, seed=7)
+    a.set_epoch(1)
+    b.set_epoch(1)
+    assert list(a) == list(b)
+    b.set_epoch(2)
+    assert list(a) != list(b)
+    assert list(PKBatchSampler(labels, 4, 3, seed=8)) != list(PKBatchSampler(labels, 4, 3, seed=7))
+    ranks = [PKBatchSampler(labels, 4, 3, seed=7, rank=r, world_size=2) for r in range(2)]
+    flat = [sorted(i for batch in s for i in batch) for s in ranks]
+    assert len(ranks[0]) == len(ranks[1]) > 0
+    assert not set(flat[0]) & set(flat[1])
+    whole = PKBatchSampler(labels, 4, 3, seed=7).batches()
+    assert list(ranks[0]) == whole[0::2][: len(ranks[0])]
+
+
+def test_start_batch_argument_resumes_every_sampler():
+    labels = np.repeat(np.arange(10), 4)
+    for make in (
+        lambda **kw: PKBatchSampler(labels, 2, 2, seed=3, **kw),
+        lambda **kw: RandomBatchSampler(40, 6, seed=3, **kw),
+        lambda **kw: CrossModalBatchSampler(labels, 6, seed=3, **kw),
+    ):
+        full, resumed = make(), make(start_batch=2)
+        full.set_epoch(4)
+        resumed.set_epoch(4)
+        assert list(resumed) == list(full)[2:] and len(resumed) == len(full) - 2
+    with pytest.raises(ValueError, match="start_batch"):
+        RandomBatchSampler(40, 6, start_batch=-1)
