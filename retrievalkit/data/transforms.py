@@ -2,7 +2,9 @@
 
 Images become float ``[C, H, W]`` normalized with ImageNet statistics (RGB) or
 mean 0.5 / std 0.5 (greyscale); features pass through as float32 ``[F]``.
-Randomness comes from torch's RNG (which checkpoints save and restore).
+The crop/resize steps use ``torchvision.transforms.v2`` when it is installed and
+the same steps written in PIL otherwise. Randomness comes from torch's global
+RNG (which checkpoints save and restore).
 """
 
 from __future__ import annotations
@@ -57,6 +59,37 @@ def _center_resize(image: Image.Image, size: int) -> Image.Image:
     return image.crop((left, top, left + size, top + size))
 
 
+def _torchvision_geometry(
+    image_size: int, train: bool, crop_scale: tuple[float, float], flip: bool
+) -> Callable[[Image.Image], Image.Image] | None:
+    """The crop/resize/flip steps from ``torchvision.transforms.v2`` (None if missing)."""
+    try:
+        from torchvision.transforms import v2
+    except ImportError:
+        return None
+    if train:
+        steps = [v2.RandomResizedCrop(image_size, scale=crop_scale, antialias=True)]
+        if flip:
+            steps.append(v2.RandomHorizontalFlip())
+    else:
+        steps = [v2.Resize(image_size, antialias=True), v2.CenterCrop(image_size)]
+    return v2.Compose(steps)
+
+
+def _pil_geometry(
+    image_size: int, train: bool, crop_scale: tuple[float, float], flip: bool
+) -> Callable[[Image.Image], Image.Image]:
+    def geometry(image: Image.Image) -> Image.Image:
+        if not train:
+            return _center_resize(image, image_size)
+        image = _random_resized_crop(image, image_size, crop_scale)
+        if flip and bool(torch.rand(1) < 0.5):
+            image = image.transpose(Image.FLIP_LEFT_RIGHT)
+        return image
+
+    return geometry
+
+
 def build_transform(
     kind: str,
     image_size: int,
@@ -64,17 +97,31 @@ def build_transform(
     crop_scale: tuple[float, float] = (0.6, 1.0),
     flip: bool = False,
     grayscale: bool | None = None,
+    backend: str = "auto",
 ) -> Callable[[Any], Tensor]:
     """A transform for items of ``kind`` "image" or "feature".
 
-    Training: random resized crop (``crop_scale`` of the area) and, if ``flip``, a
-    horizontal flip (off by default: a flipped emoji or letter is another thing).
-    Evaluation: resize the short side and centre-crop.
+    Images (PIL or uint8 array) -> float ``[3, H, W]`` (``[1, H, W]`` for greyscale
+    input unless ``grayscale=False``), ``H = W = image_size``, normalized.
+    Training: random resized crop (``crop_scale`` of the area, aspect 3/4..4/3)
+    and, if ``flip``, a horizontal flip (off by default: a flipped emoji or letter
+    is another thing). Evaluation: resize the short side, centre-crop.
+    ``backend``: "torchvision" (``transforms.v2``), "pil" (the same steps in PIL),
+    or "auto" (torchvision when importable). Both draw from torch's global RNG,
+    which checkpoints save and restore. Features pass through as float32 tensors.
     """
     if kind == "feature":
         return lambda item: torch.as_tensor(np.asarray(item, dtype=np.float32))
     if kind != "image":
         raise ValueError(f"unknown source kind {kind!r}; expected 'image' or 'feature'")
+    if backend not in ("auto", "torchvision", "pil"):
+        raise ValueError(f"unknown backend {backend!r}; expected auto, torchvision or pil")
+    geometry = None
+    if backend != "pil":
+        geometry = _torchvision_geometry(image_size, train, crop_scale, flip)
+        if geometry is None and backend == "torchvision":
+            raise ImportError("backend='torchvision' needs torchvision (pip install torchvision)")
+    geometry = geometry or _pil_geometry(image_size, train, crop_scale, flip)
 
     def transform(image: Any) -> Tensor:
         if isinstance(image, np.ndarray):
@@ -83,12 +130,6 @@ def build_transform(
             image = image.convert("L")
         elif grayscale is False or image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
-        if train:
-            image = _random_resized_crop(image, image_size, crop_scale)
-            if flip and bool(torch.rand(1) < 0.5):
-                image = image.transpose(Image.FLIP_LEFT_RIGHT)
-        else:
-            image = _center_resize(image, image_size)
-        return _to_tensor(image)
+        return _to_tensor(geometry(image))
 
     return transform
