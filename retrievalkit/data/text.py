@@ -13,13 +13,18 @@ from torch import Tensor
 
 from retrievalkit.data.errors import DataError
 
-_TOKEN = re.compile(r"[a-z0-9]+(?:'[a-z]+)?|[^\sa-z0-9]", re.IGNORECASE)
+_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]")
 SPECIALS = ("<pad>", "<start>", "<end>", "<unk>")
 
 
 def tokenize(text: str) -> list[str]:
     """Lowercase words and single punctuation marks: ``"A dog's toy!"`` ->
-    ``["a", "dog's", "toy", "!"]``."""
+    ``["a", "dog's", "toy", "!"]``.
+
+    Words are runs of Unicode letters/digits (``"piñata"``, ``"Bräutigam"`` stay
+    whole); scripts written without spaces (Chinese, Japanese) become one token per
+    run, so use a subword text encoder for those.
+    """
     return _TOKEN.findall(text.lower())
 
 
@@ -104,9 +109,28 @@ def position_shift(
     ``lengths[b]`` tokens, then pads.
     """
     batch, width = ids.shape
-    shifts = torch.randint(0, max_shift + 1, (batch,), generator=generator)
-    out = torch.zeros(batch, width + max_shift, dtype=ids.dtype, device=ids.device)
-    for row in range(batch):
-        start, length = int(shifts[row]), int(lengths[row])
-        out[row, start : start + length] = ids[row, :length]
-    return out
+    if max_shift < 0:
+        raise ValueError(f"max_shift must be >= 0, got {max_shift}")
+    shifts = torch.randint(0, max_shift + 1, (batch,), generator=generator).to(ids.device)
+    source = torch.arange(width + max_shift, device=ids.device)[None, :] - shifts[:, None]
+    valid = (source >= 0) & (source < lengths.to(ids.device)[:, None])
+    if width == 0:
+        return torch.zeros(batch, max_shift, dtype=ids.dtype, device=ids.device)
+    gathered = ids.gather(1, source.clamp(0, width - 1))
+    return torch.where(valid, gathered, torch.zeros_like(gathered))
+
+
+def pad_to_length(ids: Tensor, length: int, pad_id: int = Vocabulary.pad_id) -> Tensor:
+    """``[B, L]`` -> ``[B, length]``: cut on the right or pad with ``pad_id`` (TextCNN)."""
+    batch, width = ids.shape
+    if width >= length:
+        return ids[:, :length]
+    pad = torch.full((batch, length - width), pad_id, dtype=ids.dtype, device=ids.device)
+    return torch.cat([ids, pad], dim=1)
+
+
+def pack_padded(embedded: Tensor, lengths: Tensor) -> torch.nn.utils.rnn.PackedSequence:
+    """``[B, L, E]`` + ``lengths [B]`` -> a PackedSequence for a GRU (any order of lengths)."""
+    return torch.nn.utils.rnn.pack_padded_sequence(
+        embedded, lengths.cpu(), batch_first=True, enforce_sorted=False
+    )

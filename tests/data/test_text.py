@@ -50,3 +50,42 @@ def test_position_shift_pads_on_the_left():
         assert start <= 2 and len(tokens) == length
     again = position_shift(ids, lengths, 2, torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
+
+
+def naive_position_shift(ids, lengths, max_shift, generator):
+    """The formula row by row: shift_b pads, the row's tokens, then pads."""
+    shifts = torch.randint(0, max_shift + 1, (ids.shape[0],), generator=generator)
+    out = torch.zeros(ids.shape[0], ids.shape[1] + max_shift, dtype=ids.dtype)
+    for row in range(ids.shape[0]):
+        start, length = int(shifts[row]), int(lengths[row])
+        out[row, start : start + length] = ids[row, :length]
+    return out
+
+
+def test_position_shift_matches_the_row_by_row_formula():
+    gen = torch.Generator().manual_seed(3)
+    for batch, width, max_shift in [(7, 5, 3), (1, 1, 0), (4, 9, 6)]:
+        lengths = torch.randint(1, width + 1, (batch,), generator=gen)
+        ids = torch.randint(4, 50, (batch, width), generator=gen)
+        ids[torch.arange(width)[None] >= lengths[:, None]] = 0
+        fast = position_shift(ids, lengths, max_shift, torch.Generator().manual_seed(9))
+        slow = naive_position_shift(ids, lengths, max_shift, torch.Generator().manual_seed(9))
+        assert torch.equal(fast, slow)
+
+
+def test_pad_to_length_and_pack_padded():
+    from retrievalkit.data.text import pack_padded, pad_to_length
+
+    vocab = Vocabulary.build(["a b c d", "a"])
+    ids, lengths = vocab.encode_batch(["a b c d", "a"])
+    fixed = pad_to_length(ids, 8)
+    assert fixed.shape == (2, 8) and fixed[1, 3:].eq(0).all()
+    assert torch.equal(pad_to_length(ids, 3), ids[:, :3])
+    packed = pack_padded(torch.randn(2, ids.shape[1], 5), lengths)
+    assert packed.batch_sizes.sum().item() == int(lengths.sum())
+
+
+def test_tokenize_keeps_accented_words_whole():
+    assert tokenize("Piñata, Bräutigam") == ["piñata", ",", "bräutigam"]
+    vocab = Vocabulary.build(["piñata party"])
+    assert vocab.decode(vocab.encode("Piñata!")) == "piñata <unk>"
