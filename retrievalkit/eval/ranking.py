@@ -28,8 +28,12 @@ with duplicated images), and a caption's own image is never counted against it.
 
 from __future__ import annotations
 
+import logging
+
 import torch
 from torch import Tensor
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK = 256
 MIN_ROWS = 16
@@ -146,6 +150,13 @@ def retrieval_ranks(
     count_dtype = torch.float32 if max(n_img, n_txt) < 2**24 else torch.float64
     owner = txt_to_img.to(device=device, dtype=torch.long)
     img_rep, txt_rep = duplicate_representatives(img), duplicate_representatives(txt)
+    for name, rep in (("image", img_rep), ("caption", txt_rep)):
+        if rep.numel() > 1 and not bool(rep.any()):
+            logger.warning(
+                "all %s embeddings are identical (collapsed model?): every query of the "
+                "other side ties, and ties count in its favour",
+                name,
+            )
     img_weight, txt_weight = (
         _multiplicity(img_rep, count_dtype),
         _multiplicity(txt_rep, count_dtype),

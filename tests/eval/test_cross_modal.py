@@ -1,5 +1,7 @@
-"""Cross-modal recall: hand-worked example, a naive argsort copy of vsepp's loops,
-chunking, caption order, COCO folds."""
+"""Cross-modal recall: hand-worked examples, ties, a faithful copy of vsepp's loops,
+chunking, caption order, input checks."""
+
+import logging
 
 import numpy as np
 import pytest
@@ -8,40 +10,78 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrievalkit.eval import coco_1k_5k, cross_modal_recall, evaluate_protocol
+from retrievalkit.eval import cross_modal_recall, retrieval_ranks, summarize_ranks
 
 
-def vsepp_i2t_t2i(img, txt, txt_to_img):
-    """vsepp evaluation.py i2t/t2i generalized to any captions-per-image (argsort)."""
-    img, txt, txt_to_img = img.numpy(), txt.numpy(), txt_to_img.numpy()
-    sims = img @ txt.T
-    i2t = np.zeros(len(img))
-    for i in range(len(img)):
-        inds = np.argsort(sims[i])[::-1]
-        own = np.flatnonzero(txt_to_img == i)
-        i2t[i] = min(np.where(inds == c)[0][0] for c in own)
-    t2i = np.zeros(len(txt))
-    for m in range(len(txt)):
-        inds = np.argsort(sims[:, m])[::-1]
-        t2i[m] = np.where(inds == txt_to_img[m])[0][0]
-    out = {}
-    for name, ranks in (("i2t", i2t), ("t2i", t2i)):
-        for k in (1, 5, 10):
-            out[f"{name}_r{k}"] = 100.0 * np.mean(ranks < k)
-        out[f"{name}_medr"] = np.floor(np.median(ranks)) + 1
-        out[f"{name}_meanr"] = ranks.mean() + 1
-    return out
+def vsepp_i2t_t2i(images, captions):
+    """vsepp evaluation.py ``i2t``/``t2i`` (cosine), copied loop for loop.
+
+    ``images`` has one row per caption (each image repeated 5 times), as in vsepp.
+    Returns the 0-based rank arrays and the (r1, r5, r10, medr, meanr) of each direction.
+    """
+    npts = images.shape[0] // 5
+    ranks_i = np.zeros(npts)
+    for index in range(npts):
+        im = images[5 * index].reshape(1, images.shape[1])
+        d = np.dot(im, captions.T).flatten()
+        inds = np.argsort(d)[::-1]
+        rank = 1e20
+        for i in range(5 * index, 5 * index + 5, 1):
+            tmp = np.where(inds == i)[0][0]
+            if tmp < rank:
+                rank = tmp
+        ranks_i[index] = rank
+    ims = np.array([images[i] for i in range(0, len(images), 5)])
+    ranks_t = np.zeros(5 * npts)
+    for index in range(npts):
+        queries = captions[5 * index : 5 * index + 5]
+        d = np.dot(queries, ims.T)
+        inds = np.zeros(d.shape)
+        for i in range(len(inds)):
+            inds[i] = np.argsort(d[i])[::-1]
+            ranks_t[5 * index + i] = np.where(inds[i] == index)[0][0]
+
+    def scores(ranks):
+        r1, r5, r10 = (100.0 * len(np.where(ranks < k)[0]) / len(ranks) for k in (1, 5, 10))
+        return r1, r5, r10, np.floor(np.median(ranks)) + 1, ranks.mean() + 1
+
+    return ranks_i, ranks_t, scores(ranks_i), scores(ranks_t)
 
 
-def random_set(n_img, caps_per, d, seed):
+def naive_ranks(img, txt, txt_to_img):
+    """Any number of captions per image: full argsort per query, best own caption."""
+    sims = (img @ txt.T).numpy()
+    t2i = txt_to_img.numpy()
+    i2t = [
+        min(
+            np.flatnonzero(np.argsort(-sims[i], kind="stable") == c)[0]
+            for c in np.flatnonzero(t2i == i)
+        )
+        for i in range(len(img))
+    ]
+    t2i_ranks = [
+        np.flatnonzero(np.argsort(-sims[:, m], kind="stable") == t2i[m])[0] for m in range(len(txt))
+    ]
+    return torch.tensor(i2t) + 1, torch.tensor(t2i_ranks) + 1
+
+
+def random_set(n_img, caps_per, d, seed, noise=0.9, dtype=torch.float64):
     g = torch.Generator().manual_seed(seed)
-    img = F.normalize(torch.randn(n_img, d, generator=g, dtype=torch.float64), dim=1)
+    img = F.normalize(torch.randn(n_img, d, generator=g, dtype=dtype), dim=1)
     txt_to_img = torch.arange(n_img).repeat_interleave(caps_per)
-    txt = F.normalize(
-        img[txt_to_img] + 0.9 * torch.randn(len(txt_to_img), d, generator=g, dtype=torch.float64),
-        dim=1,
-    )
-    return img, txt, txt_to_img
+    txt = img[txt_to_img] + noise * torch.randn(len(txt_to_img), d, generator=g, dtype=dtype)
+    return img, F.normalize(txt, dim=1), txt_to_img
+
+
+def ragged_set(n_img, d, seed):
+    """1..6 captions per image, captions in random order."""
+    g = torch.Generator().manual_seed(seed)
+    counts = torch.randint(1, 7, (n_img,), generator=g)
+    txt_to_img = torch.arange(n_img).repeat_interleave(counts)
+    txt_to_img = txt_to_img[torch.randperm(len(txt_to_img), generator=g)]
+    img = F.normalize(torch.randn(n_img, d, generator=g, dtype=torch.float64), dim=1)
+    txt = img[txt_to_img] + torch.randn(len(txt_to_img), d, generator=g, dtype=torch.float64)
+    return img, F.normalize(txt, dim=1), txt_to_img
 
 
 def test_hand_worked_example():
@@ -49,87 +89,179 @@ def test_hand_worked_example():
     img = torch.tensor([[1.0], [0.5], [-1.0]])
     txt = torch.tensor([[0.9], [-0.2], [0.1], [0.8], [-0.7], [0.3]])
     txt_to_img = torch.tensor([0, 0, 1, 1, 2, 2])
-    # image 0 (score = caption value): order 0.9(c0) 0.8(c3) 0.3 0.1 -0.2 -0.7 -> best own c0 at rank 1
-    # image 1 (0.5 x): same order -> own captions c2 (rank 4), c3 (rank 2) -> rank 2
-    # image 2 (-1 x): order -0.7(c4)... reversed: c4 .7, c1 .2, c2 -.1, c5 -.3 -> own c4 rank 1
+    # image 0 (score = caption value): c0 .9, c3 .8, c5 .3, c2 .1, c1 -.2, c4 -.7
+    #   own c0 is first -> rank 1
+    # image 1 (0.5 x): same order; own c3 (2nd) and c2 (4th) -> rank 2
+    # image 2 (-1 x): c4 .7, c1 .2, c2 -.1, c5 -.3, c3 -.8, c0 -.9; own c4 first -> rank 1
+    # captions (scores against images 0, 1, 2):
+    #   c0 .9:  (.9, .45, -.9)   own 0 -> 1      c1 -.2: (-.2, -.1, .2)  own 0 -> 3
+    #   c2 .1:  (.1, .05, -.1)   own 1 -> 2      c3 .8:  (.8, .4, -.8)   own 1 -> 2
+    #   c4 -.7: (-.7, -.35, .7)  own 2 -> 1      c5 .3:  (.3, .15, -.3)  own 2 -> 3
+    i2t, t2i = retrieval_ranks(img, txt, txt_to_img)
+    assert i2t.tolist() == [1, 2, 1]
+    assert t2i.tolist() == [1, 3, 2, 2, 1, 3]
     r = cross_modal_recall(img, txt, txt_to_img)
+    # i2t: ranks 1, 2, 1 -> R@1 2/3; 0-based median of (0, 1, 0) = 0 -> medr 1; mean 4/3
     assert r["i2t_r1"] == pytest.approx(200 / 3)
-    assert r["i2t_r5"] == 100.0
+    assert r["i2t_r5"] == r["i2t_r10"] == 100.0
     assert r["i2t_medr"] == 1.0 and r["i2t_meanr"] == pytest.approx(4 / 3)
-    # captions: c0 .9 -> scores (.9,.45,-.9): own img0 rank 1; c1 -.2 -> (-.2,-.1,.2): img0 rank 3
-    # c2 .1 -> (.1,.05,-.1): img1 rank 2; c3 .8 -> img1 rank 2; c4 -.7 -> (-.7,-.35,.7): img2 rank 1
-    # c5 .3 -> (.3,.15,-.3): img2 rank 3
+    # t2i: ranks 1 3 2 2 1 3 -> R@1 2/6; 0-based sorted 0 0 1 1 2 2: median 1 -> medr 2; mean 2
     assert r["t2i_r1"] == pytest.approx(200 / 6)
-    assert r["t2i_r5"] == 100.0
-    assert r["t2i_medr"] == 2.0 and r["t2i_meanr"] == pytest.approx(12 / 6)
+    assert r["t2i_r5"] == r["t2i_r10"] == 100.0
+    assert r["t2i_medr"] == 2.0 and r["t2i_meanr"] == pytest.approx(2.0)
     assert r["rsum"] == pytest.approx(200 / 3 + 100 + 100 + 200 / 6 + 100 + 100)
     assert (r["n_images"], r["n_captions"]) == (3, 6)
+    assert isinstance(r["n_images"], int) and isinstance(r["n_captions"], int)
+    with_k2 = cross_modal_recall(img, txt, txt_to_img, ks=(1, 2))
+    # i2t ranks <= 2: all 3; t2i ranks <= 2: 4 of 6
+    assert with_k2["i2t_r2"] == 100.0 and with_k2["t2i_r2"] == pytest.approx(400 / 6)
+    assert with_k2["rsum"] == pytest.approx(200 / 3 + 100 + 200 / 6 + 400 / 6)
+
+
+def test_median_rank_follows_vsepp_on_even_counts():
+    # vsepp: floor(median(0-based ranks)) + 1
+    assert summarize_ranks(torch.tensor([1, 2]), "x")["x_medr"] == 1.0  # median 0.5
+    assert summarize_ranks(torch.tensor([1, 2, 3, 4]), "x")["x_medr"] == 2.0  # 1.5
+    assert summarize_ranks(torch.tensor([5, 1, 9]), "x")["x_medr"] == 5.0
+    assert summarize_ranks(torch.tensor([5, 1, 9]), "x")["x_meanr"] == 5.0
 
 
 def test_ties_count_in_the_query_favour():
-    img = torch.tensor([[1.0], [1.0]])
-    txt = torch.tensor([[1.0], [1.0]])
-    r = cross_modal_recall(img, txt, torch.tensor([0, 1]))
-    assert r["i2t_r1"] == 100.0 and r["t2i_r1"] == 100.0
+    # images 0 and 2 are equal; captions 0, 1 and 3 are equal
+    img = torch.tensor([[1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    txt = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.0]])
+    txt_to_img = torch.tensor([0, 1, 1, 2])
+    # image 0: c0 1 (own), c1 1, c2 0, c3 1 -> c1 and c3 tie with the own caption -> rank 1
+    # image 1: own c2 scores 1, the rest 0 -> 1;  image 2: like image 0 with own c3 -> 1
+    # caption 0: own image 0 scores 1, image 2 ties -> 1
+    # caption 1: own image 1 scores 0, images 0 and 2 score 1 (strictly higher) -> 3
+    # caption 2: own image 1 scores 1, the rest 0 -> 1;  caption 3: like caption 0 -> 1
+    i2t, t2i = retrieval_ranks(img, txt, txt_to_img)
+    assert i2t.tolist() == [1, 1, 1]
+    assert t2i.tolist() == [1, 3, 1, 1]
 
 
-@pytest.mark.parametrize("caps_per", [1, 5])
-def test_equals_vsepp_argsort_loops(caps_per):
-    img, txt, t2i = random_set(37, caps_per, 8, seed=caps_per)
-    ours = cross_modal_recall(img, txt, t2i, chunk_size=10)
-    ref = vsepp_i2t_t2i(img, txt, t2i)
-    for key, value in ref.items():
-        assert ours[key] == pytest.approx(value), key
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("chunk", [1, 17, 250, 4096])
+def test_duplicated_embeddings_tie_across_chunks(dtype, chunk):
+    # images duplicated in the other half (other chunks) and duplicated captions of
+    # different images: a copy of the right answer never counts against a query.
+    n, d = 301, 64
+    img, txt, txt_to_img = random_set(n, 3, d, seed=chunk, noise=0.5, dtype=dtype)
+    img[n // 2 :] = img[: n - n // 2].clone()
+    pairs = len(txt[3::6])
+    txt[1 : 6 * pairs : 6] = txt[3::6].clone()  # caption 6j+1 (image 2j) == 6j+3 (image 2j+1)
+    s = img.double() @ txt.double().T
+    own = s[txt_to_img, torch.arange(len(txt_to_img))]
+    # reference with an explicit tolerance: equal vectors give exactly equal scores here
+    expected_t2i = 1 + (s > own + 1e-9).sum(0)
+    best = torch.full((n,), -2.0, dtype=torch.float64).scatter_reduce(0, txt_to_img, own, "amax")
+    expected_i2t = 1 + (s > best[:, None] + 1e-9).sum(1)
+    i2t, t2i = retrieval_ranks(img, txt, txt_to_img, chunk_size=chunk)
+    assert torch.equal(t2i, expected_t2i) and torch.equal(i2t, expected_i2t)
 
 
-@settings(max_examples=25, deadline=None)
+def test_collapsed_embeddings_are_all_ties_and_warned(caplog):
+    img = torch.ones(40, 8) / 8**0.5
+    txt_to_img = torch.arange(40).repeat_interleave(2)
+    with caplog.at_level(logging.WARNING, logger="retrievalkit.eval.ranking"):
+        r = cross_modal_recall(img, img[txt_to_img], txt_to_img, chunk_size=16)
+    assert r["rsum"] == 600.0
+    assert "identical" in caplog.text
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equals_faithful_vsepp_loops(seed):
+    img, txt, t2i = random_set(41, 5, 12, seed=seed)
+    ranks_i, ranks_t, ref_i, ref_t = vsepp_i2t_t2i(img[t2i].numpy(), txt.numpy())
+    ours_i, ours_t = retrieval_ranks(img, txt, t2i, chunk_size=16)
+    assert ours_i.tolist() == (ranks_i + 1).astype(int).tolist()
+    assert ours_t.tolist() == (ranks_t + 1).astype(int).tolist()
+    r = cross_modal_recall(img, txt, t2i, chunk_size=16)
+    for prefix, ref in (("i2t", ref_i), ("t2i", ref_t)):
+        got = [r[f"{prefix}_{k}"] for k in ("r1", "r5", "r10", "medr", "meanr")]
+        assert got == pytest.approx(list(ref)), prefix
+    # same data, captions shuffled (vsepp itself would need them grouped by 5)
+    perm = torch.randperm(len(t2i), generator=torch.Generator().manual_seed(seed))
+    shuffled = cross_modal_recall(img, txt[perm], t2i[perm], chunk_size=16)
+    assert shuffled == pytest.approx(r)
+
+
+def test_grouped_by_five_is_data_not_a_constant():
+    # CLIP_benchmark#7: interleaved captions must give the same scores as grouped ones
+    img, txt, t2i = random_set(30, 5, 8, seed=3)
+    interleave = torch.arange(len(t2i)).view(30, 5).T.reshape(-1)  # c0 of every image, c1 ...
+    grouped = cross_modal_recall(img, txt, t2i)
+    assert cross_modal_recall(img, txt[interleave], t2i[interleave]) == pytest.approx(grouped)
+    # while wrongly assuming "caption m belongs to image m // 5" changes the result
+    wrong = cross_modal_recall(img, txt[interleave], t2i)
+    assert wrong["i2t_r5"] < grouped["i2t_r5"]
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_ragged_captions_match_naive_argsort(seed):
+    img, txt, t2i = ragged_set(35, 6, seed)
+    ref_i, ref_t = naive_ranks(img, txt, t2i)
+    ours_i, ours_t = retrieval_ranks(img, txt, t2i, chunk_size=16)
+    assert torch.equal(ours_i, ref_i) and torch.equal(ours_t, ref_t)
+
+
+@settings(max_examples=30, deadline=None)
 @given(
-    n_img=st.integers(1, 20),
+    n_img=st.integers(1, 40),
     caps_per=st.integers(1, 4),
-    chunk=st.integers(1, 25),
+    chunk=st.sampled_from([1, 2, 16, 23, 64, 10_000]),
     seed=st.integers(0, 10_000),
 )
-def test_chunking_and_caption_order_do_not_matter(n_img, caps_per, chunk, seed):
+def test_properties(n_img, caps_per, chunk, seed):
     img, txt, t2i = random_set(n_img, caps_per, 6, seed)
-    full = cross_modal_recall(img, txt, t2i, chunk_size=10_000)
-    perm = torch.randperm(len(t2i), generator=torch.Generator().manual_seed(seed))
-    shuffled = cross_modal_recall(img, txt[perm], t2i[perm], chunk_size=chunk)
-    for key in full:
-        assert shuffled[key] == pytest.approx(full[key]), key
-    assert full["i2t_r1"] <= full["i2t_r5"] <= full["i2t_r10"]
-    assert full["t2i_r1"] <= full["t2i_r5"] <= full["t2i_r10"]
-
-
-def test_perfect_embeddings_score_100():
-    img = torch.eye(6, dtype=torch.float64)
-    t2i = torch.tensor([0, 0, 1, 2, 3, 4, 5, 5])
-    r = cross_modal_recall(img, img[t2i], t2i)
-    assert r["rsum"] == 600.0 and r["i2t_medr"] == 1 and r["t2i_meanr"] == 1
-
-
-def test_image_without_caption_is_an_error():
-    with pytest.raises(ValueError, match="images without any caption"):
-        cross_modal_recall(torch.eye(3), torch.eye(3)[:2], torch.tensor([0, 1]))
-
-
-def test_coco_1k_is_the_mean_of_folds():
-    img, txt, t2i = random_set(50, 5, 8, seed=9)
-    result = coco_1k_5k(img, txt, t2i)
-    manual = []
-    for fold in range(5):
-        keep = (t2i >= fold * 10) & (t2i < fold * 10 + 10)
-        manual.append(
-            cross_modal_recall(img[fold * 10 : fold * 10 + 10], txt[keep], t2i[keep] - fold * 10)
-        )
-    for key in ("i2t_r1", "t2i_r5", "rsum", "t2i_medr"):
-        assert result["coco1k"][key] == pytest.approx(sum(m[key] for m in manual) / 5)
-    assert result["coco5k"] == cross_modal_recall(img, txt, t2i)
-    assert result["coco1k"]["n_images"] == 10
-    record = evaluate_protocol("coco1k", img, txt, t2i)
-    assert record["protocol"] == "coco1k" and record["rsum"] == pytest.approx(
-        result["coco1k"]["rsum"]
+    ks = (1, 2, 3, 5, 10)
+    full = cross_modal_recall(img, txt, t2i, ks=ks, chunk_size=10_000)
+    g = torch.Generator().manual_seed(seed)
+    # chunking, caption order and image order do not matter
+    perm_txt = torch.randperm(len(t2i), generator=g)
+    perm_img = torch.randperm(n_img, generator=g)
+    new_index = torch.empty_like(perm_img)
+    new_index[perm_img] = torch.arange(n_img)
+    moved = cross_modal_recall(
+        img[perm_img], txt[perm_txt], new_index[t2i[perm_txt]], ks=ks, chunk_size=chunk
     )
-    with pytest.raises(ValueError, match="unknown protocol"):
-        evaluate_protocol("coco2k", img, txt, t2i)
-    with pytest.raises(ValueError, match="equal folds"):
-        coco_1k_5k(img[:49], txt[t2i < 49], t2i[t2i < 49])
+    assert moved == pytest.approx(full)
+    for side in ("i2t", "t2i"):
+        recalls = [full[f"{side}_r{k}"] for k in ks]
+        assert recalls == sorted(recalls)  # monotone in K
+        assert 1 <= full[f"{side}_medr"] <= full[f"{side}_meanr"] * 2
+    # perfect embeddings (captions equal to their image, images orthogonal) score 100
+    eye = torch.eye(n_img, 64, dtype=torch.float64)
+    perfect = cross_modal_recall(eye, eye[t2i], t2i, chunk_size=chunk)
+    assert perfect["rsum"] == 600.0 and perfect["i2t_meanr"] == perfect["t2i_meanr"] == 1.0
+
+
+def test_half_precision_on_cpu_is_widened():
+    img, txt, t2i = random_set(20, 2, 8, seed=5)
+    half = cross_modal_recall(img.half(), txt.half(), t2i)
+    assert half == pytest.approx(cross_modal_recall(img.half().float(), txt.half().float(), t2i))
+
+
+def test_gradients_are_not_tracked():
+    img, txt, t2i = random_set(10, 2, 4, seed=1)
+    img.requires_grad_(True)
+    assert cross_modal_recall(img, txt, t2i)["n_images"] == 10
+
+
+@pytest.mark.parametrize(
+    ("img", "txt", "t2i", "message"),
+    [
+        (torch.eye(3), torch.eye(3)[:2], torch.tensor([0, 1]), "images without any caption"),
+        (torch.eye(3), torch.eye(3), torch.tensor([0, 1, 3]), "outside"),
+        (torch.eye(3), torch.eye(3), torch.tensor([0, 1]), r"txt_to_img must be \[M\]"),
+        (torch.eye(3), torch.eye(3)[:, :2], torch.tensor([0, 1, 2]), "expected img_emb"),
+        (torch.eye(3), torch.eye(3), torch.tensor([0.0, 1.0, 2.0]), "integer"),
+        (torch.eye(3) * torch.nan, torch.eye(3), torch.tensor([0, 1, 2]), "NaN"),
+    ],
+)
+def test_input_errors(img, txt, t2i, message):
+    with pytest.raises(ValueError, match=message):
+        cross_modal_recall(img, txt, t2i)
+    with pytest.raises(ValueError, match="ks must be"):
+        cross_modal_recall(torch.eye(2), torch.eye(2), torch.tensor([0, 1]), ks=(0,))
