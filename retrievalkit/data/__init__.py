@@ -24,7 +24,7 @@ from retrievalkit.data.datasets import (
     collate_labelled,
     collate_pairs,
 )
-from retrievalkit.data.errors import BadItems, DataError
+from retrievalkit.data.errors import BadItems, DataError, OnError
 from retrievalkit.data.registry import DATASETS, load_dataset, register_dataset
 from retrievalkit.data.samplers import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
 from retrievalkit.data.splits import (
@@ -34,8 +34,15 @@ from retrievalkit.data.splits import (
     FileImageSource,
     ImageSource,
     LabelledSplit,
+    grouped_captions_split,
 )
-from retrievalkit.data.text import Vocabulary, position_shift, tokenize
+from retrievalkit.data.text import (
+    Vocabulary,
+    pack_padded,
+    pad_to_length,
+    position_shift,
+    tokenize,
+)
 
 __all__ = [
     "DATASETS",
@@ -54,12 +61,16 @@ __all__ = [
     "LabelledBatch",
     "LabelledImageDataset",
     "LabelledSplit",
+    "OnError",
     "PKBatchSampler",
     "RandomBatchSampler",
     "Vocabulary",
     "collate_labelled",
     "collate_pairs",
+    "grouped_captions_split",
     "load_dataset",
+    "pack_padded",
+    "pad_to_length",
     "position_shift",
     "register_dataset",
     "tokenize",
