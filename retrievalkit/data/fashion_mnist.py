@@ -80,8 +80,17 @@ def load_fashion_mnist(
     train_y = read_idx(root / "train-labels-idx1-ubyte.gz")
     test_x = read_idx(root / "t10k-images-idx3-ubyte.gz")
     test_y = read_idx(root / "t10k-labels-idx1-ubyte.gz")
-    if len(train_x) != len(train_y) or len(test_x) != len(test_y):
-        raise DataError(root, "image and label files differ in length", "one label per image")
+    for name, images, labels in (("train", train_x, train_y), ("t10k", test_x, test_y)):
+        if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
+            raise DataError(
+                root / f"{name}-*-ubyte.gz",
+                f"images {images.shape} and labels {labels.shape}",
+                "images [N, 28, 28] and labels [N]",
+            )
+        if len(labels) and (labels.min() < 0 or labels.max() >= len(CLASS_NAMES)):
+            raise DataError(
+                root / f"{name}-labels-idx1-ubyte.gz", f"label {labels.max()}", "labels 0..9"
+            )
     if limit is not None:
         train_x, train_y, test_x, test_y = (
             train_x[:limit],

@@ -133,3 +133,23 @@ def test_idx_reader_and_its_errors(tmp_path):
         read_idx(tmp_path / "short.gz")
     with pytest.raises(DataError, match="missing.gz: file not found"):
         read_idx(tmp_path / "missing.gz")
+
+
+def test_fashion_mnist_protocols_on_small_idx_files(tmp_path):
+    rng = np.random.default_rng(0)
+    train_y, test_y = np.arange(24) % 10, np.arange(12) % 10
+    write_idx(tmp_path / "train-images-idx3-ubyte.gz", rng.integers(0, 255, (24, 28, 28)))
+    write_idx(tmp_path / "train-labels-idx1-ubyte.gz", train_y)
+    write_idx(tmp_path / "t10k-images-idx3-ubyte.gz", rng.integers(0, 255, (12, 28, 28)))
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", test_y)
+    unseen = load_dataset("fashion_mnist", root=tmp_path)
+    assert unseen["train"].keys == [f"train:{i}" for i in range(24) if train_y[i] < 5]
+    assert unseen["test"].labels.tolist() == [5, 6, 7, 8, 9]
+    standard = load_dataset("fashion_mnist", root=tmp_path, protocol="standard")
+    assert [len(standard[s].labels) for s in ("train", "val", "test")] == [22, 2, 12]
+    assert standard["val"].keys == ["train:22", "train:23"]
+    write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", test_y[:11])
+    with pytest.raises(
+        DataError, match=r"t10k-\*-ubyte.gz: images \(12, 28, 28\) and labels \(11,\)"
+    ):
+        load_dataset("fashion_mnist", root=tmp_path)
