@@ -55,9 +55,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
-    from retrievalkit.data import load_dataset
+    """The dataset's splits; bad data or options end the command with a one-line message."""
+    from retrievalkit.data import DataError, load_dataset
 
-    return load_dataset(args.name, **parse_options(args.options))
+    try:
+        return load_dataset(args.name, **parse_options(args.options))
+    except (DataError, KeyError, TypeError) as err:
+        if isinstance(err, TypeError) and not str(err).startswith("cannot build"):
+            raise  # a bug, not a bad option: keep the traceback
+        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        raise SystemExit(f"retrievalkit data {args.data_command} {args.name}: {message}") from None
 
 
 def run_info(args: argparse.Namespace) -> int:

@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from retrievalkit.cli import main
@@ -69,3 +70,16 @@ def test_data_show_labelled_split(tmp_path):
     )
     assert save_grid(split, tmp_path / "g.png", n=10) == [0, 1, 2, 3]
     assert "classes" in dataset_summary({"test": split})
+
+
+def test_data_errors_end_with_one_message(tmp_path):
+    bad = tmp_path / "pairs.csv"
+    bad.write_text("image,caption\n../x.png,a\n")
+    with pytest.raises(
+        SystemExit, match=r"pairs.csv:line 2: image path '../x.png' leaves the root"
+    ):
+        main(["data", "info", "pairs", "-o", f"path={bad}", "-o", f"root={tmp_path}"])
+    with pytest.raises(SystemExit, match="unknown dataset 'nope'; known: .*emoji"):
+        main(["data", "info", "nope"])
+    with pytest.raises(SystemExit, match="cannot build dataset 'pairs'"):
+        main(["data", "info", "pairs", "-o", "colour=red"])
