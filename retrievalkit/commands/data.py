@@ -61,9 +61,9 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
     try:
         return load_dataset(args.name, **parse_options(args.options))
     except (DataError, KeyError, TypeError) as err:
-        if isinstance(err, TypeError) and not str(err).startswith("cannot build"):
-            raise  # a bug, not a bad option: keep the traceback
-        message = err.args[0] if isinstance(err, KeyError) and err.args else err
+        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+        if not isinstance(err, DataError) and not message.startswith(("cannot build", "unknown")):
+            raise  # a bug, not bad data or a bad option: keep the traceback
         raise SystemExit(f"retrievalkit data {args.data_command} {args.name}: {message}") from None
 
 
