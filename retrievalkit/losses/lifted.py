@@ -7,13 +7,18 @@
 
 with ``P`` the ordered positive pairs of the batch (each unordered pair counted
 twice, with equal ``J``). It needs each positive's own negatives, so it takes no
-extra references.
+extra references. With ``n_i = log sum_{k in N_i} e^{margin + S_ik}``,
+``J_ij = logaddexp(n_i, n_j) - S_ij``; the gradient is ``-g_ij`` on positives
+(``g = [J]_+ / |P|``) and ``c_i softmax_{N_i}(S_ik)`` on negatives with
+``c_i = 2 sum_j g_ij sigmoid(n_i - n_j)`` (``S`` is symmetric, so ``J_ji = J_ij``).
 
 ``GeneralizedLiftedStructureLoss`` (the MS paper's form)::
 
     L = 1/B sum_i [ log sum_{k in P_i} e^{margin - S_ik} + log sum_{k in N_i} e^{S_ik} ]_+
 
 (anchors with no positive or no negative add 0; averaged over all B anchors).
+Its gradient is ``-softmax_{P_i}(margin - S)`` on positives and
+``softmax_{N_i}(S)`` on negatives of the anchors whose bracket is ``>= 0``, over B.
 """
 
 from __future__ import annotations
@@ -21,21 +26,26 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from retrievalkit.losses.core import PairBatch, PairLoss
+from retrievalkit.losses.blockwise import BlockwiseLoss
+from retrievalkit.losses.core import PairBatch, RowBlock
 from retrievalkit.losses.registry import register_loss
 
 
-def masked_logsumexp(values: Tensor, mask: Tensor) -> Tensor:
-    """Per row ``log sum_{mask} exp(values)``: ``[B, R] -> [B]``.
+def masked_logsumexp(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row ``log sum_{mask} exp(values)`` ``[b, 1]`` and the softmax ``[b, R]``.
 
-    An empty row gives about ``finfo.min`` (finite, so no NaN reaches the gradient).
+    Outside the mask the softmax is 0. An empty row gives about ``finfo.min``
+    (finite, so no NaN) and an arbitrary softmax: callers mask such rows out.
     """
-    masked = torch.where(mask, values, torch.full_like(values, torch.finfo(values.dtype).min))
-    return torch.logsumexp(masked, dim=1)
+    masked = torch.where(mask, values, torch.finfo(values.dtype).min)
+    top = masked.amax(dim=1, keepdim=True)
+    weights = (masked - top).exp_()
+    total = weights.sum(dim=1, keepdim=True)
+    return top + total.log(), weights.div_(total)
 
 
 @register_loss("lifted")
-class LiftedStructureLoss(PairLoss):
+class LiftedStructureLoss(BlockwiseLoss):
     """``loss(embeddings [B, D], labels [B]) -> scalar`` (no extra references)."""
 
     accepts_references = False
@@ -44,37 +54,51 @@ class LiftedStructureLoss(PairLoss):
         super().__init__()
         self.margin = margin
 
-    def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
-        sim, pos = pairs.sim, pairs.pos
-        if not pos.any() or not pairs.neg.any():
-            return pairs.zero()
-        neg_lse = masked_logsumexp(self.margin + sim, pairs.neg)  # [B]
-        # J over all (i, j): logaddexp of the two anchors' negative terms, minus S_ij
-        j_all = torch.logaddexp(neg_lse.unsqueeze(1), neg_lse.unsqueeze(0)) - sim
-        j_all = torch.where(pos, j_all, torch.zeros_like(j_all))
-        return (j_all.clamp(min=0) ** 2).sum() / (2 * pos.sum())
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> tuple[Tensor, float]:
+        """``n_i`` for every anchor ``[B]`` (a first pass over the blocks) and ``1/|P|``."""
+        neg_lse = torch.empty(pairs.num_queries, dtype=sim.dtype, device=sim.device)
+        for block in pairs.blocks(sim):
+            neg_lse[block.rows] = masked_logsumexp(block.sim + self.margin, block.neg)[0][:, 0]
+        num_pos, _ = pairs.pair_counts()
+        return neg_lse, 1.0 / max(int(num_pos.sum()), 1)
+
+    def block_loss(self, block: RowBlock, prepared: tuple[Tensor, float]) -> tuple[Tensor, Tensor]:
+        neg_lse, inv_pos = prepared
+        sim, pos = block.sim, block.pos
+        own, other = neg_lse[block.rows].unsqueeze(1), neg_lse.unsqueeze(0)
+        hinge = torch.where(pos, (torch.logaddexp(own, other) - sim).clamp_(min=0), 0.0)
+        value = (hinge * hinge).sum() * (inv_pos / 2)
+        hinge.mul_(inv_pos)  # now g = dL/dJ
+        coeff = 2 * (hinge * torch.sigmoid(own - other)).sum(dim=1, keepdim=True)
+        _, softmax = masked_logsumexp(sim + self.margin, block.neg)
+        # rows without negatives have no positive with a negative either: coeff = 0
+        return value, softmax.mul_(coeff).sub_(hinge)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
 
 
 @register_loss("lifted_generalized")
-class GeneralizedLiftedStructureLoss(PairLoss):
-    """``loss(embeddings [B, D], labels [B]) -> scalar``."""
+class GeneralizedLiftedStructureLoss(BlockwiseLoss):
+    """``loss(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``."""
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
         self.margin = margin
 
-    def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
-        sim = pairs.sim
-        valid = pairs.pos.any(dim=1) & pairs.neg.any(dim=1)
-        if not valid.any():
-            return pairs.zero()
-        pos_lse = masked_logsumexp(self.margin - sim, pairs.pos)
-        neg_lse = masked_logsumexp(sim, pairs.neg)
-        per_anchor = torch.where(valid, (pos_lse + neg_lse).clamp(min=0), torch.zeros_like(pos_lse))
-        return per_anchor.sum() / sim.shape[0]
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
+        return 1.0 / pairs.num_queries
+
+    def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
+        sim, pos, neg = block.sim, block.pos, block.neg
+        pos_lse, pos_softmax = masked_logsumexp(self.margin - sim, pos)
+        neg_lse, neg_softmax = masked_logsumexp(sim, neg)
+        bracket = pos_lse + neg_lse
+        valid = pos.any(dim=1, keepdim=True) & neg.any(dim=1, keepdim=True)
+        active = valid & (bracket >= 0)  # clamp(min=0) passes the gradient at 0
+        value = torch.where(active, bracket, 0.0).sum() * prepared
+        coeff = torch.where(active, prepared, sim.new_zeros(()))  # in sim's dtype
+        return value, neg_softmax.sub_(pos_softmax).mul_(coeff)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"

@@ -12,8 +12,14 @@ terms are independent, as in pytorch-metric-learning's ``MultiSimilarityLoss``
 with its ``MultiSimilarityMiner`` (equal values); the authors' code instead
 skips an anchor when either side is empty after mining.
 
-Inputs must be L2-normalized (the paper's similarity is cosine); with
-``check_norms=True`` the loss raises when a row norm is off by more than 1e-2.
+Inputs must be L2-normalized (the paper's similarity is cosine; the margins
+``base`` and ``epsilon`` are on its scale). With ``check_norms=True`` the loss
+raises when a row norm is off by more than 1e-2 (one cheap ``[B]`` check).
+
+Computed block by block of anchors with the gradient in closed form
+(``dL/dS = -w`` on kept positives and ``+w`` on kept negatives, ``w`` the
+softmax-like weights of the paper); the log-sum-exps are shifted by their row
+maximum, which mining already gives (``min_pos`` / ``max_neg``).
 """
 
 from __future__ import annotations
@@ -21,24 +27,46 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs
-from retrievalkit.losses.reductions import log1p_sum_exp
+from retrievalkit.losses.blockwise import BlockwiseLoss
+from retrievalkit.losses.core import PairBatch, RowBlock, build_pairs
 from retrievalkit.losses.registry import register_loss
 
 
-def mine_pairs(pairs: PairBatch, epsilon: float) -> tuple[Tensor, Tensor]:
-    """Kept positive and negative masks ``[B, R]`` (bool) under the MS mining rule."""
-    sim = pairs.sim.detach()
+def hardest_similarities(block: RowBlock | PairBatch) -> tuple[Tensor, Tensor]:
+    """Per row the lowest positive and the highest negative similarity, ``[b, 1]`` each.
+
+    A row without positives gets ``finfo.max``, without negatives ``-finfo.max``.
+    """
+    sim = block.sim.detach()
     big = torch.finfo(sim.dtype).max
-    min_pos = torch.where(pairs.pos, sim, big).amin(dim=1, keepdim=True)
-    max_neg = torch.where(pairs.neg, sim, -big).amax(dim=1, keepdim=True)
-    keep_neg = pairs.neg & (sim + epsilon > min_pos)
-    keep_pos = pairs.pos & (sim - epsilon < max_neg)
+    min_pos = torch.where(block.pos, sim, big).amin(dim=1, keepdim=True)
+    max_neg = torch.where(block.neg, sim, -big).amax(dim=1, keepdim=True)
+    return min_pos, max_neg
+
+
+def mine_pairs(
+    block: RowBlock | PairBatch,
+    epsilon: float | None,
+    hardest: tuple[Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """Kept positive and negative masks ``[b, R]`` (bool) under the MS mining rule.
+
+    ``epsilon=None`` keeps every positive and negative pair. ``hardest``: the
+    result of :func:`hardest_similarities` if already computed.
+    """
+    if epsilon is None:
+        return block.pos, block.neg
+    sim = block.sim.detach()
+    min_pos, max_neg = hardest_similarities(block) if hardest is None else hardest
+    keep_neg = block.neg & (sim + epsilon > min_pos)
+    keep_pos = block.pos & (sim - epsilon < max_neg)
     return keep_pos, keep_neg
 
 
 class MultiSimilarityMiner(nn.Module):
-    """``miner(embeddings, labels, ref_embeddings=None, ref_labels=None) -> (keep_pos, keep_neg)``."""
+    """``miner(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``
+    -> ``(keep_pos, keep_neg)``, two bool ``[B, R]`` masks of the kept pairs
+    (``R = B + M``; columns: the batch, then the references)."""
 
     def __init__(self, epsilon: float = 0.1) -> None:
         super().__init__()
@@ -53,12 +81,25 @@ class MultiSimilarityMiner(nn.Module):
     ) -> tuple[Tensor, Tensor]:
         with torch.no_grad():
             pairs = build_pairs(embeddings, labels, ref_embeddings, ref_labels)
-        return mine_pairs(pairs, self.epsilon)
+            keep_pos = torch.empty_like(pairs.sim, dtype=torch.bool)
+            keep_neg = torch.empty_like(keep_pos)
+            for block in pairs.blocks():
+                keep_pos[block.rows], keep_neg[block.rows] = mine_pairs(block, self.epsilon)
+        return keep_pos, keep_neg
+
+    def extra_repr(self) -> str:
+        return f"epsilon={self.epsilon}"
 
 
 @register_loss("multi_similarity")
-class MultiSimilarityLoss(PairLoss):
-    """``loss(embeddings [B, D], labels [B]) -> scalar``; ``epsilon=None`` disables mining."""
+class MultiSimilarityLoss(BlockwiseLoss):
+    """``loss(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``.
+
+    Args:
+        alpha, beta, base: the paper's weights and ``lambda`` (2, 50, 0.5).
+        epsilon: mining margin (0.1); ``None`` keeps every pair.
+        check_norms: raise if the embeddings are not L2-normalized.
+    """
 
     def __init__(
         self,
@@ -72,25 +113,64 @@ class MultiSimilarityLoss(PairLoss):
         self.alpha, self.beta, self.base, self.epsilon = alpha, beta, base, epsilon
         self.check_norms = check_norms
 
-    def forward(self, embeddings: Tensor, labels: Tensor, ref_embeddings=None, ref_labels=None):
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
         if self.check_norms:
-            norms = embeddings.detach().float().norm(dim=1)
-            if (norms - 1).abs().max() > 1e-2:
-                raise ValueError(
-                    "MultiSimilarityLoss expects L2-normalized embeddings; row norms range "
-                    f"{float(norms.min()):.3f}..{float(norms.max()):.3f}"
-                )
+            for what, emb in (("embeddings", embeddings), ("ref_embeddings", ref_embeddings)):
+                if emb is not None and emb.shape[0]:
+                    norms = emb.detach().float().norm(dim=1)
+                    if (norms - 1).abs().max() > 1e-2:
+                        raise ValueError(
+                            f"MultiSimilarityLoss expects L2-normalized {what}; row norms range "
+                            f"{float(norms.min()):.3f}..{float(norms.max()):.3f} "
+                            "(use F.normalize(x, dim=1))"
+                        )
         return super().forward(embeddings, labels, ref_embeddings, ref_labels)
 
-    def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
+        return 1.0 / pairs.num_queries  # average over all B anchors
+
+    def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
+        sim, alpha, beta, base = block.sim, self.alpha, self.beta, self.base
+        min_pos, max_neg = hardest_similarities(block)
+        keep_pos, keep_neg = mine_pairs(block, self.epsilon, (min_pos, max_neg))
+        # Row maxima of the two exponents: the lowest positive is kept if any
+        # positive is, the highest negative if any negative is (0 if none).
+        top_pos = (-alpha * (min_pos - base)).clamp(min=0)
+        top_neg = (beta * (max_neg - base)).clamp(min=0)
+        any_pos, any_neg = self._kept_any(min_pos, max_neg)
+        top_pos, top_neg = top_pos * any_pos, top_neg * any_neg
+        # exponent - top: -alpha (S - base) - top_pos on kept positives,
+        # beta (S - base) - top_neg on kept negatives, -inf elsewhere (weight 0)
+        neg_exp = torch.where(
+            keep_neg, torch.add(-beta * base - top_neg, sim, alpha=beta), -torch.inf
+        )
+        pos_exp = torch.add(alpha * base - top_pos, sim, alpha=-alpha)
+        weight = torch.where(keep_pos, pos_exp, neg_exp).exp_()  # each <= 1
+        sum_pos = torch.where(keep_pos, weight, 0.0).sum(dim=1, keepdim=True)
+        # denominators (1 + sum) / e^top are >= 1 or contain a weight of 1, so the
+        # subtraction below loses no relevant precision
+        sum_neg = weight.sum(dim=1, keepdim=True) - sum_pos
+        denom_pos = torch.exp(-top_pos) + sum_pos
+        denom_neg = torch.exp(-top_neg) + sum_neg
+        per_anchor = (top_pos + denom_pos.log()) / alpha + (top_neg + denom_neg.log()) / beta
+        scale = torch.where(keep_pos, -prepared / denom_pos, prepared / denom_neg)
+        return per_anchor.sum() * prepared, weight.mul_(scale)
+
+    def _kept_any(self, min_pos: Tensor, max_neg: Tensor) -> tuple[Tensor, Tensor]:
+        """Whether a row keeps any positive / any negative, ``[b, 1]`` bool each
+        (the mining rule applied to the lowest positive / highest negative)."""
+        big = torch.finfo(min_pos.dtype).max
+        has_pos, has_neg = min_pos < big, max_neg > -big
         if self.epsilon is None:
-            keep_pos, keep_neg = pairs.pos, pairs.neg
-        else:
-            keep_pos, keep_neg = mine_pairs(pairs, self.epsilon)
-        shifted = pairs.sim - self.base
-        pos_term = log1p_sum_exp(-self.alpha * shifted, keep_pos) / self.alpha
-        neg_term = log1p_sum_exp(self.beta * shifted, keep_neg) / self.beta
-        return (pos_term + neg_term).mean()
+            return has_pos, has_neg
+        eps = self.epsilon
+        return (min_pos - eps < max_neg) & has_pos, (max_neg + eps > min_pos) & has_neg
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, base={self.base}, epsilon={self.epsilon}"

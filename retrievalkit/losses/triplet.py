@@ -1,10 +1,16 @@
 """Triplet margin loss in similarity form: ``[S_an - S_ap + margin]_+``.
 
-``mining="all"``: mean over every valid triplet (anchor, positive, negative) of
-the batch; computed per anchor as ``[K, R]`` hinges (K positives of the anchor),
-in chunks of anchors, never ``B x B x B``.
-``mining="batch_hard"``: per anchor the hardest positive (lowest S) and the
-hardest negative (highest S); mean over anchors that have both.
+``mining="batch_hard"`` (default): per anchor the hardest positive (lowest S,
+the first one on ties) and the hardest negative (highest S); mean over the
+anchors that have both. The hardest pairs are found on a detached ``S`` block by
+block, then only their ``2 B`` similarities are recomputed with gradients, so
+the backward pass costs ``O(B D)``, not a ``B x R`` matmul.
+
+``mining="all"``: mean over every valid triplet (anchor, positive, negative)
+of the batch, computed block by block of anchors as ``K`` passes over ``[b, R]``
+(``K`` = most positives of one anchor), never ``B x B x B``. Gradient: each
+negative gets ``+1/T`` per positive it violates, each positive ``-1/T`` per
+negative violating it (``T`` = number of triplets).
 """
 
 from __future__ import annotations
@@ -14,15 +20,48 @@ from typing import Literal
 import torch
 from torch import Tensor
 
-from retrievalkit.losses.core import PairBatch, PairLoss
+from retrievalkit.losses.blockwise import BlockwiseLoss
+from retrievalkit.losses.core import PairBatch, RowBlock, build_pairs, compute_dtype
 from retrievalkit.losses.registry import register_loss
 
-CHUNK_ELEMENTS = 1 << 22
+
+def positive_columns(pos: Tensor) -> tuple[Tensor, Tensor]:
+    """Columns of each row's positives, padded: ``idx [b, K]`` long and ``valid [b, K]`` bool."""
+    counts = pos.sum(dim=1)
+    width = int(counts.max()) if counts.numel() else 0
+    rows, cols = pos.nonzero(as_tuple=True)  # row-major
+    slot = torch.arange(rows.shape[0], device=pos.device) - (counts.cumsum(0) - counts)[rows]
+    idx = torch.zeros(pos.shape[0], width, dtype=torch.long, device=pos.device)
+    idx[rows, slot] = cols
+    valid = torch.arange(width, device=pos.device) < counts.unsqueeze(1)
+    return idx, valid
+
+
+@torch.no_grad()
+def hardest_pairs(pairs: PairBatch) -> tuple[Tensor, Tensor, Tensor]:
+    """Per anchor the column of its hardest positive and negative ``[B]`` (long), and
+    whether it has both ``[B]`` (bool)."""
+    sim = pairs.sim.detach()
+    big = torch.finfo(sim.dtype).max
+    num = pairs.num_queries
+    pos_idx = torch.zeros(num, dtype=torch.long, device=sim.device)
+    neg_idx = torch.zeros_like(pos_idx)
+    valid = torch.zeros(num, dtype=torch.bool, device=sim.device)
+    for block in pairs.blocks(sim):
+        pos_idx[block.rows] = torch.where(block.pos, block.sim, big).argmin(dim=1)
+        neg_idx[block.rows] = torch.where(block.neg, block.sim, -big).argmax(dim=1)
+        valid[block.rows] = block.pos.any(dim=1) & block.neg.any(dim=1)
+    return pos_idx, neg_idx, valid
 
 
 @register_loss("triplet")
-class TripletMarginLoss(PairLoss):
-    """``loss(embeddings [B, D], labels [B]) -> scalar``."""
+class TripletMarginLoss(BlockwiseLoss):
+    """``loss(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``.
+
+    Args:
+        margin: ``m`` in ``[S_an - S_ap + m]_+``.
+        mining: ``"batch_hard"`` or ``"all"`` (see the module docstring).
+    """
 
     def __init__(
         self, margin: float = 0.1, mining: Literal["all", "batch_hard"] = "batch_hard"
@@ -32,41 +71,61 @@ class TripletMarginLoss(PairLoss):
             raise ValueError(f"mining must be 'all' or 'batch_hard', got {mining!r}")
         self.margin, self.mining = margin, mining
 
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+    ) -> Tensor:
+        if self.mining == "all":
+            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+        with torch.no_grad():
+            detached_refs = None if ref_embeddings is None else ref_embeddings.detach()
+            pairs = build_pairs(embeddings.detach(), labels, detached_refs, ref_labels)
+        pos_idx, neg_idx, valid = hardest_pairs(pairs)
+        refs = embeddings
+        if ref_embeddings is not None:
+            refs = torch.cat([embeddings, ref_embeddings.to(embeddings.dtype)])
+        dtype = compute_dtype(embeddings.dtype)
+        queries, refs = embeddings.to(dtype), refs.to(dtype)
+        sim_pos = (queries * refs[pos_idx]).sum(dim=1)
+        sim_neg = (queries * refs[neg_idx]).sum(dim=1)
+        return self._mean_hinge(sim_pos, sim_neg, valid)
+
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
-        if self.mining == "batch_hard":
-            return self._batch_hard(pairs)
-        return self._all_triplets(pairs)
+        if self.mining == "all":
+            return super().loss_from_pairs(pairs)
+        pos_idx, neg_idx, valid = hardest_pairs(pairs)
+        sim_pos = pairs.sim.gather(1, pos_idx.unsqueeze(1)).squeeze(1)
+        sim_neg = pairs.sim.gather(1, neg_idx.unsqueeze(1)).squeeze(1)
+        return self._mean_hinge(sim_pos, sim_neg, valid)
 
-    def _batch_hard(self, pairs: PairBatch) -> Tensor:
-        sim = pairs.sim
-        big = torch.finfo(sim.dtype).max
-        hardest_pos = torch.where(pairs.pos, sim, big).amin(dim=1)
-        hardest_neg = torch.where(pairs.neg, sim, -big).amax(dim=1)
-        valid = pairs.pos.any(dim=1) & pairs.neg.any(dim=1)
-        if not valid.any():
-            return pairs.zero()
-        hinge = (hardest_neg - hardest_pos + self.margin).clamp(min=0)
-        return hinge[valid].mean()
+    def _mean_hinge(self, sim_pos: Tensor, sim_neg: Tensor, valid: Tensor) -> Tensor:
+        """Mean of ``[S_an - S_ap + m]_+`` over valid anchors (0, in the graph, if none)."""
+        hinge = (sim_neg - sim_pos + self.margin).clamp(min=0)
+        return torch.where(valid, hinge, 0.0).sum() / valid.sum().clamp(min=1)
 
-    def _all_triplets(self, pairs: PairBatch) -> Tensor:
-        sim, pos, neg = pairs.sim, pairs.pos, pairs.neg
-        counts = pos.sum(dim=1)
-        k = int(counts.max()) if counts.numel() else 0
-        if k == 0 or not neg.any():
-            return pairs.zero()
-        # positives of each anchor, padded to k: [B, k] columns and validity
-        order = torch.argsort(pos.to(torch.int8), dim=1, descending=True, stable=True)[:, :k]
-        pos_valid = torch.gather(pos, 1, order)
-        pos_sim = torch.gather(sim, 1, order)
-        total = sim.new_zeros(())
-        num_triplets = (counts * neg.sum(dim=1)).sum()
-        rows_per_chunk = max(1, CHUNK_ELEMENTS // max(k * sim.shape[1], 1))
-        for start in range(0, sim.shape[0], rows_per_chunk):
-            rows = slice(start, start + rows_per_chunk)
-            hinge = (sim[rows].unsqueeze(1) - pos_sim[rows].unsqueeze(2) + self.margin).clamp(min=0)
-            mask = pos_valid[rows].unsqueeze(2) & neg[rows].unsqueeze(1)
-            total = total + torch.where(mask, hinge, torch.zeros_like(hinge)).sum()
-        return total / num_triplets.clamp(min=1)
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
+        """``1 / T`` for ``mining="all"`` (T = number of triplets, 1 if none)."""
+        num_pos, num_neg = pairs.pair_counts()
+        return 1.0 / max(int((num_pos * num_neg).sum()), 1)
+
+    def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
+        sim, neg = block.sim, block.neg
+        idx, valid = positive_columns(block.pos)
+        sim_pos = sim.gather(1, idx)
+        value = sim.new_zeros(())
+        grad = torch.zeros_like(sim)
+        pos_grad = torch.zeros_like(sim_pos)
+        for k in range(idx.shape[1]):  # the k-th positive of every anchor of the block
+            hinge = sim - sim_pos[:, k : k + 1] + self.margin
+            active = neg & (hinge >= 0) & valid[:, k : k + 1]  # clamp passes the gradient at 0
+            value += torch.where(active, hinge, 0.0).sum()
+            grad += active
+            pos_grad[:, k] = -active.sum(dim=1)
+        grad.scatter_add_(1, idx, pos_grad)  # padded slots add 0
+        return value * prepared, grad.mul_(prepared)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}, mining={self.mining}"
