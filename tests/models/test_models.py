@@ -99,3 +99,14 @@ def test_importing_models_needs_only_torch():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
     )
     assert result.stdout.strip() == "[]"
+
+
+def test_small_cnn_stem_stride_keeps_the_first_stage_at_full_resolution():
+    coarse = build_image_encoder("small_cnn", in_channels=1, widths=[4, 4], out_dim=3)
+    fine = build_image_encoder("small_cnn", in_channels=1, widths=[4, 4], out_dim=3, stem_stride=1)
+    x = _images(2, 1, 28, 28)
+    assert coarse.features(x).shape[-2:] == (7, 7)
+    assert fine.features(x).shape[-2:] == (14, 14)
+    assert fine(x).shape == (2, 3)
+    with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
+        build_image_encoder("small_cnn", stem_stride=3)
