@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from retrievalkit.eval.ranking import DEFAULT_CHUNK, retrieval_ranks
+from retrievalkit.eval.ranking import retrieval_ranks
 
 RECALL_KS = (1, 5, 10)
 
@@ -37,7 +37,8 @@ def summarize_ranks(ranks: Tensor, prefix: str, ks: Sequence[int] = RECALL_KS) -
     the two middle ranks, then floored); ``meanr`` is the plain mean of the 1-based ranks.
     """
     ranks = ranks.double()
-    out = {f"{prefix}_r{k}": float((ranks <= k).double().mean() * 100) for k in _check_ks(ks)}
+    n = ranks.numel()
+    out = {f"{prefix}_r{k}": 100.0 * int((ranks <= k).sum()) / n for k in _check_ks(ks)}
     ordered = torch.sort(ranks - 1).values
     mid = (ordered.numel() - 1) // 2
     median = ordered[mid] if ordered.numel() % 2 else (ordered[mid] + ordered[mid + 1]) / 2
@@ -51,7 +52,7 @@ def cross_modal_recall(
     txt_emb: Tensor,
     txt_to_img: Tensor,
     ks: Sequence[int] = RECALL_KS,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Scores of image->text (``i2t_*``) and text->image (``t2i_*``) retrieval.
 
@@ -62,7 +63,8 @@ def cross_modal_recall(
         txt_to_img: ``[M]`` int, the image of each caption. An image without any
             caption is an error (its query would have no right answer).
         ks: the K of R@K; ``rsum`` sums the recalls of both directions over ``ks``.
-        chunk_size: image rows per matmul (memory ``~2 * chunk_size * M`` scores).
+        chunk_size: image rows per matmul (memory ``chunk_size * M`` scores); None:
+            about ``ranking.SCORE_BUDGET`` bytes.
     Returns:
         ``i2t_r1 i2t_r5 i2t_r10 i2t_medr i2t_meanr t2i_r1 ... t2i_meanr rsum`` (floats;
         recalls in percent, ranks 1-based) and ``n_images``, ``n_captions`` (ints).
@@ -83,7 +85,7 @@ def coco_1k(
     txt_emb: Tensor,
     txt_to_img: Tensor,
     folds: int = 5,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
 ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """Mean scores over ``folds`` folds of consecutive images, and each fold's scores.
 
@@ -137,7 +139,7 @@ def coco_1k_5k(
     txt_emb: Tensor,
     txt_to_img: Tensor,
     folds: int = 5,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Both COCO protocols on the same test split, as a nested dict.
 

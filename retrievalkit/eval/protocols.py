@@ -18,7 +18,6 @@ from typing import Any
 from torch import Tensor
 
 from retrievalkit.eval.cross_modal import coco_1k, cross_modal_recall
-from retrievalkit.eval.ranking import DEFAULT_CHUNK
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +30,7 @@ def evaluate_protocol(
     img_emb: Tensor,
     txt_emb: Tensor,
     txt_to_img: Tensor,
-    chunk_size: int = DEFAULT_CHUNK,
+    chunk_size: int | None = None,
 ) -> dict[str, Any]:
     """Scores of ``img_emb [N, D]`` / ``txt_emb [M, D]`` under protocol ``name``.
 

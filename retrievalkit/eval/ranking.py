@@ -12,18 +12,18 @@ For every image ``i`` and caption ``m`` the score is ``s[i, m] = img[i] . txt[m]
 Ties count in the query's favour ("optimistic"): a competitor must score
 *strictly* higher than the right answer to push it down.
 
-Nothing is sorted and no ``N x M`` matrix exists. Images are processed in chunks
-of ``chunk_size``; one matmul per chunk gives ``S [chunk, M]``, which serves both
-directions: image ranks are counted along its rows, caption ranks accumulate
-column-wise over the chunks. Peak extra memory is two ``[chunk, M]`` buffers.
+Nothing is sorted and no ``N x M`` matrix exists. Images are processed in chunks;
+one matmul per chunk gives ``S [chunk, M]``, which serves both directions: image
+ranks are counted along its rows, caption ranks accumulate column-wise over the
+chunks (each caption's own score is computed first, as a dot product). Extra
+memory: one ``[chunk, M]`` score buffer plus a ``[SUB_ROWS, M]`` comparison buffer.
+With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores.
 
-Floating point: a "tie" means equal computed scores. For image queries the best
-positive and all competitors come from the same matmul call, so exact ties are
-always resolved optimistically. A caption's own score is needed before the
-chunks holding other images are scored, so it is computed first by a small
-matmul of the same image rows against only the chunk's own captions; BLAS
-libraries (MKL here) give the same bits for it as for the full chunk (tested
-with duplicated images), and a caption's own image is never counted against it.
+Floating point: a "tie" is an equality of computed scores, and the same dot
+product can round differently in different matmul calls. Exact duplicates are
+therefore handled explicitly: equal image vectors (and equal caption vectors) are
+detected and scored once, with their multiplicity, so a copy of the right answer
+never counts against a query, whatever the BLAS does.
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CHUNK = 256
-MIN_ROWS = 16
+SCORE_BUDGET = 256 * 2**20  # bytes of one [chunk, M] score buffer (chunk_size=None)
+SUB_ROWS = 128  # rows compared at a time for the image queries
 
 
 def check_cross_modal_inputs(img: Tensor, txt: Tensor, txt_to_img: Tensor) -> None:
@@ -64,35 +64,24 @@ def check_cross_modal_inputs(img: Tensor, txt: Tensor, txt_to_img: Tensor) -> No
             f"{missing.numel()} images without any caption (e.g. {missing[:5].tolist()}): "
             "every image query needs at least one caption; drop them before scoring"
         )
-    for name, emb in (("img_emb", img), ("txt_emb", txt)):
-        if not bool(torch.isfinite(emb).all()):
-            raise ValueError(f"{name} has NaN or infinite values (would score as ties)")
 
 
 def _compute_pair(img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
-    """Both on img's device in a common dtype; half precision is widened on CPU."""
+    """Both on img's device in a common dtype; half precision is scored in float32
+    (exact integer counts, and CPU matmuls in half are slow)."""
     dtype = torch.promote_types(img.dtype, txt.dtype)
-    if not dtype.is_floating_point:
-        dtype = torch.get_default_dtype()
-    if img.device.type == "cpu" and dtype in (torch.float16, torch.bfloat16):
+    if not dtype.is_floating_point or dtype in (torch.float16, torch.bfloat16):
         dtype = torch.float32
     return img.detach().to(dtype=dtype), txt.detach().to(device=img.device, dtype=dtype)
 
 
-def _chunks(n: int, chunk_size: int) -> list[tuple[int, int]]:
-    """Row ranges of at least ``MIN_ROWS`` rows each (a short tail joins the previous one).
-
-    BLAS libraries compute matmuls with very few rows on other code paths whose
-    rounding differs (MKL here: rows < 8), which would make equal inputs score
-    differently in different chunks and break exact ties between chunks.
-    """
+def chunk_rows(n_img: int, n_txt: int, chunk_size: int | None, itemsize: int) -> int:
+    """Image rows per matmul: ``chunk_size``, or what fits ``SCORE_BUDGET`` when None."""
+    if chunk_size is None:
+        return max(1, min(n_img, SCORE_BUDGET // max(1, n_txt * itemsize)))
     if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
-    size = max(chunk_size, MIN_ROWS)
-    ranges = [(s, min(s + size, n)) for s in range(0, n, size)]
-    if len(ranges) > 1 and ranges[-1][1] - ranges[-1][0] < MIN_ROWS:
-        ranges[-2:] = [(ranges[-2][0], n)]
-    return ranges
+        raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
+    return min(chunk_size, n_img)
 
 
 def duplicate_representatives(x: Tensor) -> Tensor:
@@ -130,9 +119,30 @@ def _multiplicity(rep: Tensor, dtype: torch.dtype) -> Tensor:
     return torch.bincount(rep, minlength=rep.numel()).to(dtype)
 
 
+def _own_scores(img: Tensor, txt: Tensor, owner: Tensor, block: int = 4096) -> Tensor:
+    """``[M]`` score of each caption with ``img[owner[m]]``, in blocks of captions."""
+    own = torch.empty(txt.shape[0], dtype=img.dtype, device=img.device)
+    for start in range(0, txt.shape[0], block):
+        stop = min(start + block, txt.shape[0])
+        own[start:stop] = (img[owner[start:stop]] * txt[start:stop]).sum(dim=1)
+    if not bool(torch.isfinite(own).all()):
+        raise ValueError("img_emb or txt_emb has NaN or infinite values (or the scores overflow)")
+    return own
+
+
+def _warn_if_collapsed(img_rep: Tensor, txt_rep: Tensor) -> None:
+    for name, rep in (("image", img_rep), ("caption", txt_rep)):
+        if rep.numel() > 1 and not bool(rep.any()):
+            logger.warning(
+                "all %s embeddings are identical (collapsed model?): every query of the "
+                "other side ties, and ties count in its favour",
+                name,
+            )
+
+
 @torch.no_grad()
 def retrieval_ranks(
-    img: Tensor, txt: Tensor, txt_to_img: Tensor, chunk_size: int = DEFAULT_CHUNK
+    img: Tensor, txt: Tensor, txt_to_img: Tensor, chunk_size: int | None = None
 ) -> tuple[Tensor, Tensor]:
     """1-based ranks of image queries ``[N]`` and caption queries ``[M]`` (int64, CPU).
 
@@ -140,8 +150,8 @@ def retrieval_ranks(
         img: ``[N, D]`` image embeddings; txt: ``[M, D]`` caption embeddings.
         txt_to_img: ``[M]`` integer image index of each caption (any number of
             captions per image, in any order; every image needs one).
-        chunk_size: image rows scored per matmul (at least ``MIN_ROWS``; a short last
-            chunk joins the one before); memory ``~2 * chunk_size * M`` scores.
+        chunk_size: image rows per matmul (memory ``chunk_size * M`` scores), or
+            None for about ``SCORE_BUDGET`` bytes.
     """
     txt_to_img = torch.as_tensor(txt_to_img)
     check_cross_modal_inputs(img, txt, txt_to_img)
@@ -150,50 +160,39 @@ def retrieval_ranks(
     count_dtype = torch.float32 if max(n_img, n_txt) < 2**24 else torch.float64
     owner = txt_to_img.to(device=device, dtype=torch.long)
     img_rep, txt_rep = duplicate_representatives(img), duplicate_representatives(txt)
-    for name, rep in (("image", img_rep), ("caption", txt_rep)):
-        if rep.numel() > 1 and not bool(rep.any()):
-            logger.warning(
-                "all %s embeddings are identical (collapsed model?): every query of the "
-                "other side ties, and ties count in its favour",
-                name,
-            )
-    img_weight, txt_weight = (
-        _multiplicity(img_rep, count_dtype),
-        _multiplicity(txt_rep, count_dtype),
-    )
+    _warn_if_collapsed(img_rep, txt_rep)
+    img_weight = _multiplicity(img_rep, count_dtype)  # copies at the first copy, else 0
+    txt_weight = _multiplicity(txt_rep, count_dtype)
+    rep_owner = img_rep[owner]  # caption -> first copy of its image
+    own = _own_scores(img, txt, rep_owner)  # [M]
     by_owner, owner_offsets = _grouped(owner, n_img)  # image queries: their own captions
-    rep_owner = img_rep[owner]  # caption queries: the first copy of their image
-    by_rep, rep_offsets = _grouped(rep_owner, n_img)
-    chunks = _chunks(n_img, chunk_size)
+    by_rep, rep_offsets = _grouped(rep_owner, n_img)  # caption queries: their image's row
 
-    own = torch.empty(n_txt, dtype=img.dtype, device=device)  # s[rep_owner[m], m]
-    for start, stop in chunks:
-        caps = by_rep[rep_offsets[start] : rep_offsets[stop]]
-        block = img[start:stop] @ txt[caps].T  # [n, c], same image rows as the main pass
-        own[caps] = block[rep_owner[caps] - start, torch.arange(caps.numel(), device=device)]
-
-    width = max(stop - start for start, stop in chunks)
-    scores = torch.empty(width, n_txt, dtype=img.dtype, device=device)
-    hits = torch.empty(width, n_txt, dtype=count_dtype, device=device)  # 0/1 comparisons
+    rows = chunk_rows(n_img, n_txt, chunk_size, img.element_size())
+    scores = torch.empty(rows, n_txt, dtype=img.dtype, device=device)
+    hits = torch.empty(min(rows, SUB_ROWS), n_txt, dtype=count_dtype, device=device)
     i2t = torch.empty(n_img, dtype=torch.long, device=device)
     t2i = torch.zeros(n_txt, dtype=torch.long, device=device)
-    for start, stop in chunks:
-        n = stop - start
-        s = torch.mm(img[start:stop], txt.T, out=scores[:n])  # [n, M]
-        caps = by_owner[owner_offsets[start] : owner_offsets[stop]]
-        local = owner[caps] - start
-        best = torch.full((n,), -torch.inf, dtype=s.dtype, device=device)
-        best.scatter_reduce_(0, local, s[local, txt_rep[caps]], reduce="amax")
+    for start in range(0, n_img, rows):
+        stop = min(start + rows, n_img)
+        s = torch.mm(img[start:stop], txt.T, out=scores[: stop - start])  # [n, M]
         # image queries: one column per distinct caption, weighted by its copies; own
         # captions (and copies of them) never exceed their best, so no mask is needed
-        torch.gt(s, best.unsqueeze(1), out=hits[:n])
-        i2t[start:stop] = torch.mv(hits[:n], txt_weight).long()
-        # caption queries: images (one row per distinct image) above the own score ...
-        torch.gt(s, own.unsqueeze(0), out=hits[:n])
-        t2i += torch.mv(hits[:n].T, img_weight[start:stop]).long()
-        # ... minus the own image, should its bits here exceed the first-pass score
+        caps = by_owner[owner_offsets[start] : owner_offsets[stop]]
+        local = owner[caps] - start
+        best = torch.full((stop - start,), -torch.inf, dtype=s.dtype, device=device)
+        best.scatter_reduce_(0, local, s[local, txt_rep[caps]], reduce="amax")
+        for sub in range(0, stop - start, SUB_ROWS):
+            part = s[sub : sub + SUB_ROWS]
+            torch.gt(part, best[sub : sub + SUB_ROWS].unsqueeze(1), out=hits[: part.shape[0]])
+            i2t[start + sub : start + sub + part.shape[0]] = torch.mv(
+                hits[: part.shape[0]], txt_weight
+            ).long()
+        # caption queries: the own image is never counted, even if its score here
+        # rounds above ``own``; then images (one row per distinct image) above ``own``
         caps = by_rep[rep_offsets[start] : rep_offsets[stop]]
-        rows = rep_owner[caps]
-        above = s[rows - start, caps] > own[caps]
-        t2i[caps] -= (above.to(count_dtype) * img_weight[rows]).long()
+        self_hit = s[rep_owner[caps] - start, caps] > own[caps]
+        t2i[caps] -= (self_hit.to(count_dtype) * img_weight[rep_owner[caps]]).long()
+        s.gt_(own.unsqueeze(0))  # in place: 1.0 where the image scores above
+        t2i += torch.mv(s.T, img_weight[start:stop].to(s.dtype)).long()
     return (i2t + 1).cpu(), (t2i + 1).cpu()
