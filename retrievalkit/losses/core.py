@@ -31,28 +31,17 @@ from torch.autograd.function import once_differentiable
 # temporaries of a loss's elementwise passes stay near the CPU cache while the
 # number of operations (each a thread-pool dispatch) stays small.
 BLOCK_ELEMENTS = 1 << 20
-# Side of the square tiles of the symmetrizing add G + G.T (256 KiB in float32).
-TILE = 256
 
 
-def symmetrized(grad: Tensor, tile: int = TILE) -> Tensor:
-    """``grad + grad.T`` for a square ``[B, B]`` matrix, tile by tile.
+def symmetrized(grad: Tensor) -> Tensor:
+    """``grad + grad.T`` for a square ``[B, B]`` matrix.
 
-    The plain expression reads ``grad.T`` with a stride of ``B`` elements; square
-    tiles keep both reads in cache (about twice as fast on CPU at B = 4096).
+    The plain expression reads ``grad.T`` with a stride of ``B`` elements;
+    torch's transposing copy is blocked, so copy first, then add in place
+    (measured 2.5x faster on CPU at B = 4096, and only two operations).
     """
-    num = grad.shape[0]
-    if num <= tile:
-        return grad + grad.T
-    out = torch.empty_like(grad)
-    for i in range(0, num, tile):
-        for j in range(0, num, tile):
-            torch.add(
-                grad[i : i + tile, j : j + tile],
-                grad[j : j + tile, i : i + tile].T,
-                out=out[i : i + tile, j : j + tile],
-            )
-    return out
+    out = grad.T.contiguous()
+    return out.add_(grad)
 
 
 def compute_dtype(dtype: torch.dtype) -> torch.dtype:
