@@ -110,7 +110,7 @@ def check_equal(n_img: int, dim: int, noise: float, dtype: torch.dtype, chunk: i
     from retrievalkit.eval import cross_modal_recall, retrieval_ranks
 
     img, txt, t2i = make_inputs(n_img, dim, noise, dtype)
-    ref_i, ref_t = vsepp_i2t_t2i(img[t2i].numpy(), txt.numpy())
+    ref_i, ref_t = vsepp_i2t_t2i(img[t2i].numpy(), txt.numpy())  # numpy's own BLAS
     ours_i, ours_t = retrieval_ranks(img, txt, t2i, chunk)
     wrong = int((ours_i.numpy() != ref_i + 1).sum() + (ours_t.numpy() != ref_t + 1).sum())
     if wrong == 0:
@@ -121,7 +121,37 @@ def check_equal(n_img: int, dim: int, noise: float, dtype: torch.dtype, chunk: i
             raise AssertionError(f"same ranks but different scores for {bad}")
     elif dtype == torch.float64:
         raise AssertionError(f"{wrong} ranks differ from vsepp's in float64")
+    else:
+        print(
+            f"float32 ranks differing from vsepp: {near_tie_report(img, txt, t2i, ours_i, ours_t, ref_i, ref_t)}"
+        )
     return wrong
+
+
+def near_tie_report(
+    img: torch.Tensor,
+    txt: torch.Tensor,
+    t2i: torch.Tensor,
+    ours_i: torch.Tensor,
+    ours_t: torch.Tensor,
+    ref_i: np.ndarray,
+    ref_t: np.ndarray,
+) -> str:
+    """For each differing rank: the float64 gap between the right answer's score and
+    the closest wrong one (a rounding-level gap means a near-tie, not a bug)."""
+    img64, txt64 = img.double(), txt.double()
+    lines = []
+    for q in np.flatnonzero(ours_i.numpy() != ref_i + 1):
+        s = txt64 @ img64[q]
+        own = t2i == q
+        gap = (s[~own] - s[own].max()).abs().min()
+        lines.append(f"image {q}: ours {int(ours_i[q])} vsepp {int(ref_i[q]) + 1} gap {gap:.1e}")
+    for m in np.flatnonzero(ours_t.numpy() != ref_t + 1):
+        s = img64 @ txt64[m]
+        other = torch.arange(len(img)) != t2i[m]
+        gap = (s[other] - s[t2i[m]]).abs().min()
+        lines.append(f"caption {m}: ours {int(ours_t[m])} vsepp {int(ref_t[m]) + 1} gap {gap:.1e}")
+    return "; ".join(lines)
 
 
 def time_methods(
@@ -196,7 +226,7 @@ def main(argv: list[str] | None = None) -> None:
         "--chunk", type=int, default=None, help="image rows per matmul (default: library)"
     )
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--vsepp-rounds", type=int, default=2)
+    parser.add_argument("--vsepp-rounds", type=int, default=2, help="0: no full-size vsepp")
     parser.add_argument("--check64", type=int, default=1000, help="images in the fp64 check")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory-probe", metavar="METHOD", help=argparse.SUPPRESS)
@@ -213,11 +243,14 @@ def main(argv: list[str] | None = None) -> None:
     n, m = args.images, args.images * CAPS_PER_IMAGE
     print(f"torch {torch.__version__}, numpy {np.__version__}, threads {args.threads}")
     print(f"load average before: {os.getloadavg()[0]:.2f}")
-    wrong32 = check_equal(n, args.dim, args.noise, torch.float32, args.chunk)
+    wrong32 = None  # --vsepp-rounds 0: no full-size vsepp run at all
+    if args.vsepp_rounds > 0:
+        wrong32 = check_equal(n, args.dim, args.noise, torch.float32, args.chunk)
     check_equal(min(args.check64, n), args.dim, args.noise, torch.float64, args.chunk)
     print(f"ranks differing from vsepp: float32 {wrong32} of {n + m}, float64 0 (asserted)")
+    same32 = "-" if wrong32 is None else "yes" if wrong32 == 0 else f"{wrong32} differ"
     times = time_methods(n, args.dim, args.noise, args.chunk, args.rounds, args.vsepp_rounds)
-    med = {k: statistics.median(v) for k, v in times.items()}
+    med = {k: statistics.median(v) for k, v in times.items() if v}
     mem = {k: peak_memory_mb(k, args) for k in ("ours", "matmul")}
     cells = [
         f"{n:,} x {m:,}, {args.dim}",
@@ -226,12 +259,12 @@ def main(argv: list[str] | None = None) -> None:
         f"{med['ours']:.2f}",
         f"{med['matmul']:.2f}",
         f"{med['ours'] / med['matmul']:.2f}",
-        f"{med['vsepp']:.1f}",
-        f"{med['vsepp'] / med['ours']:.0f}",
+        f"{med['vsepp']:.1f}" if "vsepp" in med else "-",
+        f"{med['vsepp'] / med['ours']:.0f}" if "vsepp" in med else "-",
         f"{mem['ours']:.0f}",
         f"{mem['matmul']:.0f}",
         f"{n * m * 4 / 2**20:.0f}",
-        f"{'yes' if wrong32 == 0 else f'{wrong32} differ'} / yes ({min(args.check64, n)} img)",
+        f"{same32} / yes ({min(args.check64, n)} img)",
     ]
     print("\n" + HEADER)
     print("| " + " | ".join(cells) + " |")
