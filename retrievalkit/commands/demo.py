@@ -108,14 +108,13 @@ def _print_quality(quality: dict[str, Any]) -> None:
         f"\nSearch quality on {quality['num_queries']} typed queries (hit@5: a right emoji in "
         "the top 5)"
     )
-    print("  kind          model   BM25")
-    for kind in quality["model"]:
-        model, bm25 = quality["model"][kind], quality["bm25"][kind]
-        if isinstance(model, dict):
-            print(
-                f"  {kind:<12} {model['hit_rate']:6.1%} {bm25['hit_rate']:6.1%}"
-                f"   (n={model.get('count', '?')})"
-            )
+    print("  kind        model (fused)  model (image only)   BM25")
+    for kind, fused in quality["model"].items():
+        image, bm25 = quality["model_image_only"][kind], quality["bm25"][kind]
+        print(
+            f"  {kind:<11} {fused['hit_rate']:12.1%}  {image['hit_rate']:17.1%}  "
+            f"{bm25['hit_rate']:6.1%}   (n={fused['count']})"
+        )
 
 
 def run(args: argparse.Namespace) -> int:
