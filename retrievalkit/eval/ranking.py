@@ -17,7 +17,9 @@ one matmul per chunk gives ``S [chunk, M]``, which serves both directions: image
 ranks are counted along its rows, caption ranks accumulate column-wise over the
 chunks (each caption's own score is computed first, as a dot product). Extra
 memory: one ``[chunk, M]`` score buffer plus a ``[SUB_ROWS, M]`` comparison buffer.
-With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores.
+With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores
+(64 MiB: 671 rows for 25,000 captions in float32), but at least ``MIN_AUTO_ROWS``
+rows, since every matmul streams all captions from memory.
 
 Floating point: a "tie" is an equality of computed scores, and the same dot
 product can round differently in different matmul calls. Exact duplicates are
@@ -35,7 +37,8 @@ from torch import Tensor
 
 logger = logging.getLogger(__name__)
 
-SCORE_BUDGET = 256 * 2**20  # bytes of one [chunk, M] score buffer (chunk_size=None)
+SCORE_BUDGET = 64 * 2**20  # bytes of one [chunk, M] score buffer (chunk_size=None) ...
+MIN_AUTO_ROWS = 256  # ... but at least this many rows: each matmul streams all captions
 SUB_ROWS = 128  # rows compared at a time for the image queries
 
 
@@ -76,9 +79,11 @@ def _compute_pair(img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
 
 
 def chunk_rows(n_img: int, n_txt: int, chunk_size: int | None, itemsize: int) -> int:
-    """Image rows per matmul: ``chunk_size``, or what fits ``SCORE_BUDGET`` when None."""
+    """Image rows per matmul: ``chunk_size``, or when None what fits ``SCORE_BUDGET``
+    (at least ``MIN_AUTO_ROWS``, at most ``n_img``)."""
     if chunk_size is None:
-        return max(1, min(n_img, SCORE_BUDGET // max(1, n_txt * itemsize)))
+        fit = SCORE_BUDGET // max(1, n_txt * itemsize)
+        return max(1, min(n_img, max(MIN_AUTO_ROWS, fit)))
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     return min(chunk_size, n_img)

@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrievalkit.eval import cross_modal_recall, retrieval_ranks, summarize_ranks
+from retrievalkit.eval.ranking import chunk_rows
 
 
 def vsepp_i2t_t2i(images, captions):
@@ -265,3 +266,11 @@ def test_input_errors(img, txt, t2i, message):
         cross_modal_recall(img, txt, t2i)
     with pytest.raises(ValueError, match="ks must be"):
         cross_modal_recall(torch.eye(2), torch.eye(2), torch.tensor([0, 1]), ks=(0,))
+
+
+def test_automatic_chunk_rows():
+    assert chunk_rows(5000, 25000, None, 4) == 64 * 2**20 // (25000 * 4)  # 671 rows, 64 MiB
+    assert chunk_rows(5000, 780_000, None, 4) == 256  # never fewer rows than this
+    assert chunk_rows(100, 10, None, 8) == 100 and chunk_rows(100, 10, 7, 4) == 7
+    with pytest.raises(ValueError, match="chunk_size"):
+        chunk_rows(10, 10, 0, 4)
