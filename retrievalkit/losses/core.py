@@ -149,16 +149,17 @@ class PairBatch:
         return ~same_label_mask(self.labels, self.ref_labels)
 
     def blocks(
-        self, sim: Tensor | None = None, max_elements: int = BLOCK_ELEMENTS
+        self, sim: Tensor | None = None, max_elements: int | None = None
     ) -> Iterator[RowBlock]:
-        """Blocks of about ``max_elements`` entries, in row order, with their masks.
+        """Blocks of about ``max_elements`` (default ``BLOCK_ELEMENTS``) entries, in
+        row order, with their masks.
 
         ``sim`` (default ``self.sim``) may be any ``[B, R]`` tensor to slice, e.g.
         a detached copy.
         """
         sim = self.sim if sim is None else sim
-        num_refs = max(sim.shape[1], 1)
-        step = max(1, max_elements // num_refs)
+        max_elements = BLOCK_ELEMENTS if max_elements is None else max_elements
+        step = max(1, max_elements // max(sim.shape[1], 1))
         for start in range(0, self.num_queries, step):
             rows = slice(start, min(start + step, self.num_queries))
             pos = same_label_mask(self.labels[rows], self.ref_labels)

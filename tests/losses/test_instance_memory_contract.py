@@ -52,6 +52,28 @@ def test_memory_enqueue_order_wraps_oldest_first():
     assert stored[0].tolist() == [0.5, 0.5] and stored[-1].tolist() == [2.5, 2.5]
 
 
+def test_memory_after_wrap_around_equals_explicit_references():
+    base = MultiSimilarityLoss(epsilon=None)
+    memory = CrossBatchMemory(base, embedding_dim=4, memory_size=7).double()
+    seen_x, seen_y = [], []
+    for step in range(4):  # 4 batches of 3 into 7 slots: wraps twice
+        x = unit(3, 4, 40 + step).requires_grad_()
+        y = torch.tensor([step % 2, 1, 2])
+        kept_x = torch.cat(seen_x)[-7:] if seen_x else None
+        kept_y = torch.cat(seen_y)[-7:] if seen_y else None
+        value = memory(x, y)
+        expected = base(x, y) if kept_x is None else base(x, y, kept_x, kept_y)
+        assert torch.allclose(value, expected, atol=1e-12)
+        value.backward()  # memory entries are detached: gradients reach x only
+        assert x.grad is not None
+        seen_x.append(x.detach())
+        seen_y.append(y)
+    stored, labels = memory.memory()
+    assert torch.equal(stored, torch.cat(seen_x)[-7:]) and torch.equal(
+        labels, torch.cat(seen_y)[-7:]
+    )
+
+
 def test_memory_loss_uses_memory_before_the_batch_and_warms_up():
     base = MultiSimilarityLoss(epsilon=None)
     memory = CrossBatchMemory(base, embedding_dim=4, memory_size=16, warmup_steps=1).double()
@@ -107,10 +129,15 @@ def test_every_metric_loss_contract(name):
     value.backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     lone = unit(5, 8, 5, dtype=torch.float32).requires_grad_()
-    zero = loss(lone, torch.arange(5))  # no positive pair at all
-    assert torch.isfinite(zero)
-    zero.backward()
+    no_pos = loss(lone, torch.arange(5))  # no positive pair (negatives only)
+    assert torch.isfinite(no_pos)
+    no_pos.backward()
     assert lone.grad is not None  # stays in the graph (no hang in distributed training)
+    single = unit(1, 8, 6, dtype=torch.float32).requires_grad_()
+    zero = loss(single, torch.zeros(1, dtype=torch.long))  # B = 1: no pair at all
+    assert zero.item() == 0.0
+    zero.backward()
+    assert single.grad is not None and torch.all(single.grad == 0)
 
 
 def test_registry_names_cover_the_design():

@@ -15,6 +15,7 @@ from retrievalkit.losses import (
     LiftedStructureLoss,
     MultiSimilarityLoss,
     TripletMarginLoss,
+    core,
 )
 
 
@@ -25,51 +26,76 @@ def batch(n=13, d=6, classes=4, seed=0, dtype=torch.float64):
     return emb, labels
 
 
-def cos(x, i, j):
-    return x[i] @ x[j]
+# Brute force over queries x[0..n) and references allx = [x; refs] (labels all_y):
+# self pairs (i, i) are excluded, as in retrievalkit.losses.core.
 
 
-def pos_pairs(labels):
-    n = len(labels)
-    return [(i, j) for i in range(n) for j in range(n) if i != j and labels[i] == labels[j]]
+def cos(x, i, j, allx=None):
+    return x[i] @ (x if allx is None else allx)[j]
 
 
-def neg_pairs(labels):
-    n = len(labels)
-    return [(i, j) for i in range(n) for j in range(n) if labels[i] != labels[j]]
+def pos_cols(i, labels, all_labels):
+    return [j for j in range(len(all_labels)) if j != i and all_labels[j] == labels[i]]
+
+
+def neg_cols(i, labels, all_labels):
+    return [j for j in range(len(all_labels)) if all_labels[j] != labels[i]]
+
+
+def with_refs(x, labels, refs, ref_labels):
+    if refs is None:
+        return x, labels
+    return torch.cat([x, refs]), torch.cat([labels, ref_labels])
 
 
 def mean_or_zero(terms, x):
     return torch.stack(terms).mean() if terms else x.sum() * 0
 
 
-def ref_contrastive(x, labels, margin):
-    pos = [1 - cos(x, i, j) for i, j in pos_pairs(labels)]
-    neg = [(cos(x, i, j) - margin).clamp(min=0) for i, j in neg_pairs(labels)]
+def ref_contrastive(x, labels, margin, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
+    n = len(labels)
+    pos = [1 - cos(x, i, j, allx) for i in range(n) for j in pos_cols(i, labels, ally)]
+    neg = [
+        (cos(x, i, j, allx) - margin).clamp(min=0)
+        for i in range(n)
+        for j in neg_cols(i, labels, ally)
+    ]
     return mean_or_zero(pos, x) + mean_or_zero(neg, x)
 
 
-def ref_binomial(x, labels, a, b, base):
-    pos = [torch.log1p(torch.exp(-a * (cos(x, i, j) - base))) for i, j in pos_pairs(labels)]
-    neg = [torch.log1p(torch.exp(b * (cos(x, i, j) - base))) for i, j in neg_pairs(labels)]
+def ref_binomial(x, labels, a, b, base, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
+    n = len(labels)
+    pos = [
+        torch.log1p(torch.exp(-a * (cos(x, i, j, allx) - base)))
+        for i in range(n)
+        for j in pos_cols(i, labels, ally)
+    ]
+    neg = [
+        torch.log1p(torch.exp(b * (cos(x, i, j, allx) - base)))
+        for i in range(n)
+        for j in neg_cols(i, labels, ally)
+    ]
     return mean_or_zero(pos, x) + mean_or_zero(neg, x)
 
 
-def ref_triplet_all(x, labels, margin):
-    n, terms = len(labels), []
-    for a in range(n):
-        for p in range(n):
-            for q in range(n):
-                if p != a and labels[p] == labels[a] and labels[q] != labels[a]:
-                    terms.append((cos(x, a, q) - cos(x, a, p) + margin).clamp(min=0))
+def ref_triplet_all(x, labels, margin, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
+    terms = []
+    for a in range(len(labels)):
+        for p in pos_cols(a, labels, ally):
+            for q in neg_cols(a, labels, ally):
+                terms.append((cos(x, a, q, allx) - cos(x, a, p, allx) + margin).clamp(min=0))
     return mean_or_zero(terms, x)
 
 
-def ref_triplet_hard(x, labels, margin):
-    n, terms = len(labels), []
-    for a in range(n):
-        ps = [cos(x, a, p) for p in range(n) if p != a and labels[p] == labels[a]]
-        qs = [cos(x, a, q) for q in range(n) if labels[q] != labels[a]]
+def ref_triplet_hard(x, labels, margin, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
+    terms = []
+    for a in range(len(labels)):
+        ps = [cos(x, a, p, allx) for p in pos_cols(a, labels, ally)]
+        qs = [cos(x, a, q, allx) for q in neg_cols(a, labels, ally)]
         if ps and qs:
             terms.append((torch.stack(qs).max() - torch.stack(ps).min() + margin).clamp(min=0))
     return mean_or_zero(terms, x)
@@ -77,25 +103,25 @@ def ref_triplet_hard(x, labels, margin):
 
 def ref_lifted(x, labels, margin):
     n = len(labels)
-    negs = {
-        i: [margin + cos(x, i, k) for k in range(n) if labels[k] != labels[i]] for i in range(n)
-    }
+    negs = {i: [margin + cos(x, i, k) for k in neg_cols(i, labels, labels)] for i in range(n)}
     terms = []
-    for i, j in pos_pairs(labels):
-        if not negs[i] + negs[j]:  # log(0) = -inf: the hinge is 0
-            terms.append(x.sum() * 0)
-            continue
-        stacked = torch.stack(negs[i] + negs[j])
-        j_ij = torch.log(torch.exp(stacked).sum()) - cos(x, i, j)
-        terms.append(j_ij.clamp(min=0) ** 2)
+    for i in range(n):
+        for j in pos_cols(i, labels, labels):
+            if not negs[i] + negs[j]:  # log(0) = -inf: the hinge is 0
+                terms.append(x.sum() * 0)
+                continue
+            stacked = torch.stack(negs[i] + negs[j])
+            j_ij = torch.log(torch.exp(stacked).sum()) - cos(x, i, j)
+            terms.append(j_ij.clamp(min=0) ** 2)
     return torch.stack(terms).sum() / (2 * len(terms)) if terms else x.sum() * 0
 
 
-def ref_lifted_generalized(x, labels, margin):
+def ref_lifted_generalized(x, labels, margin, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
     n, total = len(labels), x.sum() * 0
     for i in range(n):
-        ps = [margin - cos(x, i, k) for k in range(n) if k != i and labels[k] == labels[i]]
-        qs = [cos(x, i, k) for k in range(n) if labels[k] != labels[i]]
+        ps = [margin - cos(x, i, k, allx) for k in pos_cols(i, labels, ally)]
+        qs = [cos(x, i, k, allx) for k in neg_cols(i, labels, ally)]
         if ps and qs:
             total = total + (
                 torch.logsumexp(torch.stack(ps), 0) + torch.logsumexp(torch.stack(qs), 0)
@@ -103,57 +129,74 @@ def ref_lifted_generalized(x, labels, margin):
     return total / n
 
 
-def ref_multi_similarity(x, labels, alpha, beta, base, eps):
+def ref_multi_similarity(x, labels, alpha, beta, base, eps, refs=None, ref_labels=None):
+    allx, ally = with_refs(x, labels, refs, ref_labels)
     n, total = len(labels), x.sum() * 0
     for i in range(n):
-        ps = [k for k in range(n) if k != i and labels[k] == labels[i]]
-        qs = [k for k in range(n) if labels[k] != labels[i]]
+        ps, qs = pos_cols(i, labels, ally), neg_cols(i, labels, ally)
         if eps is not None:
-            min_pos = min((float(cos(x, i, k).detach()) for k in ps), default=math.inf)
-            max_neg = max((float(cos(x, i, k).detach()) for k in qs), default=-math.inf)
-            qs = [k for k in qs if float(cos(x, i, k).detach()) + eps > min_pos]
-            ps = [k for k in ps if float(cos(x, i, k).detach()) - eps < max_neg]
-        pos_sum = sum((torch.exp(-alpha * (cos(x, i, k) - base)) for k in ps), x.sum() * 0)
-        neg_sum = sum((torch.exp(beta * (cos(x, i, k) - base)) for k in qs), x.sum() * 0)
+            sim = {k: float(cos(x, i, k, allx).detach()) for k in ps + qs}
+            min_pos = min((sim[k] for k in ps), default=math.inf)
+            max_neg = max((sim[k] for k in qs), default=-math.inf)
+            qs = [k for k in qs if sim[k] + eps > min_pos]
+            ps = [k for k in ps if sim[k] - eps < max_neg]
+        pos_sum = sum((torch.exp(-alpha * (cos(x, i, k, allx) - base)) for k in ps), x.sum() * 0)
+        neg_sum = sum((torch.exp(beta * (cos(x, i, k, allx) - base)) for k in qs), x.sum() * 0)
         total = total + torch.log1p(pos_sum) / alpha + torch.log1p(neg_sum) / beta
     return total / n
 
 
 CASES = [
-    ("contrastive", lambda: ContrastiveLoss(margin=0.3), lambda x, y: ref_contrastive(x, y, 0.3)),
+    (
+        "contrastive",
+        lambda: ContrastiveLoss(margin=0.3),
+        lambda x, y, *r: ref_contrastive(x, y, 0.3, *r),
+    ),
     (
         "binomial",
         lambda: BinomialDevianceLoss(2.0, 50.0, 0.5),
-        lambda x, y: ref_binomial(x, y, 2.0, 50.0, 0.5),
+        lambda x, y, *r: ref_binomial(x, y, 2.0, 50.0, 0.5, *r),
     ),
-    ("triplet_all", lambda: TripletMarginLoss(0.2, "all"), lambda x, y: ref_triplet_all(x, y, 0.2)),
+    (
+        "triplet_all",
+        lambda: TripletMarginLoss(0.2, "all"),
+        lambda x, y, *r: ref_triplet_all(x, y, 0.2, *r),
+    ),
     (
         "triplet_hard",
         lambda: TripletMarginLoss(0.2, "batch_hard"),
-        lambda x, y: ref_triplet_hard(x, y, 0.2),
+        lambda x, y, *r: ref_triplet_hard(x, y, 0.2, *r),
     ),
     ("lifted", lambda: LiftedStructureLoss(1.0), lambda x, y: ref_lifted(x, y, 1.0)),
     (
         "lifted_generalized",
         lambda: GeneralizedLiftedStructureLoss(1.0),
-        lambda x, y: ref_lifted_generalized(x, y, 1.0),
+        lambda x, y, *r: ref_lifted_generalized(x, y, 1.0, *r),
     ),
     (
         "ms",
         lambda: MultiSimilarityLoss(),
-        lambda x, y: ref_multi_similarity(x, y, 2.0, 50.0, 0.5, 0.1),
+        lambda x, y, *r: ref_multi_similarity(x, y, 2.0, 50.0, 0.5, 0.1, *r),
     ),
     (
         "ms_no_mining",
         lambda: MultiSimilarityLoss(epsilon=None),
-        lambda x, y: ref_multi_similarity(x, y, 2.0, 50.0, 0.5, None),
+        lambda x, y, *r: ref_multi_similarity(x, y, 2.0, 50.0, 0.5, None, *r),
     ),
 ]
 
 
+@pytest.fixture(params=["one_block", "small_blocks"])
+def block_size(request, monkeypatch):
+    """Default blocks (one per batch here) and blocks of 1-2 rows (block boundaries)."""
+    if request.param == "small_blocks":
+        monkeypatch.setattr(core, "BLOCK_ELEMENTS", 30)
+    return request.param
+
+
 @pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
 @pytest.mark.parametrize("seed,n,classes", [(0, 13, 4), (1, 9, 2), (2, 17, 6), (3, 5, 5)])
-def test_value_and_gradient_equal_brute_force(name, make, ref, seed, n, classes):
+def test_value_and_gradient_equal_brute_force(name, make, ref, seed, n, classes, block_size):
     x, labels = batch(n=n, classes=classes, seed=seed)
     ours = make()(x, labels)
     expected = ref(x, labels)
@@ -200,24 +243,40 @@ def test_low_precision_inputs(name, make, ref, dtype):
     assert under.dtype == torch.float32 and torch.isfinite(under)
 
 
-def test_references_are_appended_to_the_batch():
-    x, labels = batch(n=7, seed=8)
-    refs, ref_labels = batch(n=5, seed=9)
-    refs = refs.detach()
-    loss = MultiSimilarityLoss(epsilon=None)(x, labels, refs, ref_labels)
-    # brute force: rows = the batch, columns = batch + refs, self pairs excluded
-    allx = torch.cat([x, refs])
-    all_labels = torch.cat([labels, ref_labels])
-    total = x.sum() * 0
-    for i in range(7):
-        ps = [k for k in range(12) if k != i and all_labels[k] == labels[i]]
-        qs = [k for k in range(12) if all_labels[k] != labels[i]]
-        pos_sum = sum((torch.exp(-2 * (x[i] @ allx[k] - 0.5)) for k in ps), x.sum() * 0)
-        neg_sum = sum((torch.exp(50 * (x[i] @ allx[k] - 0.5)) for k in qs), x.sum() * 0)
-        total = total + torch.log1p(pos_sum) / 2 + torch.log1p(neg_sum) / 50
-    assert torch.allclose(loss, total / 7, atol=1e-10)
-    with pytest.raises(ValueError, match="does not accept reference"):
-        LiftedStructureLoss()(x, labels, refs, ref_labels)
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_references_equal_brute_force(name, make, ref, seed, block_size):
+    """Extra references (memory / gathered) are columns after the batch; values and
+    gradients (to the batch and to references that require grad) match the loops."""
+    loss = make()
+    x, labels = batch(n=7, classes=3, seed=10 + seed)
+    refs, ref_labels = batch(n=6, classes=4, seed=20 + seed)  # labels 3: only in refs
+    if not loss.accepts_references:
+        with pytest.raises(ValueError, match="does not accept reference"):
+            loss(x, labels, refs, ref_labels)
+        return
+    ours = loss(x, labels, refs, ref_labels)
+    expected = ref(x, labels, refs, ref_labels)
+    assert torch.allclose(ours, expected, atol=1e-8, rtol=1e-8), (float(ours), float(expected))
+    g_ours = torch.autograd.grad(ours, (x, refs))
+    g_ref = torch.autograd.grad(expected, (x, refs), allow_unused=True)
+    for a, b in zip(g_ours, g_ref, strict=True):
+        assert torch.allclose(a, torch.zeros_like(a) if b is None else b, atol=1e-7)
+
+
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_loss_from_pairs_equals_forward(name, make, ref):
+    """The PairBatch entry point (e.g. a similarity made elsewhere) gives the same
+    value and the same gradient through ``S``."""
+    x, labels = batch(n=11, classes=3, seed=30)
+    loss = make()
+    ours = loss(x, labels)
+    (g_x,) = torch.autograd.grad(ours, x)
+    sim = (x.detach() @ x.detach().T).requires_grad_()
+    value = loss.loss_from_pairs(core.PairBatch(sim=sim, labels=labels, ref_labels=labels))
+    assert torch.allclose(value, ours, atol=1e-10)
+    value.backward()
+    assert torch.allclose((sim.grad + sim.grad.T) @ x.detach(), g_x, atol=1e-8)
 
 
 def test_ms_norm_check():
