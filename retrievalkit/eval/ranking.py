@@ -25,7 +25,12 @@ Floating point: a "tie" is an equality of computed scores, and the same dot
 product can round differently in different matmul calls. Exact duplicates are
 therefore handled explicitly: equal image vectors (and equal caption vectors) are
 detected and scored once, with their multiplicity, so a copy of the right answer
-never counts against a query, whatever the BLAS does.
+never counts against a query, whatever the BLAS does. Caption queries compare
+matmul scores with their own score computed as a separate dot product, so a
+wrong image within rounding of the right one (about 1e-8 for unit float32
+vectors) may fall on either side, as it may between any two BLAS libraries
+(``benchmarks/eval.py``: 1 of 30,000 float32 ranks differs from vsepp's numpy
+loop, at a float64 gap of 9e-9; none in float64).
 """
 
 from __future__ import annotations
