@@ -93,18 +93,26 @@ def memory_probe(method: str, batch: int, dim: int) -> None:
     print((_status_kib("VmHWM") - before) / 1024)
 
 
-def time_methods(batch: int, dim: int, methods: list[str], repeats: int) -> dict[str, list[float]]:
-    """Interleaved timings (seconds) of one step per method, after one warm-up each."""
+def time_methods(
+    batch: int, dim: int, methods: list[str], repeats: int, min_seconds: float = 0.0
+) -> dict[str, list[float]]:
+    """Interleaved timings (seconds) of one step per method, after one warm-up each.
+
+    Runs at least ``repeats`` rounds, and more until all steps together took
+    ``min_seconds`` (fast steps get enough samples for a stable median)."""
     emb, labels = make_inputs(batch, dim)
     steps = {m: make_step(m, emb, labels) for m in methods}
     for step in steps.values():
         step()
     times: dict[str, list[float]] = {m: [] for m in methods}
-    for _ in range(repeats):
+    rounds, elapsed = 0, 0.0
+    while rounds < repeats or elapsed < min_seconds:
         for method, step in steps.items():
             start = time.perf_counter()
             step()
             times[method].append(time.perf_counter() - start)
+            elapsed += times[method][-1]
+        rounds += 1
     return times
 
 
@@ -137,6 +145,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 512, 1024, 2048, 4096])
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument(
+        "--min-seconds", type=float, default=2.0, help="time each fast size for at least this"
+    )
     parser.add_argument("--pml-repeats", type=int, default=3)
     parser.add_argument("--pml-max", type=int, default=512, help="largest B run with PML")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
@@ -151,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
     print(HEADER)
     for batch in args.sizes:
         methods = ["ours", "floor"]
-        times = time_methods(batch, args.dim, methods, args.repeats)
+        times = time_methods(batch, args.dim, methods, args.repeats, args.min_seconds)
         if batch <= args.pml_max:
             pml = time_methods(batch, args.dim, ["pml", "ours", "floor"], args.pml_repeats)
             times = {m: times.get(m, []) + pml[m] for m in pml}

@@ -178,6 +178,33 @@ class PairBatch:
         same = counts[inverse[: self.num_queries]]
         return same - 1, self.sim.shape[1] - same
 
+    def positive_index(self) -> tuple[Tensor, Tensor]:
+        """The reference columns of every query's positives, from the labels.
+
+        Returns ``idx [B, K]`` long (row ``q``: its ``n_pos[q]`` positive
+        columns in increasing order, then padding 0; ``K`` = the largest count,
+        at least 1) and ``n_pos [B]`` long. Sorting the labels costs
+        ``O(R log R + B K)``; no ``B x R`` mask is made.
+        """
+        device, num_queries = self.labels.device, self.num_queries
+        order = torch.argsort(self.ref_labels, stable=True)  # equal labels: column order
+        sorted_labels = self.ref_labels[order].contiguous()
+        query_labels = self.labels.contiguous()
+        start = torch.searchsorted(sorted_labels, query_labels, side="left")
+        count = torch.searchsorted(sorted_labels, query_labels, side="right") - start
+        width = int(count.max()) if num_queries else 1
+        offset = torch.arange(width, device=device)
+        in_class = offset < count.unsqueeze(1)  # [B, width]
+        slot = (start.unsqueeze(1) + offset).clamp(max=max(len(order) - 1, 0))
+        cols = order[slot] if len(order) else slot
+        # drop the query's own column (it is in its class: refs start with the batch)
+        rows = torch.arange(num_queries, device=device).unsqueeze(1)
+        keep = in_class & (cols != rows)
+        # stable sort moves the kept columns to the front, in their order
+        front = torch.argsort((~keep).to(torch.uint8), dim=1, stable=True)
+        idx = torch.where(keep, cols, 0).gather(1, front)[:, : max(width - 1, 1)]
+        return idx, count - 1
+
     def zero(self) -> Tensor:
         """A zero that stays in the autograd graph (no pair -> loss 0, grads 0)."""
         return self.sim.sum() * 0.0

@@ -18,11 +18,12 @@ Cost: only the ranks of positives are needed, so each query with ``K_q``
 positives costs ``K_q x R`` sigmoid differences: time ``O(sum_q K_q R)`` (i.e.
 ``O(B R K)``), never ``B x B x B``. Queries are grouped by positive count (no
 padding: exact for any class sizes and order) and processed in chunks of
-queries inside one autograd Function that recomputes the sigmoids in
-backward, so the extra memory is ``O(B R)`` (the gradient of ``S``) plus one
-``[chunk, K, R]`` buffer. Without extra references the similarity
-``x @ x.T`` is built with a one-matmul backward (``(G + G.T) @ x`` instead of
-two matmuls). Double backward is not supported.
+queries. The loss computes ``dL/dS`` in the same pass as its value, from the
+sigmoid blocks while they are in the cache; ``smooth_ap_per_query`` (any
+upstream gradient) recomputes them in backward. Extra memory is ``O(B R)``
+(the gradient of ``S``) plus one ``[chunk, K, R]`` buffer. Without extra
+references the core builds ``x @ x.T`` with a one-matmul backward (``(G + G.T) @ x``
+instead of two matmuls). Double backward is not supported.
 """
 
 from __future__ import annotations
@@ -37,9 +38,6 @@ from torch.autograd.function import once_differentiable
 from retrievalkit.losses.core import (
     PairBatch,
     PairLoss,
-    check_embeddings,
-    compute_dtype,
-    same_label_mask,
 )
 from retrievalkit.losses.registry import register_loss
 
@@ -65,21 +63,27 @@ def _positive_groups(pos: Tensor, include_self: bool) -> list[_Group]:
 
     Queries with no positive (self excluded) are left out.
     """
-    num_queries = pos.shape[0]
-    device = pos.device
     n_pos = pos.sum(dim=1)
     rows_nz, cols_nz = pos.nonzero(as_tuple=True)  # row-major order
-    if rows_nz.numel() == 0:
-        return []
-    k_total = n_pos + int(include_self)
     row_start = torch.cumsum(n_pos, 0) - n_pos
-    slot = torch.arange(rows_nz.shape[0], device=device) - row_start[rows_nz]
-    idx = torch.zeros(num_queries, int(k_total.max()), dtype=torch.long, device=device)
+    slot = torch.arange(rows_nz.shape[0], device=pos.device) - row_start[rows_nz]
+    width = max(int(n_pos.max()) if pos.shape[0] else 0, 1)
+    idx = torch.zeros(pos.shape[0], width, dtype=torch.long, device=pos.device)
     idx[rows_nz, slot] = cols_nz
-    if include_self:
-        all_rows = torch.arange(num_queries, device=device)
+    return _groups_by_count(idx, n_pos, include_self)
+
+
+def _groups_by_count(idx: Tensor, n_pos: Tensor, include_self: bool) -> list[_Group]:
+    """Groups from ``idx [B, K]`` (row ``q``: its ``n_pos[q]`` positive columns
+    first, then padding) and ``n_pos [B]``; rows without a positive are left out."""
+    num_queries = idx.shape[0]
+    if num_queries == 0 or int(n_pos.max()) == 0:
+        return []
+    if include_self:  # the query's own column after its positives
+        all_rows = torch.arange(num_queries, device=idx.device)
+        idx = torch.cat([idx, idx.new_zeros(num_queries, 1)], dim=1)
         idx[all_rows, n_pos] = all_rows
-    k_valid = torch.where(n_pos > 0, k_total, 0)
+    k_valid = torch.where(n_pos > 0, n_pos + int(include_self), 0)
     groups = []
     for k in torch.unique(k_valid).tolist():
         if k > 0:
@@ -95,7 +99,7 @@ def _row_chunks(num_rows: int, row_elements: int, chunk_elements: int) -> list[s
 
 
 class _Chunker:
-    """Recomputes the sigmoid blocks of one group, chunk by chunk.
+    """Computes the sigmoid blocks of one group, chunk by chunk of its queries.
 
     ``anchors [Q, k]`` = ``S_qi / tau`` of the group's positives.
     ``all_block(c)`` -> ``[c, k, R]`` = ``G(S_qj - S_qi)`` for every reference
@@ -115,9 +119,8 @@ class _Chunker:
         self.sim, self.group, self.inv_tau, self.exclude_self = sim, group, inv_tau, exclude_self
         num_rows, k = group.pos_idx.shape
         self.anchors = sim[group.rows.unsqueeze(1), group.pos_idx] * inv_tau
-        self.all_chunks = _row_chunks(num_rows, k * sim.shape[1], chunk_elements)
-        self.pos_chunks = _row_chunks(num_rows, k * k, chunk_elements)
-        rows_per_chunk = self.all_chunks[0].stop
+        self.chunks = _row_chunks(num_rows, k * sim.shape[1], chunk_elements)
+        rows_per_chunk = self.chunks[0].stop
         self.buffer = sim.new_empty(rows_per_chunk, k, sim.shape[1])
         self.local = torch.arange(rows_per_chunk, device=sim.device)
         self.neg_inf = sim.new_full((), float("-inf"))
@@ -135,19 +138,6 @@ class _Chunker:
         anchors = self.anchors[chunk]
         return torch.sub(anchors.unsqueeze(1), anchors.unsqueeze(2)).sigmoid_()
 
-    def sums(self) -> tuple[Tensor, Tensor]:
-        """``1 + sum_{j != i}`` over positives / over the retrieval set, ``[Q, k]`` each.
-
-        The ``j = i`` term is ``G(0) = 0.5`` in both sums: ``1 + sum - 0.5``.
-        """
-        numer = torch.empty_like(self.anchors)
-        denom = torch.empty_like(self.anchors)
-        for chunk in self.pos_chunks:
-            torch.sum(self.pos_block(chunk), dim=2, out=numer[chunk])
-        for chunk in self.all_chunks:
-            torch.sum(self.all_block(chunk), dim=2, out=denom[chunk])
-        return numer.add_(0.5), denom.add_(0.5)
-
 
 def _weighted_sigmoid_grad(sig: Tensor, weight: Tensor) -> Tensor:
     """``weight[..., None] * sig * (1 - sig)`` written in place into ``sig [c, k, M]``."""
@@ -155,8 +145,47 @@ def _weighted_sigmoid_grad(sig: Tensor, weight: Tensor) -> Tensor:
     return torch.ops.aten.sigmoid_backward.grad_input(grad_out, sig, grad_input=sig)
 
 
+def _group_pass(
+    chunker: _Chunker, weight: Tensor | None = None, grad_sim: Tensor | None = None
+) -> Tensor:
+    """``AP [Q]`` of one group's queries, in one pass over its sigmoid blocks.
+
+    With ``weight [Q]`` also writes ``d(sum_q weight_q AP_q) / dS`` of the
+    group's rows into ``grad_sim [B, R]``, from the same blocks while they are
+    in the cache. ``AP_q = mean_i numer_qi / denom_qi`` (``1 + sum_{j != i}``
+    over the positives / the retrieval set; the ``j = i`` term is ``G(0) = 0.5``
+    in both sums); each sum is over ``G(x)``, ``x = (S_qj - S_qi) / tau``, so
+    ``dG = G (1 - G) / tau`` goes ``+`` to ``j`` and ``-`` to the positive ``i``.
+    """
+    rows, pos_idx = chunker.group.rows, chunker.group.pos_idx
+    k = pos_idx.shape[1]
+    ap = chunker.anchors.new_empty(rows.shape[0])
+    for chunk in chunker.chunks:
+        pos_sig, all_sig = chunker.pos_block(chunk), chunker.all_block(chunk)
+        numer = pos_sig.sum(dim=2).add_(0.5)  # [c, k]
+        denom = all_sig.sum(dim=2).add_(0.5)  # [c, k]
+        ratio = numer / denom
+        torch.mean(ratio, dim=1, out=ap[chunk])
+        if weight is None or grad_sim is None:
+            continue
+        g_numer = (weight[chunk] * (chunker.inv_tau / k)).unsqueeze(1) / denom  # [c, k]
+        g_denom = -g_numer * ratio  # [c, k]
+        w_pos = _weighted_sigmoid_grad(pos_sig, g_numer)
+        grad_anchor = w_pos.sum(dim=1) - w_pos.sum(dim=2)  # [c, k]
+        w_all = _weighted_sigmoid_grad(all_sig, g_denom)
+        grad_sim[rows[chunk]] = w_all.sum(dim=1)
+        grad_anchor -= w_all.sum(dim=2)
+        grad_sim.index_put_(
+            (rows[chunk].unsqueeze(1), pos_idx[chunk]), grad_anchor, accumulate=True
+        )
+    return ap
+
+
 class _SmoothAPFunction(torch.autograd.Function):
-    """``sim [B, R] -> AP [B]`` (0 for queries outside every group)."""
+    """``sim [B, R] -> AP [B]`` (0 for queries outside every group).
+
+    The sigmoid blocks are recomputed in backward (memory ``O(B R)``).
+    """
 
     @staticmethod
     def forward(  # type: ignore[override]
@@ -168,15 +197,12 @@ class _SmoothAPFunction(torch.autograd.Function):
         chunk_elements: int,
     ) -> Tensor:
         ap = sim.new_zeros(sim.shape[0])
-        ratios = []
         with torch.autocast(device_type=sim.device.type, enabled=False):
             for group in groups:
                 chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
-                numer, denom = chunker.sums()
-                ap[group.rows] = (numer / denom).mean(dim=1)
-                ratios.append((numer, denom))
+                ap[group.rows] = _group_pass(chunker)
         ctx.save_for_backward(sim)
-        ctx.groups, ctx.ratios, ctx.inv_tau = groups, ratios, inv_tau
+        ctx.groups, ctx.inv_tau = groups, inv_tau
         ctx.exclude_self, ctx.chunk_elements = exclude_self, chunk_elements
         return ap
 
@@ -186,60 +212,47 @@ class _SmoothAPFunction(torch.autograd.Function):
         (sim,) = ctx.saved_tensors
         grad_sim = torch.zeros_like(sim)
         with torch.autocast(device_type=sim.device.type, enabled=False):
-            for group, (numer, denom) in zip(ctx.groups, ctx.ratios):
+            for group in ctx.groups:
                 chunker = _Chunker(sim, group, ctx.inv_tau, ctx.exclude_self, ctx.chunk_elements)
-                _group_backward(chunker, numer, denom, grad_ap, grad_sim)
+                _group_pass(chunker, grad_ap[group.rows], grad_sim)
         return grad_sim, None, None, None, None
 
 
-def _group_backward(
-    chunker: _Chunker,
-    numer: Tensor,
-    denom: Tensor,
-    grad_ap: Tensor,
-    grad_sim: Tensor,
-) -> None:
-    """Write ``d(sum_q grad_ap[q] AP_q) / dS`` of one group's rows into ``grad_sim``.
+class _WeightedAPSumFunction(torch.autograd.Function):
+    """``sim [B, R] -> sum_q weight_q AP_q`` (scalar), ``weight [B]`` a constant.
 
-    ``AP_q = mean_i numer_qi / denom_qi``; each sum is over ``G(x)``,
-    ``x = (S_qj - S_qi) / tau``, so ``dG = G (1 - G) / tau`` goes ``+`` to ``j``
-    and ``-`` to the positive ``i``.
-    """
-    rows, pos_idx = chunker.group.rows, chunker.group.pos_idx
-    k = pos_idx.shape[1]
-    scale = grad_ap[rows].unsqueeze(1) * (chunker.inv_tau / k)  # [Q, 1]
-    g_numer = scale / denom  # [Q, k]
-    g_denom = -scale * numer / denom.square()  # [Q, k]
-    grad_anchor = torch.empty_like(numer)
-    for chunk in chunker.pos_chunks:
-        w = _weighted_sigmoid_grad(chunker.pos_block(chunk), g_numer[chunk])
-        torch.sub(w.sum(dim=1), w.sum(dim=2), out=grad_anchor[chunk])
-    for chunk in chunker.all_chunks:
-        w = _weighted_sigmoid_grad(chunker.all_block(chunk), g_denom[chunk])
-        grad_sim[rows[chunk]] = w.sum(dim=1)
-        grad_anchor[chunk] -= w.sum(dim=2)
-    grad_sim.index_put_((rows.unsqueeze(1), pos_idx), grad_anchor, accumulate=True)
-
-
-class _SelfSimilarity(torch.autograd.Function):
-    """``x [B, D] -> x @ x.T [B, B]`` with the one-matmul backward ``(G + G.T) @ x``.
-
-    Autograd's backward of ``x @ x.T`` does two matmuls (one per operand); this
-    is the same gradient with one. ``x`` must already be in the compute dtype.
+    The gradient is computed in the forward pass from the same sigmoid blocks
+    (one pass instead of forward + recomputing backward) and kept for backward.
     """
 
     @staticmethod
-    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
-        ctx.save_for_backward(x)
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return x @ x.T
+    def forward(  # type: ignore[override]
+        ctx: Any,
+        sim: Tensor,
+        groups: list[_Group],
+        weight: Tensor,
+        inv_tau: float,
+        exclude_self: bool,
+        chunk_elements: int,
+    ) -> Tensor:
+        sim = sim.detach()
+        grad = torch.zeros_like(sim)
+        total = sim.new_zeros(())
+        with torch.autocast(device_type=sim.device.type, enabled=False):
+            for group in groups:
+                chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
+                group_weight = weight[group.rows]
+                total += (_group_pass(chunker, group_weight, grad) * group_weight).sum()
+        ctx.save_for_backward(grad)
+        return total
 
     @staticmethod
     @once_differentiable
-    def backward(ctx: Any, grad: Tensor) -> Tensor:
-        (x,) = ctx.saved_tensors
-        with torch.autocast(device_type=x.device.type, enabled=False):
-            return (grad + grad.T) @ x
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        (grad,) = ctx.saved_tensors
+        if grad_output.device.type == "cpu" and float(grad_output) == 1.0:
+            return grad, None, None, None, None, None  # no B x R copy
+        return grad * grad_output, None, None, None, None, None
 
 
 def smooth_ap_per_query(
@@ -263,6 +276,15 @@ def smooth_ap_per_query(
         ``ap [B]`` (0 where a query has no positive) and ``valid [B]`` bool
         (queries with at least one positive).
     """
+    _check_inputs(sim, pos, temperature)
+    groups = _positive_groups(pos, include_self)
+    ap = _SmoothAPFunction.apply(
+        sim, groups, 1.0 / temperature, not include_self, max(1, int(chunk_elements))
+    )
+    return ap, _has_positive(groups, pos.shape[0], pos.device)
+
+
+def _check_inputs(sim: Tensor, pos: Tensor, temperature: float) -> None:
     if temperature <= 0:
         raise ValueError(f"temperature must be > 0, got {temperature}")
     if pos.shape != sim.shape or pos.dtype != torch.bool:
@@ -270,14 +292,14 @@ def smooth_ap_per_query(
             f"pos must be a bool tensor shaped like sim {tuple(sim.shape)}, "
             f"got {pos.dtype} {tuple(pos.shape)}"
         )
-    groups = _positive_groups(pos, include_self)
-    valid = torch.zeros(pos.shape[0], dtype=torch.bool, device=pos.device)
+
+
+def _has_positive(groups: list[_Group], num_queries: int, device: torch.device) -> Tensor:
+    """``valid [B]`` bool: the queries that are in a group (have a positive)."""
+    valid = torch.zeros(num_queries, dtype=torch.bool, device=device)
     for group in groups:
         valid[group.rows] = True
-    ap = _SmoothAPFunction.apply(
-        sim, groups, 1.0 / temperature, not include_self, max(1, int(chunk_elements))
-    )
-    return ap, valid
+    return valid
 
 
 @register_loss("smooth_ap")
@@ -301,32 +323,25 @@ class SmoothAPLoss(PairLoss):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.include_self = temperature, include_self
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-    ) -> Tensor:
-        """Same result as :meth:`PairLoss.forward`; without references the
-        similarity is built with a one-matmul backward (``_SelfSimilarity``)."""
-        if ref_embeddings is not None or ref_labels is not None:
-            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
-        check_embeddings(embeddings, labels)
-        sim = _SelfSimilarity.apply(embeddings.to(compute_dtype(embeddings.dtype)))
-        pos = same_label_mask(labels, labels).fill_diagonal_(False)
-        return self._loss(sim, pos)
-
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
-        return self._loss(pairs.sim, pairs.pos)
-
-    def _loss(self, sim: Tensor, pos: Tensor) -> Tensor:
-        """``1 - mean AP`` over queries with a positive; ``sim [B, R]``, ``pos [B, R]``."""
-        ap, valid = smooth_ap_per_query(sim, pos, self.temperature, self.include_self)
+        """``1 - mean AP`` over the queries with a positive, as ``1 + sum_q w_q AP_q``
+        with ``w_q = -1 / #valid`` (so backward passes ``dL/dS`` through uncopied)."""
+        sim = pairs.sim
+        groups = _groups_by_count(*pairs.positive_index(), self.include_self)
+        valid = _has_positive(groups, pairs.num_queries, sim.device)
         num_valid = int(valid.sum())
         if num_valid == 0:
-            return sim.sum() * 0.0  # stays in the graph (as PairBatch.zero)
-        return 1.0 - ap.sum() / num_valid
+            return pairs.zero()
+        weight = valid.to(sim.dtype) * (-1.0 / num_valid)
+        weighted = _WeightedAPSumFunction.apply(
+            sim,
+            groups,
+            weight,
+            1.0 / self.temperature,
+            not self.include_self,
+            DEFAULT_CHUNK_ELEMENTS,
+        )
+        return 1.0 + weighted
 
     def extra_repr(self) -> str:
         return f"temperature={self.temperature}, include_self={self.include_self}"

@@ -124,25 +124,31 @@ def test_chunk_size_and_grouping_do_not_change_result(include_self):
         assert torch.equal(valid, results[0][1])
 
 
+@pytest.mark.parametrize("chunk", [1, 50, 1 << 20])
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float16])
 @pytest.mark.parametrize("include_self", [False, True])
-def test_fast_path_equals_generic_pair_path(dtype, include_self):
-    # without references forward uses a one-matmul Gram backward; compare with build_pairs
+def test_fused_loss_gradient_equals_per_query_backward(monkeypatch, chunk, dtype, include_self):
+    # the loss computes dL/dS in its forward pass; smooth_ap_per_query recomputes the
+    # sigmoids in backward: same value and gradient, for any chunking of the queries
+    import retrievalkit.losses.smooth_ap as smooth_ap
+
+    monkeypatch.setattr(smooth_ap, "DEFAULT_CHUNK_ELEMENTS", chunk)
     labels = shuffled([0, 0, 1, 1, 1, 2, 3, 3, 4, 4, 4, 4, 5], seed=22)
     base = random_embeddings(len(labels), 7, seed=23).to(dtype)
-    loss = SmoothAPLoss(temperature=0.05, include_self=include_self)
-    fast_emb, slow_emb = base.clone().requires_grad_(), base.clone().requires_grad_()
-    fast = loss(fast_emb, labels)
-    slow = loss.loss_from_pairs(build_pairs(slow_emb, labels))
-    fast.backward()
-    slow.backward()
+    fused_emb, split_emb = base.clone().requires_grad_(), base.clone().requires_grad_()
+    fused = SmoothAPLoss(temperature=0.05, include_self=include_self)(fused_emb, labels)
+    pairs = build_pairs(split_emb, labels)
+    ap, valid = smooth_ap_per_query(pairs.sim, pairs.pos, 0.05, include_self)
+    split = 1 - ap.sum() / valid.sum()
+    fused.backward()
+    split.backward()
     tol = 1e-12 if dtype == torch.float64 else 1e-6
-    torch.testing.assert_close(fast, slow, rtol=0, atol=tol)
-    assert fast_emb.grad.dtype == dtype
+    torch.testing.assert_close(fused, split.to(fused.dtype), rtol=0, atol=tol)
+    assert fused_emb.grad.dtype == dtype
     # float32 sums in another order, then rounded to float16: 2 ulps, or 1e-4 of the scale
-    scale = slow_emb.grad.abs().max().item()
+    scale = split_emb.grad.abs().max().item()
     rtol, atol = (0, 1e-12) if dtype == torch.float64 else (2e-3, 1e-4 * scale)
-    torch.testing.assert_close(fast_emb.grad, slow_emb.grad, rtol=rtol, atol=atol)
+    torch.testing.assert_close(fused_emb.grad, split_emb.grad, rtol=rtol, atol=atol)
 
 
 def test_gradcheck_on_similarities():
