@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -33,6 +32,9 @@ from collections.abc import Callable
 import numpy as np
 import torch
 import torch.nn.functional as F
+from peak_memory import median_probe, print_peak_growth
+
+from retrievalkit.eval.vsepp_reference import vsepp_i2t_t2i, vsepp_scores
 
 METHODS = ("matmul", "ours", "vsepp")
 CAPS_PER_IMAGE = 5  # vsepp's layout; ours reads the mapping
@@ -48,44 +50,6 @@ def make_inputs(
     direction = F.normalize(torch.randn(len(txt_to_img), dim, generator=g, dtype=img.dtype), dim=1)
     txt = img[txt_to_img] + noise * direction
     return img.to(dtype), F.normalize(txt, dim=1).to(dtype), txt_to_img
-
-
-def vsepp_i2t_t2i(images: np.ndarray, captions: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """vsepp evaluation.py ``i2t`` and ``t2i`` (measure='cosine'), loop for loop.
-
-    ``images [5N, D]`` holds each image 5 times (one row per caption), as vsepp's
-    encoder output does. Returns the 0-based ranks of image and caption queries.
-    """
-    npts = images.shape[0] // 5
-    ranks_i = np.zeros(npts)
-    for index in range(npts):
-        im = images[5 * index].reshape(1, images.shape[1])
-        d = np.dot(im, captions.T).flatten()
-        inds = np.argsort(d)[::-1]
-        rank = 1e20
-        for i in range(5 * index, 5 * index + 5, 1):
-            tmp = np.where(inds == i)[0][0]
-            if tmp < rank:
-                rank = tmp
-        ranks_i[index] = rank
-    ims = np.array([images[i] for i in range(0, len(images), 5)])
-    ranks_t = np.zeros(5 * npts)
-    for index in range(npts):
-        queries = captions[5 * index : 5 * index + 5]
-        d = np.dot(queries, ims.T)
-        inds = np.zeros(d.shape)
-        for i in range(len(inds)):
-            inds[i] = np.argsort(d[i])[::-1]
-            ranks_t[5 * index + i] = np.where(inds[i] == index)[0][0]
-    return ranks_i, ranks_t
-
-
-def vsepp_scores(ranks: np.ndarray, prefix: str) -> dict[str, float]:
-    """vsepp's r1, r5, r10, medr, meanr from 0-based ranks."""
-    out = {f"{prefix}_r{k}": 100.0 * len(np.where(ranks < k)[0]) / len(ranks) for k in (1, 5, 10)}
-    out[f"{prefix}_medr"] = float(np.floor(np.median(ranks)) + 1)
-    out[f"{prefix}_meanr"] = float(ranks.mean() + 1)
-    return out
 
 
 def make_call(
@@ -174,25 +138,10 @@ def time_methods(
     return times
 
 
-def _status_kib(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (e.g. ``VmRSS``, ``VmHWM``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no field {field!r}")
-
-
 def memory_probe(method: str, n_img: int, dim: int, noise: float, chunk: int | None) -> None:
     """Print the peak RSS growth (MiB) of one call (run inside a subprocess)."""
     img, txt, t2i = make_inputs(n_img, dim, noise)
-    call = make_call(method, img, txt, t2i, chunk)
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the VmHWM high-water mark to the current RSS
-    result = call()
-    print((_status_kib("VmHWM") - before) / 1024)
-    del result
+    print_peak_growth(make_call(method, img, txt, t2i, chunk))
 
 
 def peak_memory_mb(method: str, args: argparse.Namespace, runs: int = 3) -> float:
@@ -202,11 +151,7 @@ def peak_memory_mb(method: str, args: argparse.Namespace, runs: int = 3) -> floa
     cmd += ["--threads", str(args.threads)] + (
         [] if args.chunk is None else ["--chunk", str(args.chunk)]
     )
-    values = []
-    for _ in range(runs):
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        values.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(values)
+    return median_probe(cmd, runs)
 
 
 HEADER = (

@@ -19,13 +19,13 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import subprocess
 import sys
 import time
 from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
+from peak_memory import median_probe, print_peak_growth
 
 METHODS = ("ours", "floor", "pml")
 
@@ -66,31 +66,13 @@ def peak_memory_mb(method: str, batch: int, dim: int, threads: int, runs: int = 
     """Peak RSS growth (MiB) of one forward + backward: median of fresh subprocesses."""
     cmd = [sys.executable, __file__, "--memory-probe", method, str(batch)]
     cmd += ["--dim", str(dim), "--threads", str(threads)]
-    values = []
-    for _ in range(runs):
-        out = subprocess.run(cmd, capture_output=True, text=True, check=True)
-        values.append(float(out.stdout.strip().splitlines()[-1]))
-    return statistics.median(values)
-
-
-def _status_kib(field: str) -> int:
-    """A ``kB`` field of ``/proc/self/status`` (e.g. ``VmRSS``, ``VmHWM``)."""
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"/proc/self/status has no field {field!r}")
+    return median_probe(cmd, runs)
 
 
 def memory_probe(method: str, batch: int, dim: int) -> None:
     """Print the peak RSS growth (MiB) of one step (run inside the subprocess)."""
     emb, labels = make_inputs(batch, dim)
-    step = make_step(method, emb, labels)
-    before = _status_kib("VmRSS")
-    with open("/proc/self/clear_refs", "w") as f:
-        f.write("5")  # reset the VmHWM high-water mark to the current RSS
-    step()
-    print((_status_kib("VmHWM") - before) / 1024)
+    print_peak_growth(make_step(method, emb, labels))
 
 
 def time_methods(

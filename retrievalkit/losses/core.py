@@ -273,8 +273,12 @@ class PairLoss(nn.Module):
     ) -> Tensor:
         if ref_embeddings is not None and not self.accepts_references:
             raise ValueError(f"{type(self).__name__} does not accept reference embeddings")
+        self.check_inputs(embeddings, ref_embeddings)
         pairs = build_pairs(embeddings, labels, ref_embeddings, ref_labels)
         return self.loss_from_pairs(pairs)
+
+    def check_inputs(self, embeddings: Tensor, ref_embeddings: Tensor | None) -> None:
+        """Loss-specific input checks before the pairs are built (default: none)."""
 
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

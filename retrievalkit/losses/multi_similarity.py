@@ -113,24 +113,19 @@ class MultiSimilarityLoss(BlockwiseLoss):
         self.alpha, self.beta, self.base, self.epsilon = alpha, beta, base, epsilon
         self.check_norms = check_norms
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-    ) -> Tensor:
-        if self.check_norms:
-            for what, emb in (("embeddings", embeddings), ("ref_embeddings", ref_embeddings)):
-                if emb is not None and emb.shape[0]:
-                    norms = emb.detach().float().norm(dim=1)
-                    if (norms - 1).abs().max() > 1e-2:
-                        raise ValueError(
-                            f"MultiSimilarityLoss expects L2-normalized {what}; row norms range "
-                            f"{float(norms.min()):.3f}..{float(norms.max()):.3f} "
-                            "(use F.normalize(x, dim=1))"
-                        )
-        return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+    def check_inputs(self, embeddings: Tensor, ref_embeddings: Tensor | None) -> None:
+        """With ``check_norms``: raise unless every row has unit L2 norm (within 1e-2)."""
+        if not self.check_norms:
+            return
+        for what, emb in (("embeddings", embeddings), ("ref_embeddings", ref_embeddings)):
+            if emb is not None and emb.shape[0]:
+                norms = emb.detach().float().norm(dim=1)
+                if (norms - 1).abs().max() > 1e-2:
+                    raise ValueError(
+                        f"MultiSimilarityLoss expects L2-normalized {what}; row norms range "
+                        f"{float(norms.min()):.3f}..{float(norms.max()):.3f} "
+                        "(use F.normalize(x, dim=1))"
+                    )
 
     def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
         return 1.0 / pairs.num_queries  # average over all B anchors

@@ -30,13 +30,20 @@ def plot_curves(run_log: RunLog, out_path: Path, title: str = "") -> Path:
     plt = _pyplot()
     steps, epochs = run_log.read_steps(), run_log.read_epochs()
     fig, (ax_loss, ax_val) = plt.subplots(1, 2, figsize=(12, 4.5))
+    ylabel = "training loss"
     if steps:
         xs = [row["step"] for row in steps]
+        plotted = []
         for column in steps[0]:
             if column not in _SKIP_STEP_COLUMNS:
-                ax_loss.plot(xs, [row.get(column, np.nan) for row in steps], label=column)
+                values = np.array([row.get(column, np.nan) for row in steps], dtype=float)
+                ax_loss.plot(xs, values, label=column)
+                plotted.append(values[np.isfinite(values)])
         ax_loss.legend()
-    ax_loss.set(xlabel="step", ylabel="training loss", title="training loss")
+        if _wants_log_scale(np.concatenate(plotted) if plotted else np.array([])):
+            ax_loss.set_yscale("log")  # e.g. VSE++ sum-of-hinges warm-up, then max-of-hinges
+            ylabel += " (log scale)"
+    ax_loss.set(xlabel="step", ylabel=ylabel, title="training loss")
     scored = [e for e in epochs if any(k in e for k in _SCORE_KEYS)]
     for key in _SCORE_KEYS:
         if scored and key in scored[0]:
@@ -50,6 +57,14 @@ def plot_curves(run_log: RunLog, out_path: Path, title: str = "") -> Path:
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+def _wants_log_scale(values: np.ndarray) -> bool:
+    """Log y-axis when all values are positive and span more than 30x (loss terms
+    whose scale changes by stage would otherwise flatten into the x-axis)."""
+    if values.size == 0 or values.min() <= 0:
+        return False
+    return bool(values.max() / values.min() > 30)
 
 
 def _show_image(ax: Any, image: Any, border: str | None = None) -> None:
