@@ -294,3 +294,24 @@ def test_bad_inputs_are_clear_errors():
         ContrastiveLoss()(x, labels.double())
     with pytest.raises(ValueError, match="mining must be"):
         TripletMarginLoss(mining="semi_hard")
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_positive_index_equals_mask_columns(seed):
+    # any label order, singleton classes, extra references with new and shared labels
+    g = torch.Generator().manual_seed(seed)
+    n, m = (
+        int(torch.randint(1, 30, (1,), generator=g)),
+        int(torch.randint(0, 12, (1,), generator=g)),
+    )
+    labels = torch.randint(0, 8, (n,), generator=g)
+    ref_labels = torch.randint(0, 12, (m,), generator=g)
+    emb = F.normalize(torch.randn(n, 4, generator=g), dim=1)
+    refs = F.normalize(torch.randn(m, 4, generator=g), dim=1)
+    pairs = core.build_pairs(emb, labels, refs if m else None, ref_labels if m else None)
+    idx, n_pos = pairs.positive_index()
+    assert n_pos.tolist() == pairs.pos.sum(dim=1).tolist()
+    for q in range(n):
+        expected = torch.nonzero(pairs.pos[q]).squeeze(1).tolist()
+        assert idx[q, : n_pos[q]].tolist() == expected
+        assert (idx[q, n_pos[q] :] == 0).all()
