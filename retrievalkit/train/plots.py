@@ -34,7 +34,8 @@ def plot_curves(run_log: RunLog, out_path: Path, title: str = "") -> Path:
     if steps:
         xs = [row["step"] for row in steps]
         plotted = []
-        for column in steps[0]:
+        columns = dict.fromkeys(key for row in steps for key in row)  # stages may add terms
+        for column in columns:
             if column not in _SKIP_STEP_COLUMNS:
                 values = np.array([row.get(column, np.nan) for row in steps], dtype=float)
                 ax_loss.plot(xs, values, label=column)

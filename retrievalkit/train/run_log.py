@@ -48,14 +48,23 @@ class RunLog:
             writer.writerows(rows)
 
     def log_step(self, values: dict[str, Any]) -> None:
-        """One training step's values (step, epoch, lr, loss terms)."""
+        """One training step's values (step, epoch, lr, loss terms).
+
+        A stage that adds a loss term adds a column: the file is rewritten once
+        with the wider header (earlier rows leave the new column empty).
+        """
         if self._columns is None:
             self._columns = list(values)
             with open(self.steps_path, "w", newline="") as handle:
                 csv.DictWriter(handle, fieldnames=self._columns).writeheader()
+        new_columns = [key for key in values if key not in self._columns]
+        if new_columns:
+            with open(self.steps_path, newline="") as handle:
+                rows = list(csv.DictReader(handle))
+            self._columns = self._columns + new_columns
+            self._rewrite_steps(rows)
         with open(self.steps_path, "a", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=self._columns, extrasaction="ignore")
-            writer.writerow(values)
+            csv.DictWriter(handle, fieldnames=self._columns).writerow(values)
 
     def log_epoch(self, record: dict[str, Any]) -> None:
         with open(self.epochs_path, "a") as handle:

@@ -22,6 +22,9 @@ def test_there_are_recipes():
         "vse0_coco_precomp",
         "emoji_vsepp",
         "emoji_vse0",
+        "emoji_dualpath",
+        "emoji_textcnn_vsepp",
+        "dualpath_coco_resnet",
     } | {
         f"fashion_mnist_{x}"
         for x in ("ms", "contrastive", "triplet", "lifted", "binomial", "smoothap")
