@@ -65,6 +65,15 @@ class VSELoss(nn.Module):
         total = i2t.sum() + t2i.sum()
         return total / img.shape[0] if self.reduction == "mean" else total
 
+    def collapsed_value(self, batch_size: int) -> float | None:
+        """The MH loss when every hardest negative ties its positive (all
+        similarities equal, vsepp#27): ``2 B margin`` (sum) or ``2 margin`` (mean);
+        ``None`` for SH, whose value at collapse depends on the ids."""
+        if not self.max_violation:
+            return None
+        per_query = 2.0 * self.margin
+        return per_query if self.reduction == "mean" else per_query * batch_size
+
     def extra_repr(self) -> str:
         return (
             f"margin={self.margin}, max_violation={self.max_violation}, reduction={self.reduction}"

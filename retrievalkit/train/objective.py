@@ -113,6 +113,16 @@ class Objective:
         parts["total"] = float(total.detach())
         return LossOutput(total=total, parts=parts)
 
+    def collapsed_values(self, batch_size: int) -> dict[str, float]:
+        """Per term, its value at collapse where the loss knows it (VSE++ MH: ``2 B margin``)."""
+        values = {}
+        for name, _, module in self.terms:
+            collapsed = getattr(module, "collapsed_value", None)
+            value = collapsed(batch_size) if callable(collapsed) else None
+            if value is not None:
+                values[name] = float(value)
+        return values
+
 
 def trainable_loss_parameters(modules: nn.ModuleDict) -> list[torch.nn.Parameter]:
     """Parameters owned by losses (e.g. the shared instance classifier)."""

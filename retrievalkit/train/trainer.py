@@ -161,7 +161,7 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(params, clip)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
-        self.monitor.update(outputs, result.parts, len(ids))
+        self.monitor.update(outputs, result.parts, len(ids), objective.collapsed_values(len(ids)))
         return result.parts
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
