@@ -6,6 +6,7 @@ Importing this package needs only torch.
 from retrievalkit.losses.binomial import BinomialDevianceLoss
 from retrievalkit.losses.contrastive import ContrastiveLoss
 from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs, similarity_matrix
+from retrievalkit.losses.distributed import DistributedPairLoss, gather_with_grad
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
 from retrievalkit.losses.memory import CrossBatchMemory
@@ -20,6 +21,7 @@ __all__ = [
     "BinomialDevianceLoss",
     "ContrastiveLoss",
     "CrossBatchMemory",
+    "DistributedPairLoss",
     "GeneralizedLiftedStructureLoss",
     "InstanceLoss",
     "LiftedStructureLoss",
@@ -32,6 +34,7 @@ __all__ = [
     "VSELoss",
     "build_loss",
     "build_pairs",
+    "gather_with_grad",
     "register_loss",
     "similarity_matrix",
 ]
