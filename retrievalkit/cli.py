@@ -20,6 +20,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.search",
     "retrievalkit.commands.demo",
     "retrievalkit.commands.data",
+    "retrievalkit.commands.serve",
 )
 
 

@@ -134,6 +134,16 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     with pytest.raises(ValueError, match="mode must be"):
         engine.search_text(["x"], 2, mode="captions")
 
+    # the HTTP service over the same index returns the engine's hits
+    from fastapi.testclient import TestClient
+
+    from retrievalkit.serve.app import app_for_index
+
+    client = TestClient(app_for_index(index))
+    served = client.get("/search", params={"q": "a red circle", "k": 4}).json()["hits"]
+    assert served == [hit.to_dict() for hit in fused]
+    assert client.get("/health").json() == {"status": "ok", "items": 48, "task": "cross_modal"}
+
     queries = tmp_path / "queries.txt"
     queries.write_text("a red circle\n\nblue bar\n")
     assert main(["search", str(index), "--queries", str(queries), "-k", "2", "--json"]) == 0

@@ -1,0 +1,36 @@
+"""``retrievalkit serve DIR [--host 127.0.0.1] [--port 8000] [--max-k 100]``."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    parser = subparsers.add_parser("serve", help="HTTP search service over an index directory")
+    parser.add_argument("index", type=Path, help="directory written by `retrievalkit index build`")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--max-k", type=int, default=100, help="largest k a request may ask")
+    parser.add_argument("--max-queries", type=int, default=64, help="queries per POST /search")
+    parser.add_argument("--device", default="cpu")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        import uvicorn
+
+        from retrievalkit.serve.app import app_for_index
+    except ImportError as err:
+        log.error("serving needs the `serve` extra: pip install 'retrievalkit[serve]' (%s)", err)
+        return 2
+    app = app_for_index(
+        args.index, device=args.device, max_k=args.max_k, max_queries=args.max_queries
+    )
+    log.info("serving %s on http://%s:%d/", args.index, args.host, args.port)
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    return 0
