@@ -88,6 +88,7 @@ class OptimConfig:
     momentum: float = 0.9
     grad_clip: float | None = 2.0
     warmup_steps: int = 0
+    grad_cache_chunk: int | None = None  # encode in chunks of this many rows (grad_cache.py)
 
 
 @dataclass(frozen=True)
@@ -232,6 +233,9 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
             raise ConfigError(f"{source}: stage {stage.name!r} needs epochs >= 1")
     if config.task == "cross_modal" and config.model.text is None:
         raise ConfigError(f"{source}: model.text is required for task cross_modal")
+    chunk = config.optim.grad_cache_chunk
+    if chunk is not None and chunk < 1:
+        raise ConfigError(f"{source}: optim.grad_cache_chunk must be >= 1 (or null), got {chunk}")
     return config
 
 

@@ -31,6 +31,7 @@ from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric
 from retrievalkit.train.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
 from retrievalkit.train.config import RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
+from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
     Objective,
@@ -138,6 +139,12 @@ class Trainer:
             return (img, txt), batch.ids
         return (self.model.encode(batch.images),), batch.ids
 
+    def _towers(self, batch: TrainBatch) -> tuple[list[Any], list[Any]]:
+        """The encoders and their inputs, for a chunked (gradient-cached) step."""
+        if self.config.task == "cross_modal":
+            return [self.model.encode_image, self.model.encode_text], [batch.images, batch.captions]
+        return [self.model.encode], [batch.images]
+
     def _autocast(self) -> Any:
         if self.config.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -146,15 +153,28 @@ class Trainer:
     def train_step(self, batch: TrainBatch, objective: Objective) -> dict[str, float] | None:
         """One optimizer step; returns the loss parts, or None if skipped (non-finite)."""
         batch = batch.to(self.device)
+        ids = batch.ids
+        chunk = self.config.optim.grad_cache_chunk
         with self._autocast():
-            outputs, ids = self._forward(batch)
-            result = objective(outputs, ids)
-        if not math.isfinite(result.parts["total"]):
+            if chunk:
+                outputs, result, finite = grad_cache_backward(
+                    *self._towers(batch),
+                    loss_fn=lambda embeddings: objective(embeddings, ids),
+                    chunk_size=chunk,
+                    modules=[self.model],
+                    total=lambda loss: loss.total,
+                )
+            else:
+                outputs, ids = self._forward(batch)
+                result = objective(outputs, ids)
+                finite = math.isfinite(result.parts["total"])
+                if finite:
+                    result.total.backward()
+        if not finite or not math.isfinite(result.parts["total"]):
             self.state.skipped_steps += 1
             log.warning("step %d: non-finite loss %s, step skipped", self.state.step, result.parts)
             self.optimizer.zero_grad(set_to_none=True)
             return None
-        result.total.backward()
         clip = self.config.optim.grad_clip
         if clip:
             params = [p for g in self.optimizer.param_groups for p in g["params"]]
