@@ -6,7 +6,11 @@ Importing this package needs only torch.
 from retrievalkit.losses.binomial import BinomialDevianceLoss
 from retrievalkit.losses.contrastive import ContrastiveLoss
 from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs, similarity_matrix
-from retrievalkit.losses.distributed import DistributedPairLoss, gather_with_grad
+from retrievalkit.losses.distributed import (
+    DistributedPairLoss,
+    DistributedVSELoss,
+    gather_with_grad,
+)
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
 from retrievalkit.losses.memory import CrossBatchMemory
@@ -22,6 +26,7 @@ __all__ = [
     "ContrastiveLoss",
     "CrossBatchMemory",
     "DistributedPairLoss",
+    "DistributedVSELoss",
     "GeneralizedLiftedStructureLoss",
     "InstanceLoss",
     "LiftedStructureLoss",

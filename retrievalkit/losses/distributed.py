@@ -32,6 +32,7 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from retrievalkit.losses.core import PairLoss
+from retrievalkit.losses.vse import VSELoss
 
 
 def _world() -> tuple[int, int]:
@@ -101,6 +102,21 @@ def other_ranks_references(
     )
 
 
+def _check_equal_batches(batch_size: int, device: torch.device, what: str) -> None:
+    """Raise unless every rank has the same batch size (the gather needs it)."""
+    _, world = _world()
+    if world == 1:
+        return
+    size = torch.tensor([batch_size], device=device)
+    sizes = [torch.zeros_like(size) for _ in range(world)]
+    dist.all_gather(sizes, size)
+    if len({int(s) for s in sizes}) != 1:
+        raise ValueError(
+            f"{what} needs the same batch size on every rank, got "
+            f"{[int(s) for s in sizes]} (drop or pad the last batch)"
+        )
+
+
 class DistributedPairLoss(nn.Module):
     """``DistributedPairLoss(loss)(embeddings [B, D], labels [B]) -> scalar``: ``loss``
     on this rank's rows against all ranks' embeddings (see the module docstring).
@@ -115,15 +131,42 @@ class DistributedPairLoss(nn.Module):
         self.loss = loss
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        _, world = _world()
-        if world > 1:
-            size = torch.tensor([embeddings.shape[0]], device=embeddings.device)
-            sizes = [torch.zeros_like(size) for _ in range(world)]
-            dist.all_gather(sizes, size)
-            if len({int(s) for s in sizes}) != 1:
-                raise ValueError(
-                    "DistributedPairLoss needs the same batch size on every rank, got "
-                    f"{[int(s) for s in sizes]} (drop or pad the last batch)"
-                )
+        _check_equal_batches(embeddings.shape[0], embeddings.device, "DistributedPairLoss")
         ref_embeddings, ref_labels = other_ranks_references(embeddings, labels)
         return self.loss(embeddings, labels, ref_embeddings, ref_labels)
+
+
+class DistributedVSELoss(nn.Module):
+    """``DistributedVSELoss(VSELoss(...))(img [B, D], txt [B, D], img_ids [B])``: this
+    rank's images ranked against every rank's captions and its captions against
+    every rank's images. ``img_ids`` must be global (unique across ranks for
+    different images) so that captions of one image on two ranks are not negatives.
+
+    With ``reduction="sum"`` the ranks' losses add up to the full-batch loss and each
+    rank's embedding gradient equals the full-batch gradient of its rows (tested).
+    """
+
+    def __init__(self, loss: VSELoss) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor | None = None) -> Tensor:
+        rank, world = _world()
+        if img_ids is None:
+            if world > 1:
+                raise ValueError("DistributedVSELoss needs global img_ids with several ranks")
+            return self.loss(img, txt)
+        _check_equal_batches(img.shape[0], img.device, "DistributedVSELoss")
+        if world == 1:
+            return self.loss(img, txt, img_ids)
+        img_blocks, txt_blocks = gather_with_grad(img), gather_with_grad(txt)
+        id_blocks = gather_labels(img_ids)
+        others = [r for r in range(world) if r != rank]
+        return self.loss(
+            img,
+            txt,
+            img_ids,
+            torch.cat([img_blocks[r] for r in others]),
+            torch.cat([txt_blocks[r] for r in others]),
+            torch.cat([id_blocks[r] for r in others]),
+        )

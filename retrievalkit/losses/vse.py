@@ -51,17 +51,49 @@ class VSELoss(nn.Module):
             raise ValueError(f"reduction must be 'sum' or 'mean', got {reduction!r}")
         self.margin, self.max_violation, self.reduction = margin, max_violation, reduction
 
-    def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        img: Tensor,
+        txt: Tensor,
+        img_ids: Tensor | None = None,
+        ref_img: Tensor | None = None,
+        ref_txt: Tensor | None = None,
+        ref_ids: Tensor | None = None,
+    ) -> Tensor:
+        """``img [B, D]`` and ``txt [B, D]`` (row ``i`` of each is a matched pair)
+        -> scalar. Optional references ``ref_img [M, D]``, ``ref_txt [M, D]``,
+        ``ref_ids [M]`` (other ranks' pairs, a memory) add columns: the batch's
+        images are ranked against ``[txt; ref_txt]`` and its captions against
+        ``[img; ref_img]``; a reference with the query's id is never a negative.
+        The reduction counts the batch's rows only (``mean`` divides by B)."""
         if img_ids is None:
             img_ids = torch.arange(img.shape[0], device=img.device)
         check_embeddings(img, img_ids, "img")
         check_embeddings(txt, img_ids, "txt")
         if img.shape[1] != txt.shape[1]:
             raise ValueError(f"img dim {img.shape[1]} != txt dim {txt.shape[1]}")
-        sim = similarity_matrix(img, txt)
-        negatives = ~same_label_mask(img_ids, img_ids)
-        i2t = hinge_one_direction(sim, negatives, self.margin, self.max_violation)
-        t2i = hinge_one_direction(sim.T, negatives.T, self.margin, self.max_violation)
+        all_img, all_txt, all_ids = img, txt, img_ids
+        given = [r is not None for r in (ref_img, ref_txt, ref_ids)]
+        if any(given):
+            if not all(given):
+                raise ValueError("ref_img, ref_txt and ref_ids must be given together")
+            assert ref_img is not None and ref_txt is not None and ref_ids is not None
+            check_embeddings(ref_img, ref_ids, "ref_img")
+            check_embeddings(ref_txt, ref_ids, "ref_txt")
+            if ref_img.shape[1] != img.shape[1] or ref_txt.shape[1] != img.shape[1]:
+                raise ValueError(
+                    f"references have dims {ref_img.shape[1]}/{ref_txt.shape[1]}, "
+                    f"the batch {img.shape[1]}"
+                )
+            all_img = torch.cat([img, ref_img.to(img.dtype)])
+            all_txt = torch.cat([txt, ref_txt.to(txt.dtype)])
+            all_ids = torch.cat([img_ids, ref_ids.to(img_ids.device)])
+        negatives = ~same_label_mask(img_ids, all_ids)  # [B, B + M]
+        # column i < B of each direction is row i's matched pair (the diagonal)
+        sim_i2t = similarity_matrix(img, all_txt)
+        sim_t2i = sim_i2t.T if all_img is img else similarity_matrix(txt, all_img)
+        i2t = hinge_one_direction(sim_i2t, negatives, self.margin, self.max_violation)
+        t2i = hinge_one_direction(sim_t2i, negatives, self.margin, self.max_violation)
         total = i2t.sum() + t2i.sum()
         return total / img.shape[0] if self.reduction == "mean" else total
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrievalkit.losses import MultiSimilarityLoss, SmoothAPLoss, TripletMarginLoss
+from retrievalkit.losses import MultiSimilarityLoss, SmoothAPLoss, TripletMarginLoss, VSELoss
 from retrievalkit.losses.distributed import DistributedPairLoss, gather_with_grad
 
 WORLD, PER_RANK, DIM = 2, 8, 6
@@ -22,7 +22,8 @@ WORKER = textwrap.dedent(
     import torch.distributed as dist
     import torch.nn.functional as F
     from retrievalkit.losses import MultiSimilarityLoss, SmoothAPLoss, TripletMarginLoss
-    from retrievalkit.losses.distributed import DistributedPairLoss
+    from retrievalkit.losses import VSELoss
+    from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
 
     rank, world, init, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
     dist.init_process_group("gloo", init_method=init, rank=rank, world_size=world)
@@ -38,6 +39,12 @@ WORKER = textwrap.dedent(
         value = DistributedPairLoss(loss)(x, data["labels"][rows])
         value.backward()
         results[name] = (value.detach(), x.grad)
+    for name, loss in (("vse_mh", VSELoss()), ("vse_sh", VSELoss(max_violation=False))):
+        img = data["img"][rows].clone().requires_grad_()
+        txt = data["txt"][rows].clone().requires_grad_()
+        value = DistributedVSELoss(loss)(img, txt, data["img_ids"][rows])
+        value.backward()
+        results[name] = (value.detach(), img.grad, txt.grad)
     torch.save(results, out)
     dist.destroy_process_group()
     """
@@ -53,11 +60,32 @@ def full_batch():
     return emb, labels
 
 
+def cross_modal_batch():
+    g = torch.Generator().manual_seed(1)
+    n = WORLD * PER_RANK
+    img = F.normalize(torch.randn(n, DIM, generator=g, dtype=torch.float64), dim=1)
+    txt = F.normalize(img + 0.5 * torch.randn(n, DIM, generator=g, dtype=torch.float64), dim=1)
+    # global ids; image 3 has a caption on each rank (rows 6 and 9): never negatives
+    img_ids = torch.tensor([0, 1, 2, 4, 5, 7, 3, 8, 9, 3, 10, 11, 12, 13, 14, 15])
+    return img, txt, img_ids
+
+
 @pytest.fixture(scope="module")
 def two_rank_results(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("ddp")
     emb, labels = full_batch()
-    torch.save({"emb": emb, "labels": labels, "per_rank": PER_RANK}, tmp / "data.pt")
+    img, txt, img_ids = cross_modal_batch()
+    torch.save(
+        {
+            "emb": emb,
+            "labels": labels,
+            "per_rank": PER_RANK,
+            "img": img,
+            "txt": txt,
+            "img_ids": img_ids,
+        },
+        tmp / "data.pt",
+    )
     script = tmp / "worker.py"
     script.write_text(WORKER)
     init = f"file://{tmp / 'rendezvous'}"
@@ -103,6 +131,23 @@ def test_two_ranks_equal_one_process(two_rank_results, name, make):
     # each rank's gradient = WORLD x the full-batch gradient of its rows
     grads = torch.cat([r[name][1] for r in two_rank_results])
     torch.testing.assert_close(grads / WORLD, x.grad, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, max_violation", [("vse_mh", True), ("vse_sh", False)])
+def test_vse_two_ranks_equal_one_process(two_rank_results, name, max_violation):
+    img, txt, img_ids = cross_modal_batch()
+    img, txt = img.clone().requires_grad_(), txt.clone().requires_grad_()
+    full = VSELoss(max_violation=max_violation)(img, txt, img_ids)
+    full.backward()
+    # sum reduction: the ranks' losses add up, each rank's gradient is the full one
+    total = sum(r[name][0] for r in two_rank_results)
+    torch.testing.assert_close(total, full.detach(), rtol=0, atol=1e-12)
+    torch.testing.assert_close(
+        torch.cat([r[name][1] for r in two_rank_results]), img.grad, rtol=0, atol=1e-12
+    )
+    torch.testing.assert_close(
+        torch.cat([r[name][2] for r in two_rank_results]), txt.grad, rtol=0, atol=1e-12
+    )
 
 
 def test_single_process_is_the_plain_loss():

@@ -122,3 +122,46 @@ def test_bad_shapes_are_clear_errors():
         VSELoss()(img[0], txt)
     with pytest.raises(ValueError, match="reduction"):
         VSELoss(reduction="avg")
+
+
+def loop_with_references(img, txt, ids, ref_img, ref_txt, ref_ids, margin, max_violation):
+    """The batch's rows against batch + reference columns, straight from the formula."""
+    all_img, all_txt = torch.cat([img, ref_img]), torch.cat([txt, ref_txt])
+    all_ids = torch.cat([ids, ref_ids]).tolist()
+    total = img.new_zeros(())
+    for i in range(img.shape[0]):
+        s_ii = img[i] @ txt[i]
+        negatives = [j for j in range(len(all_ids)) if all_ids[j] != int(ids[i])]
+        for costs in (
+            [(margin - s_ii + img[i] @ all_txt[j]).clamp(min=0) for j in negatives],
+            [(margin - s_ii + all_img[j] @ txt[i]).clamp(min=0) for j in negatives],
+        ):
+            if costs:
+                total = total + (torch.stack(costs).max() if max_violation else sum(costs))
+    return total
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_references_equal_the_formula(max_violation):
+    g = torch.Generator().manual_seed(3)
+
+    def unit(n):
+        return F.normalize(torch.randn(n, 5, generator=g, dtype=torch.float64), dim=1)
+
+    img, txt, ref_img, ref_txt = (unit(n).requires_grad_() for n in (6, 6, 4, 4))
+    ids, ref_ids = torch.tensor([0, 1, 1, 2, 3, 4]), torch.tensor([4, 5, 6, 0])  # shared ids
+    ours = VSELoss(max_violation=max_violation)(img, txt, ids, ref_img, ref_txt, ref_ids)
+    ref = loop_with_references(img, txt, ids, ref_img, ref_txt, ref_ids, 0.2, max_violation)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    for a, b in zip(
+        torch.autograd.grad(ours, (img, txt, ref_img, ref_txt)),
+        torch.autograd.grad(ref, (img, txt, ref_img, ref_txt)),
+        strict=True,
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
+def test_references_must_come_together():
+    x = F.normalize(torch.randn(3, 4), dim=1)
+    with pytest.raises(ValueError, match="must be given together"):
+        VSELoss()(x, x, None, ref_img=x)
