@@ -19,6 +19,10 @@ when each sample has a positive in the gathered batch, e.g. P x K sampling). A
 loss that normalizes by a global pair count (contrastive, lifted, binomial) is
 normalized per rank instead.
 
+:class:`DistributedVSELoss` does the same for image-text pairs: this rank's
+images against every rank's captions and its captions against every rank's
+images (sum reduction: the ranks' losses add up to the full-batch loss).
+
 Without an initialized process group (or with one process) everything here is the
 identity: the same code runs in a single process.
 """
