@@ -13,7 +13,7 @@ from retrievalkit.losses.distributed import (
 )
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
-from retrievalkit.losses.memory import CrossBatchMemory
+from retrievalkit.losses.memory import CrossBatchMemory, CrossModalMemory
 from retrievalkit.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
 from retrievalkit.losses.registry import LOSSES, build_loss, register_loss
 from retrievalkit.losses.smooth_ap import SmoothAPLoss
@@ -25,6 +25,7 @@ __all__ = [
     "BinomialDevianceLoss",
     "ContrastiveLoss",
     "CrossBatchMemory",
+    "CrossModalMemory",
     "DistributedPairLoss",
     "DistributedVSELoss",
     "GeneralizedLiftedStructureLoss",

@@ -1,12 +1,19 @@
-"""Cross-batch memory: past embeddings as extra references for a metric loss.
+"""Cross-batch memory: past embeddings as extra references for a loss.
 
 Order (defined, tested): each call computes the loss of the batch against the
 memory as it was BEFORE the call, then enqueues the batch (detached) into a
-ring buffer, overwriting the oldest entries first. The batch's self-pairs are
-excluded by the wrapped loss; memory entries are other samples. During the first
+ring buffer, overwriting the oldest entries first. During the first
 ``warmup_steps`` calls the memory is filled but not used. Only ``B x (B + M)``
-similarities are computed. The queue, its labels, the write position, the fill
-count and the step count are buffers, so checkpoints keep them.
+similarities are computed. The queues, their labels, the write position, the
+fill count and the step count are buffers, so checkpoints keep them.
+
+- :class:`CrossBatchMemory` wraps a metric-learning loss (one queue of
+  embeddings + labels; the batch's self-pairs are excluded by the loss, memory
+  entries are other samples).
+- :class:`CrossModalMemory` wraps :class:`~retrievalkit.losses.vse.VSELoss`: one
+  queue per modality with the image ids (PML#373): the batch's images are also
+  ranked against past captions and its captions against past images; a past
+  entry with the same image id is never a negative.
 """
 
 from __future__ import annotations
@@ -15,6 +22,45 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.losses.core import PairLoss
+from retrievalkit.losses.vse import VSELoss
+
+
+class EmbeddingQueue(nn.Module):
+    """Ring buffer of ``size`` rows: one ``[size, dim]`` queue per name, shared labels."""
+
+    def __init__(self, names: tuple[str, ...], dim: int, size: int) -> None:
+        super().__init__()
+        if size < 1:
+            raise ValueError(f"memory_size must be at least 1, got {size}")
+        self.names, self.size = names, size
+        for name in names:
+            self.register_buffer(name, torch.zeros(size, dim))
+        self.register_buffer("labels", torch.zeros(size, dtype=torch.long))
+        self.register_buffer("position", torch.zeros((), dtype=torch.long))
+        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+
+    def contents(self) -> tuple[list[Tensor], Tensor]:
+        """The stored ``[M', dim]`` rows of each queue and ``[M']`` labels, oldest first."""
+        filled = int(self.filled)
+        if filled < self.size:
+            rows: Tensor | slice = slice(0, filled)
+        else:
+            start = int(self.position)
+            rows = torch.arange(start, start + self.size, device=self.labels.device) % self.size
+        return [getattr(self, name)[rows] for name in self.names], self.labels[rows]
+
+    @torch.no_grad()
+    def enqueue(self, values: list[Tensor], labels: Tensor) -> None:
+        """Write a batch at the ring position (a batch larger than the memory keeps its tail)."""
+        labels = labels[-self.size :]
+        n = labels.shape[0]
+        slots = (torch.arange(n, device=self.labels.device) + self.position) % self.size
+        for name, value in zip(self.names, values, strict=True):
+            queue = getattr(self, name)
+            queue[slots] = value[-self.size :].detach().to(queue.dtype)
+        self.labels[slots] = labels.to(self.labels.device)
+        self.position.copy_((self.position + n) % self.size)
+        self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
 
 class CrossBatchMemory(nn.Module):
@@ -26,45 +72,57 @@ class CrossBatchMemory(nn.Module):
         super().__init__()
         if not getattr(loss, "accepts_references", False):
             raise ValueError(f"{type(loss).__name__} takes no references: it cannot use a memory")
-        if memory_size < 1:
-            raise ValueError(f"memory_size must be at least 1, got {memory_size}")
         self.loss = loss
-        self.memory_size, self.warmup_steps = memory_size, warmup_steps
-        self.register_buffer("embeddings", torch.zeros(memory_size, embedding_dim))
-        self.register_buffer("labels", torch.zeros(memory_size, dtype=torch.long))
-        self.register_buffer("position", torch.zeros((), dtype=torch.long))
-        self.register_buffer("filled", torch.zeros((), dtype=torch.long))
+        self.queue = EmbeddingQueue(("embeddings",), embedding_dim, memory_size)
+        self.warmup_steps = warmup_steps
         self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def memory(self) -> tuple[Tensor, Tensor]:
         """The stored ``[M', D]`` embeddings and ``[M']`` labels, oldest first."""
-        filled = int(self.filled)
-        if filled < self.memory_size:
-            return self.embeddings[:filled], self.labels[:filled]
-        order = (
-            torch.arange(int(self.position), int(self.position) + self.memory_size)
-            % self.memory_size
-        )
-        return self.embeddings[order], self.labels[order]
+        (embeddings,), labels = self.queue.contents()
+        return embeddings, labels
+
+    def enqueue(self, embeddings: Tensor, labels: Tensor) -> None:
+        """Store a batch (detached) at the ring position."""
+        self.queue.enqueue([embeddings], labels)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        use_memory = int(self.steps) >= self.warmup_steps and int(self.filled) > 0
-        if use_memory:
+        if int(self.steps) >= self.warmup_steps and int(self.queue.filled) > 0:
             ref_emb, ref_labels = self.memory()
             value = self.loss(embeddings, labels, ref_emb, ref_labels)
         else:
             value = self.loss(embeddings, labels)
-        self.enqueue(embeddings.detach(), labels)
+        self.enqueue(embeddings, labels)
         self.steps += 1
         return value
 
-    @torch.no_grad()
-    def enqueue(self, embeddings: Tensor, labels: Tensor) -> None:
-        """Write a batch at the ring position (a batch larger than the memory keeps its tail)."""
-        embeddings, labels = embeddings[-self.memory_size :], labels[-self.memory_size :]
-        n = embeddings.shape[0]
-        slots = (torch.arange(n, device=self.embeddings.device) + self.position) % self.memory_size
-        self.embeddings[slots] = embeddings.to(self.embeddings.dtype)
-        self.labels[slots] = labels.to(self.labels.device)
-        self.position.copy_((self.position + n) % self.memory_size)
-        self.filled.copy_(torch.clamp(self.filled + n, max=self.memory_size))
+
+class CrossModalMemory(nn.Module):
+    """``CrossModalMemory(VSELoss(), dim, memory_size)(img [B, D], txt [B, D], img_ids [B])``.
+
+    ``img_ids`` identify images across steps (dataset indices), so that a stored
+    caption of the same image is never a negative.
+    """
+
+    def __init__(
+        self, loss: VSELoss, embedding_dim: int, memory_size: int, warmup_steps: int = 0
+    ) -> None:
+        super().__init__()
+        self.loss = loss
+        self.queue = EmbeddingQueue(("images", "captions"), embedding_dim, memory_size)
+        self.warmup_steps = warmup_steps
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def memory(self) -> tuple[Tensor, Tensor, Tensor]:
+        """Stored ``images [M', D]``, ``captions [M', D]`` and ``img_ids [M']``, oldest first."""
+        (images, captions), ids = self.queue.contents()
+        return images, captions, ids
+
+    def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor) -> Tensor:
+        if int(self.steps) >= self.warmup_steps and int(self.queue.filled) > 0:
+            value = self.loss(img, txt, img_ids, *self.memory())
+        else:
+            value = self.loss(img, txt, img_ids)
+        self.queue.enqueue([img, txt], img_ids)
+        self.steps += 1
+        return value

@@ -9,11 +9,13 @@ from hypothesis import strategies as st
 from retrievalkit.losses import (
     LOSSES,
     CrossBatchMemory,
+    CrossModalMemory,
     InstanceLoss,
     LiftedStructureLoss,
     MultiSimilarityLoss,
     MultiSimilarityMiner,
     PairLoss,
+    VSELoss,
     build_loss,
 )
 
@@ -153,3 +155,32 @@ def test_registry_names_cover_the_design():
     } <= set(LOSSES.names())
     with pytest.raises(KeyError, match="unknown loss 'arcface'"):
         build_loss("arcface")
+
+
+def test_cross_modal_memory_equals_explicit_references_and_keeps_ids():
+    vse = VSELoss(max_violation=True)
+    memory = CrossModalMemory(vse, embedding_dim=4, memory_size=5, warmup_steps=1).double()
+    seen = {"img": [], "txt": [], "ids": []}
+    for step in range(4):  # batches of 3 into 5 slots: wraps; ids repeat across steps
+        img, txt = unit(3, 4, 60 + step).requires_grad_(), unit(3, 4, 70 + step)
+        ids = torch.tensor([step, 10 + step, 1])  # image 1 comes back every step
+        kept = {k: torch.cat(v)[-5:] for k, v in seen.items()} if step >= 1 else None
+        value = memory(img, txt, ids)
+        if step < 1:  # warm-up: memory filled, not used
+            expected = vse(img, txt, ids)
+        else:
+            expected = vse(img, txt, ids, kept["img"], kept["txt"], kept["ids"])
+        assert torch.allclose(value, expected, atol=1e-12)
+        value.backward()
+        assert img.grad is not None
+        for key, value in (("img", img.detach()), ("txt", txt), ("ids", ids)):
+            seen[key].append(value)
+    images, captions, ids = memory.memory()
+    assert torch.equal(ids, torch.cat(seen["ids"])[-5:])
+    assert torch.equal(images, torch.cat(seen["img"])[-5:])
+    assert torch.equal(captions, torch.cat(seen["txt"])[-5:])
+    restored = CrossModalMemory(vse, embedding_dim=4, memory_size=5, warmup_steps=1).double()
+    restored.load_state_dict(memory.state_dict())
+    for a, b in zip(restored.memory(), memory.memory(), strict=True):
+        assert torch.equal(a, b)
+    assert int(restored.steps) == 4
