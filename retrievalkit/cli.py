@@ -21,6 +21,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.demo",
     "retrievalkit.commands.data",
     "retrievalkit.commands.serve",
+    "retrievalkit.commands.bench",
 )
 
 
