@@ -22,6 +22,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.data",
     "retrievalkit.commands.serve",
     "retrievalkit.commands.bench",
+    "retrievalkit.commands.export",
 )
 
 

@@ -49,6 +49,25 @@ class GRUTextEncoder(nn.Module):
         self.bidirectional = bidirectional
         self.out_dim = hidden_dim
 
+    def tokenize(self, captions: Sequence[str]) -> dict[str, Tensor]:
+        """B captions -> ``{"ids": [B, L] int64 (0-padded), "lengths": [B] int64}``."""
+        ids, lengths = self.vocab.encode_batch(list(captions))
+        return {"ids": ids, "lengths": lengths}
+
+    def forward_tokens(self, ids: Tensor, lengths: Tensor) -> Tensor:
+        """``ids [B, L]``, ``lengths [B]`` -> ``[B, hidden_dim]`` without packing (for
+        ONNX export): the GRU runs over the padded rows and the state at each
+        caption's last token is taken, which padding after it cannot change.
+        Unidirectional only (a backward pass would read the padding first)."""
+        if self.bidirectional:
+            raise ValueError(
+                "a bidirectional GRU cannot run unpacked (its backward direction would read "
+                "the padding first): token-level forward / ONNX export not supported"
+            )
+        outputs, _ = self.gru(self.embed(ids))  # [B, L, H]
+        last = (lengths - 1).clamp(min=0).view(-1, 1, 1).expand(-1, 1, outputs.shape[2])
+        return outputs.gather(1, last).squeeze(1)
+
     def forward(self, captions: Sequence[str]) -> Tensor:
         """B captions -> ``[B, hidden_dim]``."""
         ids, lengths = self.vocab.encode_batch(list(captions))  # lengths stay on CPU

@@ -141,9 +141,16 @@ class ResidualTextCNN(nn.Module):
             ids = position_shift(ids, lengths, self.max_shift, self.generator)
         return F.pad(ids, (0, self.max_len + self.max_shift - ids.shape[1]), value=0)
 
+    def tokenize(self, captions: Sequence[str]) -> dict[str, Tensor]:
+        """B captions -> ``{"ids": [B, max_len + max_shift]}`` (shifted in training mode)."""
+        return {"ids": self.token_ids(captions)}
+
     def forward(self, captions: Sequence[str]) -> Tensor:
         """B captions -> ``[B, out_dim]``."""
-        ids = self.token_ids(captions).to(self.embed.weight.device)
+        return self.forward_tokens(self.token_ids(captions).to(self.embed.weight.device))
+
+    def forward_tokens(self, ids: Tensor) -> Tensor:
+        """``ids [B, W]`` -> ``[B, out_dim]``."""
         words = self.embed(ids).transpose(1, 2).unsqueeze(2)  # [B, E, 1, W]
         maps = self.blocks(self.embed_bn(words))  # [B, C, 1, W']
         return maps.amax(dim=(2, 3))

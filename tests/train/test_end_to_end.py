@@ -112,6 +112,12 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     record = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert record["split"] == "synthetic_shapes/val" and "i2t_r1" in record
 
+    exported = tmp_path / "onnx"
+    assert main(["export", str(run), "--out", str(exported)]) == 0
+    towers = json.loads((exported / "export.json").read_text())["towers"]
+    assert towers["image"]["max_abs_diff"] < 1e-4 and towers["text"]["exported"]
+    capsys.readouterr()
+
     index = tmp_path / "index"
     assert main(["index", "build", str(run), "--out", str(index)]) == 0
     manifest = json.loads((index / "retrieval.json").read_text())

@@ -1,0 +1,181 @@
+"""ONNX export, one file per tower (open_clip#186), with a parity check.
+
+``export_onnx(model, out_dir, config)`` writes
+
+- ``image_encoder.onnx``: ``images [N, C, H, W]`` (or ``[N, F]`` features, as the
+  recipe's eval transform / precomp loader produce them) -> ``embeddings [N, E]``;
+- ``text_encoder.onnx`` (cross-modal models): the tokenized caption
+  (``ids [N, L]`` and, for the GRU, ``lengths [N]``) -> ``embeddings [N, E]``;
+  the vocabulary is saved next to it (``vocab.json``);
+- ``export.json``: inputs, embedding size, image size, tokenizer facts.
+
+Embeddings are L2-normalized, as ``encode_image`` / ``encode_text`` return them.
+Batch size (and caption length for the GRU) are dynamic. After writing, each file
+is run with onnxruntime on the example inputs and compared with PyTorch
+(``max |diff|`` recorded in ``export.json``; an error above ``tolerance``).
+Text towers without a token-level forward (the MiniLM sentence encoder, whose
+tokenizer is a Hugging Face one) are reported as not exportable here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from retrievalkit.models.dual import DualEncoder, EmbeddingModel
+
+
+class _ImageTower(nn.Module):
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, images: Tensor) -> Tensor:
+        if isinstance(self.model, DualEncoder):
+            return self.model.encode_image(images)
+        return self.model.encode(images)
+
+
+class _TextTower(nn.Module):
+    def __init__(self, model: DualEncoder) -> None:
+        super().__init__()
+        self.encoder, self.head = model.text_encoder, model.text_head
+
+    def forward(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
+        tokens = (ids,) if lengths is None else (ids, lengths)
+        return F.normalize(self.head(self.encoder.forward_tokens(*tokens)), dim=-1)
+
+
+def _export(
+    module: nn.Module,
+    args: tuple[Tensor, ...],
+    names: list[str],
+    path: Path,
+    dynamic: dict[str, dict[int, Any]],
+) -> None:
+    batch = torch.export.Dim("batch", min=1)
+    length = torch.export.Dim("length", min=1)
+    dims = {"batch": batch, "length": length}
+    shapes = tuple({axis: dims[name] for axis, name in dynamic[n].items()} for n in names)
+    torch.onnx.export(
+        module,
+        args,
+        str(path),
+        input_names=names,
+        output_names=["embeddings"],
+        dynamic_shapes=shapes,
+        dynamo=True,
+        verbose=False,
+    )
+
+
+def _parity(path: Path, inputs: dict[str, Tensor], expected: Tensor) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (got,) = session.run(None, {k: v.cpu().numpy() for k, v in inputs.items()})
+    return float((torch.from_numpy(got) - expected.float().cpu()).abs().max())
+
+
+EXAMPLE_CAPTIONS = [
+    "a dog runs across the park",
+    "two people",
+    "a red car parked by the sea at night",
+]
+
+
+def example_images(config: Any, batch: int = 3) -> Tensor:
+    """Random inputs shaped as the recipe's image tower takes them (features or images)."""
+    image = config.model.image
+    if image["name"] == "precomp":
+        return torch.randn(batch, int(image.get("in_dim", 2048)))
+    channels = int(image.get("in_channels", 3))
+    size = int(config.data.image_size)
+    return torch.randn(batch, channels, size, size)
+
+
+def export_onnx(
+    model: nn.Module,
+    out_dir: str | Path,
+    example_images: Tensor,
+    example_captions: list[str] | None = None,
+    tolerance: float = 1e-4,
+) -> dict[str, Any]:
+    """Write the towers of ``model`` (eval mode, CPU) to ``out_dir``; returns the manifest.
+
+    Args:
+        example_images: ``[N, ...]`` a batch as the model takes it (N >= 2).
+        example_captions: N >= 2 captions (cross-modal models).
+        tolerance: largest allowed ``|onnxruntime - torch|`` on the examples.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    model = model.eval().cpu()
+    manifest: dict[str, Any] = {"format": "retrievalkit-onnx-1", "towers": {}}
+    image_dynamic = {"images": {0: "batch"}}
+    with torch.no_grad():
+        image_tower = _ImageTower(model).eval()
+        expected = image_tower(example_images)
+    path = out / "image_encoder.onnx"
+    _export(image_tower, (example_images,), ["images"], path, image_dynamic)
+    error = _parity(path, {"images": example_images}, expected)
+    manifest["towers"]["image"] = {
+        "file": path.name,
+        "inputs": {"images": list(example_images.shape[1:])},
+        "embed_dim": int(expected.shape[1]),
+        "max_abs_diff": error,
+    }
+    if error > tolerance:
+        raise ValueError(f"{path}: onnxruntime differs from torch by {error:.2e} (> {tolerance})")
+    if isinstance(model, DualEncoder):
+        manifest["towers"]["text"] = _export_text(model, out, example_captions, tolerance)
+    elif not isinstance(model, EmbeddingModel):
+        raise TypeError(
+            f"cannot export {type(model).__name__}: expected a DualEncoder or EmbeddingModel"
+        )
+    (out / "export.json").write_text(json.dumps(manifest, indent=2))
+    return manifest
+
+
+def _export_text(
+    model: DualEncoder, out: Path, captions: list[str] | None, tolerance: float
+) -> dict[str, Any]:
+    encoder = model.text_encoder
+    if not hasattr(encoder, "forward_tokens") or not hasattr(encoder, "tokenize"):
+        return {"exported": False, "why": f"{type(encoder).__name__} has no token-level forward"}
+    if not captions or len(captions) < 2:
+        raise ValueError("export needs at least 2 example captions for the text tower")
+    tokens = encoder.tokenize(captions)
+    names = list(tokens)
+    dynamic = {name: {0: "batch"} for name in names}
+    if "lengths" in tokens:  # the GRU reads any length; the TextCNN has a fixed width
+        dynamic["ids"] = {0: "batch", 1: "length"}
+    tower = _TextTower(model).eval()
+    with torch.no_grad():
+        expected = model.encode_text(captions)
+    path = out / "text_encoder.onnx"
+    _export(tower, tuple(tokens.values()), names, path, dynamic)
+    error = _parity(path, tokens, expected)
+    if error > tolerance:
+        raise ValueError(f"{path}: onnxruntime differs from torch by {error:.2e} (> {tolerance})")
+    vocab = getattr(encoder, "vocab", None)
+    if vocab is not None:
+        vocab.save(out / "vocab.json")
+    return {
+        "file": path.name,
+        "inputs": {name: list(t.shape[1:]) for name, t in tokens.items()},
+        "tokenizer": {
+            "kind": type(encoder).__name__,
+            "vocab": "vocab.json",
+            "max_len": getattr(encoder, "max_len", None),
+            "width": int(tokens["ids"].shape[1]) if "lengths" not in tokens else None,
+        },
+        "embed_dim": int(expected.shape[1]),
+        "max_abs_diff": error,
+        "exported": True,
+    }
