@@ -48,9 +48,11 @@ def cross_modal(text):
     )
 
 
-def run(path, inputs):
+def assert_runs_like(path, inputs, expected):
+    """onnxruntime on ``path`` with ``inputs`` gives ``expected`` (to 1e-5)."""
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    return torch.from_numpy(session.run(None, {k: v.numpy() for k, v in inputs.items()})[0])
+    got = torch.from_numpy(session.run(None, {k: v.numpy() for k, v in inputs.items()})[0])
+    torch.testing.assert_close(got, expected, rtol=0, atol=1e-5)
 
 
 @pytest.mark.parametrize("tower", ["gru", "textcnn"])
@@ -63,20 +65,12 @@ def test_both_towers_match_torch_on_new_shapes(tmp_path, tower):
     assert manifest["towers"]["text"]["exported"]
     images = torch.randn(5, 3, 16, 16)  # another batch size than the example's 3
     with torch.no_grad():
-        torch.testing.assert_close(
-            run(tmp_path / "image_encoder.onnx", {"images": images}),
-            model.encode_image(images),
-            rtol=0,
-            atol=1e-5,
+        assert_runs_like(
+            tmp_path / "image_encoder.onnx", {"images": images}, model.encode_image(images)
         )
         new = ["a cat", "dogs", "a small red car by the sea in the park", "house", "two"]
         tokens = model.text_encoder.tokenize(new)  # longer captions than the examples
-        torch.testing.assert_close(
-            run(tmp_path / "text_encoder.onnx", tokens),
-            model.encode_text(new),
-            rtol=0,
-            atol=1e-5,
-        )
+        assert_runs_like(tmp_path / "text_encoder.onnx", tokens, model.encode_text(new))
     saved = json.loads((tmp_path / "export.json").read_text())
     assert saved["towers"]["text"]["embed_dim"] == 8 and (tmp_path / "vocab.json").exists()
 
@@ -99,12 +93,7 @@ def test_metric_model_exports_the_image_tower_only(tmp_path):
     assert set(manifest["towers"]) == {"image"}
     images = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
-        torch.testing.assert_close(
-            run(tmp_path / "image_encoder.onnx", {"images": images}),
-            model.encode(images),
-            rtol=0,
-            atol=1e-5,
-        )
+        assert_runs_like(tmp_path / "image_encoder.onnx", {"images": images}, model.encode(images))
 
 
 def test_bidirectional_gru_is_refused_clearly():
