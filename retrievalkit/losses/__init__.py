@@ -3,6 +3,7 @@
 Importing this package needs only torch.
 """
 
+from retrievalkit.losses.adversarial import ModalityAdversarialLoss
 from retrievalkit.losses.binomial import BinomialDevianceLoss
 from retrievalkit.losses.contrastive import ContrastiveLoss
 from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs, similarity_matrix
@@ -31,6 +32,7 @@ __all__ = [
     "GeneralizedLiftedStructureLoss",
     "InstanceLoss",
     "LiftedStructureLoss",
+    "ModalityAdversarialLoss",
     "MultiSimilarityLoss",
     "MultiSimilarityMiner",
     "PairBatch",

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.losses import build_loss
+from retrievalkit.losses.adversarial import is_adversarial
 from retrievalkit.losses.core import PairLoss
 from retrievalkit.losses.registry import LOSSES
 from retrievalkit.train.config import ConfigError, RunConfig, StageConfig
@@ -113,6 +114,20 @@ class Objective:
         parts["total"] = float(total.detach())
         return LossOutput(total=total, parts=parts)
 
+    @property
+    def has_adversary(self) -> bool:
+        return any(is_adversarial(module) for _, _, module in self.terms)
+
+    def adversary_loss(self, outputs: tuple[Tensor, ...], ids: Tensor) -> Tensor | None:
+        """Sum of the adversarial terms' adversary losses on the detached outputs
+        (None without such a term)."""
+        values = [
+            module.adversary_loss(outputs, ids)
+            for _, _, module in self.terms
+            if is_adversarial(module)
+        ]
+        return torch.stack(values).sum() if values else None
+
     def collapsed_values(self, batch_size: int) -> dict[str, float]:
         """Per term, its value at collapse where the loss knows it (VSE++ MH: ``2 B margin``)."""
         values = {}
@@ -124,6 +139,17 @@ class Objective:
         return values
 
 
+def adversary_parameters(modules: nn.ModuleDict) -> list[torch.nn.Parameter]:
+    """Parameters of the losses' adversaries (discriminators): their own optimizer."""
+    params: list[torch.nn.Parameter] = []
+    for module in modules.values():
+        if is_adversarial(module):
+            params.extend(p for p in module.adversary_parameters() if p.requires_grad)
+    return params
+
+
 def trainable_loss_parameters(modules: nn.ModuleDict) -> list[torch.nn.Parameter]:
-    """Parameters owned by losses (e.g. the shared instance classifier)."""
-    return [p for p in modules.parameters() if p.requires_grad]
+    """Parameters owned by losses (e.g. the shared instance classifier), adversaries
+    excluded (see :func:`adversary_parameters`)."""
+    adversary = {id(p) for p in adversary_parameters(modules)}
+    return [p for p in modules.parameters() if p.requires_grad and id(p) not in adversary]

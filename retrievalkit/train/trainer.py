@@ -35,6 +35,7 @@ from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
     Objective,
+    adversary_parameters,
     build_loss_modules,
     loss_keys,
     trainable_loss_parameters,
@@ -87,6 +88,8 @@ class Trainer:
         self.optimizer = build_optimizer(
             config.optim, params + trainable_loss_parameters(self.losses)
         )
+        adversary = adversary_parameters(self.losses)
+        self.adversary_optimizer = build_optimizer(config.optim, adversary) if adversary else None
         self.train_transform = build_transform(
             self.train_split.images.kind, config.data, train=True
         )
@@ -155,18 +158,24 @@ class Trainer:
         batch = batch.to(self.device)
         ids = batch.ids
         chunk = self.config.optim.grad_cache_chunk
+        adversary_parts: dict[str, float] = {}
+
+        def step_adversary_then_loss(embeddings: tuple[Tensor, ...]) -> Any:
+            adversary_parts.update(self._adversary_step(objective, embeddings, ids))
+            return objective(embeddings, ids)
+
         with self._autocast():
             if chunk:
                 outputs, result, finite = grad_cache_backward(
                     *self._towers(batch),
-                    loss_fn=lambda embeddings: objective(embeddings, ids),
+                    loss_fn=step_adversary_then_loss,
                     chunk_size=chunk,
                     modules=[self.model],
                     total=lambda loss: loss.total,
                 )
             else:
                 outputs, ids = self._forward(batch)
-                result = objective(outputs, ids)
+                result = step_adversary_then_loss(outputs)
                 finite = math.isfinite(result.parts["total"])
                 if finite:
                     result.total.backward()
@@ -182,7 +191,26 @@ class Trainer:
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         self.monitor.update(outputs, result.parts, len(ids), objective.collapsed_values(len(ids)))
-        return result.parts
+        return {**result.parts, **adversary_parts}
+
+    def _adversary_step(
+        self, objective: Objective, outputs: tuple[Tensor, ...], ids: Tensor
+    ) -> dict[str, float]:
+        """Step the losses' adversaries on the detached outputs (before the main step)."""
+        if self.adversary_optimizer is None or not objective.has_adversary:
+            return {}
+        self.adversary_optimizer.zero_grad(set_to_none=True)
+        value = objective.adversary_loss(tuple(o.detach() for o in outputs), ids)
+        assert value is not None
+        if not math.isfinite(float(value.detach())):
+            log.warning(
+                "step %d: non-finite adversary loss, adversary step skipped", self.state.step
+            )
+            return {"adversary": float("nan")}
+        value.backward()
+        self.adversary_optimizer.step()
+        self.adversary_optimizer.zero_grad(set_to_none=True)
+        return {"adversary": float(value.detach())}
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = Objective(stage, self.losses, loss_keys(self.config), self.config.task)
@@ -204,6 +232,8 @@ class Trainer:
         for batch in bar:
             lr = learning_rate(self.config.optim, stage, epoch_in_stage, self.state.step)
             set_learning_rate(self.optimizer, lr)
+            if self.adversary_optimizer is not None:
+                set_learning_rate(self.adversary_optimizer, lr)
             parts = self.train_step(batch, objective)
             self.state.step += 1
             self.state.batch_in_epoch += 1
@@ -268,6 +298,11 @@ class Trainer:
             trainer_state=self.state.to_dict(),
             optimizer_state={
                 "optimizer": self.optimizer.state_dict(),
+                **(
+                    {"adversary": self.adversary_optimizer.state_dict()}
+                    if self.adversary_optimizer is not None
+                    else {}
+                ),
                 "rng": capture_rng_state(),
             },
             extra_files=extra,
@@ -280,6 +315,8 @@ class Trainer:
         self.losses.load_state_dict(content.prefixed("loss"))
         assert content.optimizer_state is not None
         self.optimizer.load_state_dict(content.optimizer_state["optimizer"])
+        if self.adversary_optimizer is not None:
+            self.adversary_optimizer.load_state_dict(content.optimizer_state["adversary"])
         restore_rng_state(content.optimizer_state["rng"])
         self.state = TrainerState.from_dict(content.trainer_state)
         if (content.path / VOCAB_FILE).exists() and self.vocab is not None:

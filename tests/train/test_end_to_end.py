@@ -40,6 +40,23 @@ CROSS_MODAL = {
 }
 
 
+# the same run with an adversarial term in stage 2 (its own optimizer, checkpointed)
+CROSS_MODAL_ADVERSARIAL = {
+    **CROSS_MODAL,
+    "stages": [
+        CROSS_MODAL["stages"][0],
+        {
+            "name": "mh",
+            "epochs": 1,
+            "losses": [
+                {"name": "vse"},
+                {"name": "modality_adversarial", "weight": 0.5, "options": {"hidden": 8}},
+            ],
+        },
+    ],
+}
+
+
 class Killed(Exception):
     pass
 
@@ -48,8 +65,9 @@ def weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / name).tensors
 
 
-def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch):
-    config = parse_config(CROSS_MODAL)
+@pytest.mark.parametrize("raw", [CROSS_MODAL, CROSS_MODAL_ADVERSARIAL], ids=["vse", "adversarial"])
+def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch, raw):
+    config = parse_config(raw)
     full = Trainer(config, tmp_path / "full", progress=False)
     full.fit()
     steps_per_epoch = full.state.step // 2

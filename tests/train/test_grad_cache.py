@@ -139,21 +139,24 @@ def test_mismatched_towers_and_bad_chunk_are_clear_errors():
         parse_config(raw)
 
 
-def test_trainer_with_one_chunk_per_batch_equals_plain_steps(tmp_path):
+@pytest.mark.parametrize("adversarial", [False, True])
+def test_trainer_with_one_chunk_per_batch_equals_plain_steps(tmp_path, adversarial):
     # grad_cache_chunk = batch size: the two-pass path on the real models (small CNN
     # with batch norm, GRU) ends with the same weights as the plain step
     import copy
 
     from retrievalkit.train.trainer import Trainer
-    from tests.train.test_end_to_end import CROSS_MODAL
+    from tests.train.test_end_to_end import CROSS_MODAL, CROSS_MODAL_ADVERSARIAL
 
     def final_weights(name, chunk):
-        raw = copy.deepcopy(CROSS_MODAL)
+        raw = copy.deepcopy(CROSS_MODAL_ADVERSARIAL if adversarial else CROSS_MODAL)
         raw["optim"]["grad_cache_chunk"] = chunk
-        raw["stages"] = raw["stages"][:1]
+        raw["stages"] = raw["stages"][-1:] if adversarial else raw["stages"][:1]
         trainer = Trainer(parse_config(raw), tmp_path / name, progress=False)
         trainer.fit()
-        return {k: v.clone() for k, v in trainer.model.state_dict().items()}
+        weights = {f"model.{k}": v.clone() for k, v in trainer.model.state_dict().items()}
+        weights.update({f"loss.{k}": v.clone() for k, v in trainer.losses.state_dict().items()})
+        return weights
 
     plain, cached = final_weights("plain", None), final_weights("cached", 8)
     assert plain.keys() == cached.keys()
