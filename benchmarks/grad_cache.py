@@ -24,7 +24,24 @@ from retrievalkit.pipeline.build import build_model
 from retrievalkit.train.config import parse_config
 from retrievalkit.train.grad_cache import grad_cache_backward
 
-WORDS = ["a", "red", "blue", "small", "big", "dog", "cat", "car", "house", "tree", "by", "the", "sea", "park", "two", "one"]
+WORDS = [
+    "a",
+    "red",
+    "blue",
+    "small",
+    "big",
+    "dog",
+    "cat",
+    "car",
+    "house",
+    "tree",
+    "by",
+    "the",
+    "sea",
+    "park",
+    "two",
+    "one",
+]
 
 
 def make_case(batch: int, seed: int = 0):
