@@ -9,6 +9,7 @@ Loaders take ``on_error``: ``"raise"`` (default) stops at the first bad item,
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Literal
 
 log = logging.getLogger(__name__)
@@ -35,6 +36,17 @@ class DataError(ValueError):
         self.path = path
         self.item = item
         self.problem = problem
+
+
+def read_text_file(path: Path, what: str, encoding_expected: str = "a UTF-8 text file") -> str:
+    """The UTF-8 text of ``path``; a missing or unreadable file is a :class:`DataError`
+    naming it and what was expected (``what`` when missing)."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise DataError(path, "file not found", what) from None
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(path, f"unreadable ({err})", encoding_expected) from None
 
 
 class BadItems:

@@ -19,7 +19,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from retrievalkit.data.errors import BadItems, DataError
+from retrievalkit.data.errors import BadItems, DataError, read_text_file
 from retrievalkit.data.paths import RootResolver, check_image_file
 from retrievalkit.data.registry import register_dataset
 from retrievalkit.data.splits import CrossModalSplit, FileImageSource, grouped_captions_split
@@ -37,12 +37,7 @@ SPLITS = ("train", "val", "test", "restval")
 
 def read_json(path: Path) -> Any:
     """Parse a JSON file; a syntax error names the file, line and column."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found", "a Karpathy split JSON file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(path, f"unreadable ({err})", "a UTF-8 JSON file") from None
+    text = read_text_file(path, "a Karpathy split JSON file", "a UTF-8 JSON file")
     try:
         return json.loads(text)
     except json.JSONDecodeError as err:

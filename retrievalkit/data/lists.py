@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrievalkit.data.errors import BadItems, DataError
+from retrievalkit.data.errors import BadItems, DataError, read_text_file
 from retrievalkit.data.paths import RootResolver, check_image_file
 from retrievalkit.data.registry import register_dataset
 from retrievalkit.data.splits import FileImageSource, LabelledSplit
@@ -28,12 +28,7 @@ INSHOP_SPLITS = ("train", "query", "gallery")
 
 
 def read_lines(path: Path) -> list[str]:
-    try:
-        return path.read_text(encoding="utf-8").splitlines()
-    except FileNotFoundError:
-        raise DataError(path, "file not found", "the dataset's list file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(path, f"unreadable ({err})", "a UTF-8 text file") from None
+    return read_text_file(path, "the dataset's list file").splitlines()
 
 
 def _image(

@@ -20,7 +20,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from retrievalkit.data.errors import BadItems, DataError
+from retrievalkit.data.errors import BadItems, DataError, read_text_file
 from retrievalkit.data.paths import RootResolver, check_image_file
 from retrievalkit.data.registry import register_dataset
 from retrievalkit.data.splits import CrossModalSplit, FileImageSource, grouped_captions_split
@@ -89,12 +89,7 @@ def _csv_rows(path: Path, text: str, bad: BadItems) -> Iterator[Row]:
 
 def read_pair_rows(path: Path, bad: BadItems) -> Iterator[Row]:
     """Rows of a ``.jsonl`` / ``.csv`` file (by suffix; ``.tsv`` is tab-separated CSV)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise DataError(path, "file not found", "a JSONL or CSV pairs file") from None
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(path, f"unreadable ({err})", "a UTF-8 text file") from None
+    text = read_text_file(path, "a JSONL or CSV pairs file")
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         return _jsonl_rows(path, text, bad)
