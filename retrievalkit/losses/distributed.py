@@ -94,16 +94,15 @@ def other_ranks_references(
     """The other ranks' rows as ``(ref_embeddings [(W-1) B, D], ref_labels)``, in
     global rank order with this rank's block left out (the core puts the local
     batch first); ``(None, None)`` in a single process."""
-    rank, world = _world()
-    if world == 1:
+    if _world()[1] == 1:
         return None, None
-    emb_blocks = gather_with_grad(embeddings)
-    label_blocks = gather_labels(labels)
-    others = [r for r in range(world) if r != rank]
-    return (
-        torch.cat([emb_blocks[r] for r in others]),
-        torch.cat([label_blocks[r] for r in others]),
-    )
+    return _other_ranks(gather_with_grad(embeddings)), _other_ranks(gather_labels(labels))
+
+
+def _other_ranks(blocks: list[Tensor]) -> Tensor:
+    """The gathered blocks of every rank but this one, concatenated in rank order."""
+    rank = _world()[0]
+    return torch.cat([block for r, block in enumerate(blocks) if r != rank])
 
 
 def _check_equal_batches(batch_size: int, device: torch.device, what: str) -> None:
@@ -155,7 +154,7 @@ class DistributedVSELoss(nn.Module):
         self.loss = loss
 
     def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor | None = None) -> Tensor:
-        rank, world = _world()
+        world = _world()[1]
         if img_ids is None:
             if world > 1:
                 raise ValueError("DistributedVSELoss needs global img_ids with several ranks")
@@ -163,14 +162,11 @@ class DistributedVSELoss(nn.Module):
         _check_equal_batches(img.shape[0], img.device, "DistributedVSELoss")
         if world == 1:
             return self.loss(img, txt, img_ids)
-        img_blocks, txt_blocks = gather_with_grad(img), gather_with_grad(txt)
-        id_blocks = gather_labels(img_ids)
-        others = [r for r in range(world) if r != rank]
         return self.loss(
             img,
             txt,
             img_ids,
-            torch.cat([img_blocks[r] for r in others]),
-            torch.cat([txt_blocks[r] for r in others]),
-            torch.cat([id_blocks[r] for r in others]),
+            _other_ranks(gather_with_grad(img)),
+            _other_ranks(gather_with_grad(txt)),
+            _other_ranks(gather_labels(img_ids)),
         )
