@@ -63,19 +63,37 @@ class EmbeddingQueue(nn.Module):
         self.filled.copy_(torch.clamp(self.filled + n, max=self.size))
 
 
-class CrossBatchMemory(nn.Module):
+class _MemoryWrapper(nn.Module):
+    """The shared part of the memory wrappers: a queue, a warm-up and a step count."""
+
+    def __init__(
+        self, names: tuple[str, ...], embedding_dim: int, memory_size: int, warmup_steps: int
+    ) -> None:
+        super().__init__()
+        self.queue = EmbeddingQueue(names, embedding_dim, memory_size)
+        self.warmup_steps = warmup_steps
+        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
+
+    def _memory_in_use(self) -> bool:
+        """Past the warm-up and holding something: this call uses the memory."""
+        return int(self.steps) >= self.warmup_steps and int(self.queue.filled) > 0
+
+    def _store(self, values: list[Tensor], labels: Tensor) -> None:
+        """After the loss: enqueue the batch (detached) and count the step."""
+        self.queue.enqueue(values, labels)
+        self.steps += 1
+
+
+class CrossBatchMemory(_MemoryWrapper):
     """``CrossBatchMemory(loss, embedding_dim, memory_size)(embeddings [B, D], labels [B])``."""
 
     def __init__(
         self, loss: PairLoss, embedding_dim: int, memory_size: int, warmup_steps: int = 0
     ) -> None:
-        super().__init__()
         if not getattr(loss, "accepts_references", False):
             raise ValueError(f"{type(loss).__name__} takes no references: it cannot use a memory")
+        super().__init__(("embeddings",), embedding_dim, memory_size, warmup_steps)
         self.loss = loss
-        self.queue = EmbeddingQueue(("embeddings",), embedding_dim, memory_size)
-        self.warmup_steps = warmup_steps
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def memory(self) -> tuple[Tensor, Tensor]:
         """The stored ``[M', D]`` embeddings and ``[M']`` labels, oldest first."""
@@ -87,17 +105,15 @@ class CrossBatchMemory(nn.Module):
         self.queue.enqueue([embeddings], labels)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
-        if int(self.steps) >= self.warmup_steps and int(self.queue.filled) > 0:
-            ref_emb, ref_labels = self.memory()
-            value = self.loss(embeddings, labels, ref_emb, ref_labels)
+        if self._memory_in_use():
+            value = self.loss(embeddings, labels, *self.memory())
         else:
             value = self.loss(embeddings, labels)
-        self.enqueue(embeddings, labels)
-        self.steps += 1
+        self._store([embeddings], labels)
         return value
 
 
-class CrossModalMemory(nn.Module):
+class CrossModalMemory(_MemoryWrapper):
     """``CrossModalMemory(VSELoss(), dim, memory_size)(img [B, D], txt [B, D], img_ids [B])``.
 
     ``img_ids`` identify images across steps (dataset indices), so that a stored
@@ -107,11 +123,8 @@ class CrossModalMemory(nn.Module):
     def __init__(
         self, loss: VSELoss, embedding_dim: int, memory_size: int, warmup_steps: int = 0
     ) -> None:
-        super().__init__()
+        super().__init__(("images", "captions"), embedding_dim, memory_size, warmup_steps)
         self.loss = loss
-        self.queue = EmbeddingQueue(("images", "captions"), embedding_dim, memory_size)
-        self.warmup_steps = warmup_steps
-        self.register_buffer("steps", torch.zeros((), dtype=torch.long))
 
     def memory(self) -> tuple[Tensor, Tensor, Tensor]:
         """Stored ``images [M', D]``, ``captions [M', D]`` and ``img_ids [M']``, oldest first."""
@@ -119,10 +132,9 @@ class CrossModalMemory(nn.Module):
         return images, captions, ids
 
     def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor) -> Tensor:
-        if int(self.steps) >= self.warmup_steps and int(self.queue.filled) > 0:
+        if self._memory_in_use():
             value = self.loss(img, txt, img_ids, *self.memory())
         else:
             value = self.loss(img, txt, img_ids)
-        self.queue.enqueue([img, txt], img_ids)
-        self.steps += 1
+        self._store([img, txt], img_ids)
         return value
