@@ -179,7 +179,7 @@ class Trainer:
                 finite = math.isfinite(result.parts["total"])
                 if finite:
                     result.total.backward()
-        if not finite or not math.isfinite(result.parts["total"]):
+        if not finite:
             self.state.skipped_steps += 1
             log.warning("step %d: non-finite loss %s, step skipped", self.state.step, result.parts)
             self.optimizer.zero_grad(set_to_none=True)
