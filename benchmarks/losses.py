@@ -21,33 +21,34 @@ import subprocess
 import sys
 
 import torch
+from peak_memory import print_peak_growth
 
+import retrievalkit.bench as bench
 from retrievalkit.bench import LOSS_NAMES, benchmark_rows, table_header
 
 
 def peak_rss_mib(name: str, b: int, impl: str) -> float | None:
-    """Peak RSS growth (MiB) of one fwd+bwd, in a fresh interpreter.
+    """Peak RSS growth (MiB) of one fwd+bwd, in a fresh interpreter (``--probe``).
 
-    The kernel's peak counter is reset (``/proc/self/clear_refs``) after the inputs
-    exist, so import-time peaks do not hide the loss's own allocations.
+    The kernel's peak counter is reset after the inputs exist, so import-time peaks
+    do not hide the loss's own allocations. ``None`` when the implementation does
+    not exist or the probe fails (e.g. PML's Smooth-AP running out of memory).
     """
-    code = f"""
-import re, sys
-import retrievalkit.bench as bench
-def status(field):
-    return int(re.search(field + r":\\s+(\\d+)", open("/proc/self/status").read()).group(1))
-x, y = bench.make_batch({b})
-fn = bench.floor if {impl!r} == 'floor' else (bench.ours if {impl!r} == 'ours' else bench.pml)({name!r})
-if fn is None: print('null'); sys.exit()
-x.requires_grad_()
-open("/proc/self/clear_refs", "w").write("5")
-before = status("VmRSS")
-fn(x, y).backward()
-print((status("VmHWM") - before) / 1024)
-"""
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=900)
+    cmd = [sys.executable, __file__, "--probe", name, str(b), impl]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     text = out.stdout.strip().splitlines()[-1] if out.stdout.strip() else "null"
     return None if text == "null" else float(text)
+
+
+def probe(name: str, b: int, impl: str) -> None:
+    """Inside the subprocess: print the peak growth of one step (or ``null``)."""
+    x, y = bench.make_batch(b)
+    fn = bench.floor if impl == "floor" else (bench.ours if impl == "ours" else bench.pml)(name)
+    if fn is None:
+        print("null")
+        return
+    x.requires_grad_()
+    print_peak_growth(lambda: fn(x, y).backward())
 
 
 def main() -> None:
@@ -58,7 +59,11 @@ def main() -> None:
     parser.add_argument("--losses", nargs="*", default=None)
     parser.add_argument("--memory", action="store_true", help="also measure peak RSS per case")
     parser.add_argument("--json", type=str, default=None, help="write raw results here")
+    parser.add_argument("--probe", nargs=3, metavar=("LOSS", "B", "IMPL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        probe(args.probe[0], int(args.probe[1]), args.probe[2])
+        return
     sizes = args.sizes or ([128, 256] if args.quick else [256, 1024, 4096])
     reps = args.reps or (3 if args.quick else 5)
     names = args.losses or list(LOSS_NAMES)
