@@ -21,7 +21,7 @@ from peak_memory import median_probe, print_peak_growth
 from retrievalkit.data import Vocabulary
 from retrievalkit.losses import VSELoss
 from retrievalkit.pipeline.build import build_model
-from retrievalkit.train.config import parse_config
+from retrievalkit.run.config import parse_config
 from retrievalkit.train.grad_cache import grad_cache_backward
 
 WORDS = [

@@ -120,7 +120,7 @@ def _print_quality(quality: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.commands.train import default_device
     from retrievalkit.pipeline.search_engine import SearchEngine, build_index_dir
-    from retrievalkit.train.config import load_config
+    from retrievalkit.run.config import load_config
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 

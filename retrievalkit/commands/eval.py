@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
     from retrievalkit.pipeline.build import build_transform, load_splits, require_split
     from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric_learning
     from retrievalkit.pipeline.load import load_model
-    from retrievalkit.train.config import apply_overrides, config_to_dict, parse_config
+    from retrievalkit.run.config import apply_overrides, config_to_dict, parse_config
 
     device = args.device or default_device()
     loaded = load_model(args.checkpoint, device)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("train", help="train a model from a YAML recipe")
-    parser.add_argument("config", type=Path, help="recipe, e.g. configs/emoji_vsepp.yaml")
+    parser.add_argument(
+        "config", help="recipe: a YAML path or a shipped recipe name, e.g. emoji_vsepp"
+    )
     add_overrides_option(parser)
     parser.add_argument("--out", type=Path, default=None, help="run directory (runs/<name>)")
     parser.add_argument("--resume", action="store_true", help="continue from checkpoints/last")
@@ -37,7 +39,7 @@ def default_device() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.train.config import load_config
+    from retrievalkit.run.config import load_config
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from retrievalkit.train.config import DataConfig, ModelConfig, RunConfig
+from retrievalkit.run.config import DataConfig, ModelConfig, RunConfig
 
 log = logging.getLogger(__name__)
 

@@ -8,8 +8,8 @@ from pathlib import Path
 import torch
 
 from retrievalkit.pipeline.build import build_model, load_vocab
-from retrievalkit.train.checkpoint import VOCAB_FILE, load_checkpoint
-from retrievalkit.train.config import RunConfig, parse_config
+from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint
+from retrievalkit.run.config import RunConfig, parse_config
 
 
 @dataclass

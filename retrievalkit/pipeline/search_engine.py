@@ -28,7 +28,7 @@ from PIL import Image
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
 from retrievalkit.pipeline.load import LoadedModel, load_model
-from retrievalkit.train.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, VOCAB_FILE
+from retrievalkit.run.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, VOCAB_FILE
 
 MANIFEST = "retrieval.json"
 

@@ -15,7 +15,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import DataLoader
 
-from retrievalkit.train.config import DataConfig
+from retrievalkit.run.config import DataConfig
 
 
 @dataclass(frozen=True)

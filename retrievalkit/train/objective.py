@@ -24,7 +24,7 @@ from retrievalkit.losses import build_loss
 from retrievalkit.losses.adversarial import is_adversarial
 from retrievalkit.losses.core import PairLoss
 from retrievalkit.losses.registry import LOSSES
-from retrievalkit.train.config import ConfigError, RunConfig, StageConfig
+from retrievalkit.run.config import ConfigError, RunConfig, StageConfig
 
 
 @dataclass

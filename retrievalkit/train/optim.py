@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import torch
 
-from retrievalkit.train.config import OptimConfig, StageConfig
+from retrievalkit.run.config import OptimConfig, StageConfig
 
 
 def build_optimizer(config: OptimConfig, params: list[torch.nn.Parameter]) -> torch.optim.Optimizer:

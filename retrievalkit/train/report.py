@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
-from retrievalkit.train.checkpoint import load_checkpoint
+from retrievalkit.run.checkpoint import load_checkpoint
 from retrievalkit.train.plots import (
     plot_curves,
     plot_image_to_image_grid,

@@ -28,8 +28,8 @@ from retrievalkit.pipeline.build import (
     require_split,
 )
 from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric_learning
-from retrievalkit.train.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
-from retrievalkit.train.config import RunConfig, StageConfig, config_to_dict
+from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
+from retrievalkit.run.config import RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
 from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor

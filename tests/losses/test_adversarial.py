@@ -42,7 +42,7 @@ def test_losses_equal_the_formula_and_route_gradients():
 
 
 def test_trainer_gives_the_adversary_its_own_optimizer(tmp_path):
-    from retrievalkit.train.config import parse_config
+    from retrievalkit.run.config import parse_config
     from retrievalkit.train.trainer import Trainer
     from tests.train.test_end_to_end import CROSS_MODAL_ADVERSARIAL
 

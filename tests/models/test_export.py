@@ -14,7 +14,7 @@ import onnxruntime as ort
 from retrievalkit.data import Vocabulary
 from retrievalkit.export import EXAMPLE_CAPTIONS, example_images, export_onnx
 from retrievalkit.pipeline.build import build_model
-from retrievalkit.train.config import parse_config
+from retrievalkit.run.config import parse_config
 
 CAPTIONS = ["a small red car", "two dogs play in the park", "a cat", "a house by the sea"]
 TEXT_TOWERS = {

@@ -5,7 +5,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from retrievalkit.train.checkpoint import (
+from retrievalkit.run.checkpoint import (
     CheckpointError,
     load_checkpoint,
     resolve_checkpoint_dir,

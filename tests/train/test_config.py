@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from retrievalkit.train.config import (
+from retrievalkit.run.config import (
     ConfigError,
     LossTerm,
     apply_overrides,

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from retrievalkit.cli import main
-from retrievalkit.train.checkpoint import load_checkpoint
-from retrievalkit.train.config import parse_config
+from retrievalkit.run.checkpoint import load_checkpoint
+from retrievalkit.run.config import parse_config
 from retrievalkit.train.report import finish_run
 from retrievalkit.train.trainer import Trainer
 

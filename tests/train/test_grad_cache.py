@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from retrievalkit.losses import InstanceLoss, VSELoss
-from retrievalkit.train.config import ConfigError, parse_config
+from retrievalkit.run.config import ConfigError, parse_config
 from retrievalkit.train.grad_cache import chunk_slices, grad_cache_backward
 
 

@@ -7,7 +7,7 @@ import torch
 
 from retrievalkit.data import Vocabulary
 from retrievalkit.pipeline.build import build_model, text_encoder_needs_vocab
-from retrievalkit.train.config import load_config
+from retrievalkit.run.config import load_config
 from retrievalkit.train.objective import Objective, build_loss_modules, loss_keys
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))

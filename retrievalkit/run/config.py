@@ -240,8 +240,11 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
 
 
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
-    """Read a YAML recipe, apply ``--set`` overrides, validate, return it."""
-    path = Path(path)
+    """Read a YAML recipe (a path or a shipped recipe's name), apply ``--set``
+    overrides, validate, return it."""
+    from retrievalkit.run.recipes import resolve_recipe
+
+    path = resolve_recipe(path)
     try:
         raw = yaml.safe_load(path.read_text())
     except FileNotFoundError:

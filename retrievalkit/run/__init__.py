@@ -1,0 +1,7 @@
+"""What a run is made of, read by training and by everything that uses a trained model.
+
+``config``: the recipe, parsed once into frozen dataclasses. ``checkpoint``: the
+checkpoint directories (atomic writes, ``weights_only`` reads). ``recipes``: the
+recipes shipped inside the package, found by name. Nothing here imports the
+trainer, so serving or evaluating a model never does either.
+"""
