@@ -24,31 +24,20 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
-from retrievalkit.models.dual import DualEncoder, EmbeddingModel
+from retrievalkit.models.outputs import RetrievalModel
 
 
 class _ImageTower(nn.Module):
-    def __init__(self, model: nn.Module) -> None:
+    """Images -> the model's image retrieval embedding (what ``encode_image`` gives)."""
+
+    def __init__(self, model: RetrievalModel) -> None:
         super().__init__()
         self.model = model
 
     def forward(self, images: Tensor) -> Tensor:
-        if isinstance(self.model, DualEncoder):
-            return self.model.encode_image(images)
-        return self.model.encode(images)
-
-
-class _TextTower(nn.Module):
-    def __init__(self, model: DualEncoder) -> None:
-        super().__init__()
-        self.encoder, self.head = model.text_encoder, model.text_head
-
-    def forward(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
-        tokens = (ids,) if lengths is None else (ids, lengths)
-        return F.normalize(self.head(self.encoder.forward_tokens(*tokens)), dim=-1)
+        return self.model.encode_image(images)
 
 
 def _export(
@@ -132,30 +121,28 @@ def export_onnx(
     }
     if error > tolerance:
         raise ValueError(f"{path}: onnxruntime differs from torch by {error:.2e} (> {tolerance})")
-    if isinstance(model, DualEncoder):
+    if model.has_text:
         manifest["towers"]["text"] = _export_text(model, out, example_captions, tolerance)
-    elif not isinstance(model, EmbeddingModel):
-        raise TypeError(
-            f"cannot export {type(model).__name__}: expected a DualEncoder or EmbeddingModel"
-        )
     (out / "export.json").write_text(json.dumps(manifest, indent=2))
     return manifest
 
 
 def _export_text(
-    model: DualEncoder, out: Path, captions: list[str] | None, tolerance: float
+    model: RetrievalModel, out: Path, captions: list[str] | None, tolerance: float
 ) -> dict[str, Any]:
-    encoder = model.text_encoder
-    if not hasattr(encoder, "forward_tokens") or not hasattr(encoder, "tokenize"):
-        return {"exported": False, "why": f"{type(encoder).__name__} has no token-level forward"}
+    tower = model.text_token_tower()
+    encoder = getattr(tower, "encoder", None)
+    if tower is None or encoder is None:
+        kind = type(getattr(model, "text_encoder", model)).__name__
+        return {"exported": False, "why": f"{kind} has no token-level forward"}
     if not captions or len(captions) < 2:
         raise ValueError("export needs at least 2 example captions for the text tower")
-    tokens = encoder.tokenize(captions)
+    tokens = tower.tokenize(captions)
     names = list(tokens)
     dynamic = {name: {0: "batch"} for name in names}
     if "lengths" in tokens:  # the GRU reads any length; the TextCNN has a fixed width
         dynamic["ids"] = {0: "batch", 1: "length"}
-    tower = _TextTower(model).eval()
+    tower = tower.eval()
     with torch.no_grad():
         expected = model.encode_text(captions)
     path = out / "text_encoder.onnx"

@@ -31,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     transform = build_transform(split.images.kind, config.data, train=False)
     device = model_device(model)
     arrays: dict[str, np.ndarray] = {}
-    if config.task == "cross_modal":
+    if model.has_text:
         arrays["image_emb"] = embed_images(
             model.encode_image, split.images, transform, device, progress=True
         ).numpy()
@@ -42,7 +42,7 @@ def run(args: argparse.Namespace) -> int:
         arrays["image_keys"] = np.asarray(split.image_keys)
     else:
         arrays["emb"] = embed_images(
-            model.encode, split.images, transform, device, progress=True
+            model.encode_image, split.images, transform, device, progress=True
         ).numpy()
         arrays["labels"] = np.asarray(split.labels, dtype=np.int64)
         arrays["keys"] = np.asarray(split.keys)

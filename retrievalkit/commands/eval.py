@@ -23,7 +23,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.commands.train import default_device
     from retrievalkit.pipeline.build import build_transform, load_splits, require_split
-    from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric_learning
+    from retrievalkit.pipeline.evaluate import evaluate
     from retrievalkit.pipeline.load import load_model
     from retrievalkit.run.config import apply_overrides, config_to_dict, parse_config
 
@@ -35,19 +35,14 @@ def run(args: argparse.Namespace) -> int:
     split_name = args.split or config.data.test_split
     split = require_split(load_splits(config.data), split_name, config.data.name)
     transform = build_transform(split.images.kind, config.data, train=False)
-    if config.task == "cross_modal":
-        record = evaluate_cross_modal(
-            loaded.model,
-            split,
-            transform,
-            args.protocol or config.eval.protocol,
-            config.eval.batch_size,
-            progress=not args.json,
-        )
-    else:
-        record = evaluate_metric_learning(
-            loaded.model, split, transform, config.eval.batch_size, progress=not args.json
-        )
+    record = evaluate(
+        loaded.model,
+        split,
+        transform,
+        args.protocol or config.eval.protocol,
+        config.eval.batch_size,
+        progress=not args.json,
+    )
     record["checkpoint"] = str(loaded.checkpoint_dir)
     if not args.json:
         for key, value in record.items():

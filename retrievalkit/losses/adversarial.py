@@ -23,6 +23,7 @@ pulls the two modalities' distributions together in the joint space.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -48,6 +49,8 @@ class ModalityAdversarialLoss(nn.Module):
         dim: embedding size (filled in by the trainer).
         hidden: width of the discriminator's hidden layer.
     """
+
+    default_inputs: ClassVar[dict[str, str]] = {"img": "image", "txt": "text", "ids": "ids"}
 
     def __init__(self, dim: int, hidden: int = 256) -> None:
         super().__init__()

@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
@@ -263,6 +263,8 @@ class PairLoss(nn.Module):
     """
 
     accepts_references: bool = True
+    #: argument -> the model output (or batch field) a recipe term passes by default
+    default_inputs: ClassVar[dict[str, str]] = {"embeddings": "embedding", "labels": "ids"}
 
     def forward(
         self,

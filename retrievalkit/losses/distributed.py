@@ -132,6 +132,7 @@ class DistributedPairLoss(nn.Module):
         if not getattr(loss, "accepts_references", False):
             raise ValueError(f"{type(loss).__name__} takes no references: it cannot gather")
         self.loss = loss
+        self.default_inputs = dict(loss.default_inputs)
 
     def forward(self, embeddings: Tensor, labels: Tensor) -> Tensor:
         _check_equal_batches(embeddings.shape[0], embeddings.device, "DistributedPairLoss")
@@ -152,6 +153,7 @@ class DistributedVSELoss(nn.Module):
     def __init__(self, loss: VSELoss) -> None:
         super().__init__()
         self.loss = loss
+        self.default_inputs = dict(loss.default_inputs)
 
     def forward(self, img: Tensor, txt: Tensor, img_ids: Tensor | None = None) -> Tensor:
         world = _world()[1]

@@ -11,6 +11,8 @@ the checkpoint (``loss.*``). If you use the loss in your own loop, pass
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 import torch.nn.functional as F
 from torch import Tensor, nn
 
@@ -27,6 +29,12 @@ class InstanceLoss(nn.Module):
         dim: embedding size; filled in by the trainer.
         scale: logit scale for L2-normalized embeddings (1 = plain logits).
     """
+
+    default_inputs: ClassVar[dict[str, str]] = {
+        "img": "image",
+        "txt": "text",
+        "instance_ids": "ids",
+    }
 
     def __init__(self, num_instances: int, dim: int, scale: float = 1.0) -> None:
         super().__init__()

@@ -94,6 +94,7 @@ class CrossBatchMemory(_MemoryWrapper):
             raise ValueError(f"{type(loss).__name__} takes no references: it cannot use a memory")
         super().__init__(("embeddings",), embedding_dim, memory_size, warmup_steps)
         self.loss = loss
+        self.default_inputs = dict(loss.default_inputs)
 
     def memory(self) -> tuple[Tensor, Tensor]:
         """The stored ``[M', D]`` embeddings and ``[M']`` labels, oldest first."""
@@ -125,6 +126,7 @@ class CrossModalMemory(_MemoryWrapper):
     ) -> None:
         super().__init__(("images", "captions"), embedding_dim, memory_size, warmup_steps)
         self.loss = loss
+        self.default_inputs = dict(loss.default_inputs)
 
     def memory(self) -> tuple[Tensor, Tensor, Tensor]:
         """Stored ``images [M', D]``, ``captions [M', D]`` and ``img_ids [M']``, oldest first."""

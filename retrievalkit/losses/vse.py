@@ -9,7 +9,7 @@ so two captions of one image in a batch are never negatives of each other
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import Tensor, nn
@@ -39,6 +39,8 @@ class VSELoss(nn.Module):
         max_violation: True = MH (VSE++), False = SH (VSE0).
         reduction: "sum" over the batch (as vsepp) or "mean" (sum / B).
     """
+
+    default_inputs: ClassVar[dict[str, str]] = {"img": "image", "txt": "text", "img_ids": "ids"}
 
     def __init__(
         self,

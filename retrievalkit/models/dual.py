@@ -1,31 +1,41 @@
-"""Models: ``DualEncoder`` (image <-> text) and ``EmbeddingModel`` (metric learning)."""
+"""Models: ``DualEncoder`` (image <-> text) and ``EmbeddingModel`` (metric learning).
+
+Registered as ``"dual_encoder"`` and ``"embedding"`` (the defaults of a recipe
+with and without a text encoder).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retrievalkit.models.heads import HeadSpec, make_head
-from retrievalkit.models.registry import build_image_encoder, build_text_encoder
+from retrievalkit.models.outputs import ModelOutputs, RetrievalModel, Tower
+from retrievalkit.models.registry import (
+    MODELS,
+    ModelSpec,
+    build_image_encoder,
+    build_text_encoder,
+)
+
+DualEmbeddings = ModelOutputs  # a DualEncoder's outputs: ``image [B, E]``, ``text [B', E]``
 
 
-@dataclass(frozen=True)
-class DualEmbeddings:
-    """L2-normalized ``image [B, E]`` and ``text [B, E]`` embeddings."""
-
-    image: Tensor
-    text: Tensor
-
-
-class DualEncoder(nn.Module):
+class DualEncoder(RetrievalModel):
     """Image and text encoders, each with a head into a shared ``embed_dim`` space.
+
+    Outputs ``image`` and ``text`` (L2-normalized), which are also its retrieval
+    embeddings.
 
     Heads are a kind (``"linear"`` with vsepp's Xavier init, ``"mlp"``,
     ``"identity"``) or a dict of :func:`make_head` options.
     """
+
+    inputs = ("images", "captions")
+    output_names = ("image", "text")
+    retrieval = {"image": "image", "text": "text"}  # noqa: RUF012
 
     def __init__(
         self,
@@ -52,13 +62,55 @@ class DualEncoder(nn.Module):
         out = self.text_head(self.text_encoder(list(captions)))
         return F.normalize(out, dim=-1) if normalize else out
 
-    def forward(self, images: Tensor, captions: list[str]) -> DualEmbeddings:
-        """Both sides, L2-normalized: ``image [B, E]``, ``text [B', E]``."""
-        return DualEmbeddings(self.encode_image(images), self.encode_text(captions))
+    def forward(
+        self, images: Tensor | None = None, captions: list[str] | None = None
+    ) -> ModelOutputs:
+        """The sides given, L2-normalized: ``image [B, E]``, ``text [B', E]``."""
+        outputs = ModelOutputs()
+        if images is not None:
+            outputs["image"] = self.encode_image(images)
+        if captions is not None:
+            outputs["text"] = self.encode_text(captions)
+        return outputs
+
+    def towers(self) -> list[Tower]:
+        return [
+            Tower("image", "images", self.encode_image),
+            Tower("text", "captions", self.encode_text),
+        ]
+
+    def text_token_tower(self) -> nn.Module | None:
+        if not hasattr(self.text_encoder, "forward_tokens"):
+            return None
+        return TokenTower(self.text_encoder, self.text_head)
 
 
-class EmbeddingModel(nn.Module):
-    """An image encoder with a head: ``encode(images) -> [B, E]`` (metric learning)."""
+class TokenTower(nn.Module):
+    """Token tensors -> L2-normalized ``[B, E]``: a text encoder's ``forward_tokens``
+    then a head (the text tower of a model, as ONNX export traces it)."""
+
+    def __init__(self, encoder: nn.Module, head: nn.Module) -> None:
+        super().__init__()
+        self.encoder, self.head = encoder, head
+
+    def tokenize(self, captions: list[str]) -> dict[str, Tensor]:
+        """The encoder's token tensors for ``captions`` (``ids`` [, ``lengths``])."""
+        return self.encoder.tokenize(captions)
+
+    def forward(self, ids: Tensor, lengths: Tensor | None = None) -> Tensor:
+        tokens = (ids,) if lengths is None else (ids, lengths)
+        return F.normalize(self.head(self.encoder.forward_tokens(*tokens)), dim=-1)
+
+
+class EmbeddingModel(RetrievalModel):
+    """An image encoder with a head: ``encode(images) -> [B, E]`` (metric learning).
+
+    Output ``embedding`` (L2-normalized), its retrieval embedding for images.
+    """
+
+    inputs = ("images",)
+    output_names = ("embedding",)
+    retrieval = {"image": "embedding"}  # noqa: RUF012
 
     def __init__(self, encoder: nn.Module, embed_dim: int, head: HeadSpec = "linear") -> None:
         super().__init__()
@@ -71,8 +123,15 @@ class EmbeddingModel(nn.Module):
         out = self.head(self.encoder(images))
         return F.normalize(out, dim=-1) if normalize else out
 
-    def forward(self, images: Tensor) -> Tensor:
+    def encode_image(self, images: Tensor) -> Tensor:
+        """The retrieval embedding: ``encode(images)``."""
         return self.encode(images)
+
+    def forward(self, images: Tensor) -> ModelOutputs:
+        return ModelOutputs(embedding=self.encode(images))
+
+    def towers(self) -> list[Tower]:
+        return [Tower("embedding", "images", self.encode)]
 
 
 def _split_options(spec: dict[str, Any], what: str) -> tuple[str, HeadSpec, dict[str, Any]]:
@@ -107,3 +166,15 @@ def build_embedding_model(image: dict[str, Any], embed_dim: int) -> EmbeddingMod
     """From a recipe dict ``{"name": ..., "head": ..., **options}`` (metric learning)."""
     name, head, options = _split_options(image, "image")
     return EmbeddingModel(build_image_encoder(name, **options), embed_dim, head)
+
+
+@MODELS.register("dual_encoder")
+def _dual_encoder(spec: ModelSpec) -> DualEncoder:
+    if spec.text is None:
+        raise ValueError("model 'dual_encoder' needs a text encoder (model.text)")
+    return build_dual_encoder(spec.image, spec.text, spec.embed_dim, spec.vocab, **spec.options)
+
+
+@MODELS.register("embedding")
+def _embedding(spec: ModelSpec) -> EmbeddingModel:
+    return build_embedding_model(spec.image, spec.embed_dim, **spec.options)

@@ -1,8 +1,14 @@
-"""Registries of encoders: ``@IMAGE_ENCODERS.register("small_cnn")`` etc."""
+"""Registries of encoders and models: ``@IMAGE_ENCODERS.register("small_cnn")``,
+``@MODELS.register("dual_encoder")`` etc.
+
+A model factory takes one :class:`ModelSpec` (the recipe's ``model`` section and
+the run's vocabulary) and returns a ``RetrievalModel``.
+"""
 
 from __future__ import annotations
 
 import inspect
+from dataclasses import dataclass, field
 from typing import Any
 
 from torch import nn
@@ -11,6 +17,31 @@ from retrievalkit.registry import Registry
 
 IMAGE_ENCODERS: Registry[nn.Module] = Registry("image encoder")
 TEXT_ENCODERS: Registry[nn.Module] = Registry("text encoder")
+MODELS: Registry[nn.Module] = Registry("model")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What a model factory gets: encoder dicts ``{"name": ..., "head": ..., **options}``,
+    the joint size, the vocabulary (GRU/TextCNN text encoders) and model options."""
+
+    image: dict[str, Any]
+    text: dict[str, Any] | None = None
+    embed_dim: int = 1024
+    vocab: Any | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+
+
+def default_model_name(has_text: bool) -> str:
+    """The model of a recipe that names none: a dual encoder when it has a text tower."""
+    return "dual_encoder" if has_text else "embedding"
+
+
+def build_model(name: str, spec: ModelSpec) -> nn.Module:
+    """Build the registered model ``name`` from ``spec``."""
+    import retrievalkit.models  # noqa: F401  (registers the models)
+
+    return MODELS.get(name)(spec)
 
 
 def encoder_options(registry: Registry[nn.Module], name: str) -> list[str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from retrievalkit.run.config import DataConfig, ModelConfig, RunConfig
+from retrievalkit.run.config import ConfigError, DataConfig, ModelConfig, RunConfig
 
 log = logging.getLogger(__name__)
 
@@ -55,18 +55,32 @@ def load_vocab(path: Path) -> Any:
 
 
 def build_model(config: RunConfig, vocab: Any | None = None) -> torch.nn.Module:
-    """The recipe's model: a ``DualEncoder`` (cross-modal) or ``EmbeddingModel`` (metric)."""
-    from retrievalkit.models import build_dual_encoder, build_embedding_model
+    """The recipe's registered model (``model.name``; default ``dual_encoder`` with a
+    text encoder, ``embedding`` without).
+
+    Raises:
+        ConfigError: unknown model or options, or a ``task`` that disagrees with it.
+    """
+    from retrievalkit.models import ModelSpec, default_model_name
+    from retrievalkit.models import build_model as build_registered
 
     model = config.model
-    if config.task == "cross_modal":
-        return build_dual_encoder(
-            image=dict(model.image),
-            text=dict(model.text or {}),
-            embed_dim=model.embed_dim,
-            vocab=vocab,
-        )
-    return build_embedding_model(image=dict(model.image), embed_dim=model.embed_dim)
+    name = model.name or default_model_name(model.text is not None)
+    spec = ModelSpec(
+        image=dict(model.image),
+        text=dict(model.text) if model.text is not None else None,
+        embed_dim=model.embed_dim,
+        vocab=vocab,
+        options=dict(model.options),
+    )
+    try:
+        built = build_registered(name, spec)
+    except (KeyError, TypeError, ValueError) as err:
+        raise ConfigError(f"model {name!r}: {err}") from err
+    if config.task is not None and (config.task == "cross_modal") != built.has_text:
+        kind = "image <-> text" if built.has_text else "image-only"
+        raise ConfigError(f"task {config.task!r} disagrees with model {name!r} ({kind})")
+    return built
 
 
 def build_transform(kind: str, data: DataConfig, train: bool) -> Any:

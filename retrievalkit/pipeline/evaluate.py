@@ -1,4 +1,4 @@
-"""The one retrieval evaluator: embed a split with a model and score it.
+"""The one retrieval evaluator: embed a split with a model and score it (``evaluate``).
 
 Used by validation during training, ``retrievalkit eval``, the demo and the
 benchmarks. Every record states the protocol, the split and its sizes.
@@ -60,11 +60,13 @@ def evaluate_metric_learning(
     was_training = model.training
     model.eval()
     try:
-        emb = embed_images(model.encode, split.images, transform, device, batch_size, progress)
+        emb = embed_images(
+            model.encode_image, split.images, transform, device, batch_size, progress
+        )
         query_emb = None
         if query_split is not None:
             query_emb = embed_images(
-                model.encode, query_split.images, transform, device, batch_size, progress
+                model.encode_image, query_split.images, transform, device, batch_size, progress
             )
     finally:
         model.train(was_training)
@@ -82,3 +84,18 @@ def evaluate_metric_learning(
         n_items=len(split.labels),
     )
     return record
+
+
+def evaluate(
+    model: torch.nn.Module,
+    split: Any,
+    transform: Callable[[Any], Tensor],
+    protocol: str = "full",
+    batch_size: int = 256,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Score ``model`` on ``split`` by what the model embeds: cross-modal recall under
+    ``protocol`` when it has a text side, metric-learning scores otherwise."""
+    if model.has_text:
+        return evaluate_cross_modal(model, split, transform, protocol, batch_size, progress)
+    return evaluate_metric_learning(model, split, transform, batch_size, progress)

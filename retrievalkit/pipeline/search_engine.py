@@ -132,21 +132,22 @@ def build_index_dir(
     source = _ListSource(items)
     transform = build_transform(source.kind, data, train=False)
     model = loaded.model
-    encode = model.encode_image if config.task == "cross_modal" else model.encode
-    image_emb = embed_images(encode, source, transform, model_device(model), progress=progress)
+    image_emb = embed_images(
+        model.encode_image, source, transform, model_device(model), progress=progress
+    )
     out.mkdir(parents=True, exist_ok=True)
     _copy_model(loaded.checkpoint_dir, out / "model")
     image_index = _new_index(backend, image_emb.shape[1])
     image_index.add(image_emb, keys, metadata)
     image_index.save(out / "images")
     manifest: dict[str, Any] = {
-        "task": config.task,
+        "task": "cross_modal" if model.has_text else "metric",
         "recipe": config.name,
         "backend": backend,
         "splits": list(split_names),
         "num_images": len(keys),
     }
-    if config.task == "cross_modal":
+    if model.has_text:
         captions = [c for split in splits for c in split.captions]
         caption_keys = [split.image_keys[int(i)] for split in splits for i in split.caption_image]
         text_emb = embed_captions(model.encode_text, captions, progress=progress)
@@ -225,7 +226,7 @@ class SearchEngine:
         The default weight 0.4 was picked on the demo's emoji query set (RESULTS.md
         shows the sweep; 0.3-0.5 differ by at most 2 of 105 literal queries).
         """
-        if self.loaded.config.task != "cross_modal":
+        if not self.model.has_text:
             raise ValueError("this index was built from a metric-learning model: no text queries")
         if mode not in ("fused", "image"):
             raise ValueError(f"mode must be 'fused' or 'image', got {mode!r}")
@@ -275,7 +276,6 @@ class SearchEngine:
             except (OSError, ValueError) as err:
                 raise ValueError(f"{path}: not a readable image ({err})") from err
         model = self.model
-        encode = model.encode_image if self.loaded.config.task == "cross_modal" else model.encode
-        emb = encode(torch.stack(tensors).to(model_device(model))).float().cpu()
+        emb = model.encode_image(torch.stack(tensors).to(model_device(model))).float().cpu()
         result = index.search(emb, k)
         return [self._hits(result, q) for q in range(len(paths))]

@@ -45,21 +45,35 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    """Encoders and joint space. ``image``/``text`` are ``{"name": ..., **options}``."""
+    """Encoders and joint space. ``image``/``text`` are ``{"name": ..., **options}``.
+
+    ``name`` picks a registered model (``models.MODELS``); left out, it is
+    ``dual_encoder`` with a text encoder and ``embedding`` without. ``options``
+    go to that model's factory (e.g. mFSR's separation and reconstruction parts).
+    """
 
     image: dict[str, Any]
     text: dict[str, Any] | None = None
     embed_dim: int = 1024
     vocab_min_count: int = 1
+    name: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
 class LossTerm:
-    """One weighted loss term: ``name`` from the loss registry plus its options."""
+    """One weighted loss term: ``name`` from the loss registry plus its options.
+
+    ``inputs`` maps the loss's arguments to the model outputs (or batch fields,
+    ``ids``, ``images``) they take, e.g. ``{img: image.se, txt: text.se}``; an
+    argument left out takes the loss's default (``img: image``, ``txt: text``,
+    ``embeddings: embedding``, ``labels: ids``, ...).
+    """
 
     name: str
     weight: float = 1.0
     options: dict[str, Any] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -81,14 +95,38 @@ class StageConfig:
 
 
 @dataclass(frozen=True)
+class ParamGroupConfig:
+    """Parameters with their own optimizer, learning rate and schedule.
+
+    ``params``: module-name prefixes of the model (``image_encoder``,
+    ``text_head``) or of the losses (``loss.<term>``, e.g. a discriminator owned
+    by a loss term). Unset values follow ``optim`` (``lr``: the stage's lr);
+    ``lr_drop_epochs`` unset follows the stage's drops. A group holds either
+    parameters trained by the loss or an adversary's (discriminators), not both.
+    """
+
+    name: str
+    params: tuple[str, ...]
+    optimizer: Literal["adam", "adamw", "sgd"] | None = None
+    lr: float | None = None
+    weight_decay: float | None = None
+    betas: tuple[float, ...] | None = None
+    lr_drop_epochs: tuple[int, ...] | None = None
+
+
+@dataclass(frozen=True)
 class OptimConfig:
+    """The main optimizer; ``groups`` carve parameters out of it into their own."""
+
     name: Literal["adam", "adamw", "sgd"] = "adam"
     lr: float = 2e-4
     weight_decay: float = 0.0
     momentum: float = 0.9
+    betas: tuple[float, ...] = (0.9, 0.999)
     grad_clip: float | None = 2.0
     warmup_steps: int = 0
     grad_cache_chunk: int | None = None  # encode in chunks of this many rows (grad_cache.py)
+    groups: tuple[ParamGroupConfig, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -104,13 +142,18 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class RunConfig:
-    """A whole recipe. ``task`` is "cross_modal" (image <-> text) or "metric"."""
+    """A whole recipe.
+
+    ``task`` ("cross_modal" or "metric") is optional documentation: what a run
+    does follows from its model (one with a text side is trained on pairs and
+    scored cross-modally); when given, it must agree with the model.
+    """
 
     name: str
-    task: Literal["cross_modal", "metric"]
     data: DataConfig
     model: ModelConfig
     stages: tuple[StageConfig, ...]
+    task: Literal["cross_modal", "metric"] | None = None
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
     seed: int = 0
@@ -233,6 +276,12 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
             raise ConfigError(f"{source}: stage {stage.name!r} needs epochs >= 1")
     if config.task == "cross_modal" and config.model.text is None:
         raise ConfigError(f"{source}: model.text is required for task cross_modal")
+    group_names = [group.name for group in config.optim.groups]
+    if len(set(group_names)) != len(group_names) or {"main", "adversary"} & set(group_names):
+        raise ConfigError(
+            f"{source}: optim.groups: names must be unique and not 'main' or 'adversary', "
+            f"got {group_names}"
+        )
     chunk = config.optim.grad_cache_chunk
     if chunk is not None and chunk < 1:
         raise ConfigError(f"{source}: optim.grad_cache_chunk must be >= 1 (or null), got {chunk}")

@@ -151,4 +151,9 @@ def app_for_index(directory: str | Path, device: str = "cpu", **options: Any) ->
     from retrievalkit.pipeline.search_engine import SearchEngine
 
     engine = SearchEngine(directory, device=device)
-    return create_app(engine, items=len(engine.images), task=engine.loaded.config.task, **options)
+    return create_app(
+        engine,
+        items=len(engine.images),
+        task="cross_modal" if engine.model.has_text else "metric",
+        **options,
+    )

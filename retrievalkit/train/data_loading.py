@@ -33,6 +33,10 @@ class TrainBatch:
     captions: list[str] | None
     ids: Tensor
 
+    def fields(self) -> dict[str, Any]:
+        """The batch by name, as models (``images``, ``captions``) and losses (``ids``) read it."""
+        return {"images": self.images, "captions": self.captions, "ids": self.ids}
+
     def to(self, device: torch.device) -> TrainBatch:
         return replace(
             self,
@@ -55,11 +59,12 @@ def _collate_labelled(items: list[tuple[Any, ...]]) -> TrainBatch:
     return TrainBatch(images=batch.images, captions=None, ids=batch.labels)
 
 
-def make_batch_sampler(split: Any, data: DataConfig, task: str, seed: int) -> Any:
-    """The recipe's batch sampler (seeded; ``set_epoch``; ``start_batch``)."""
+def make_batch_sampler(split: Any, data: DataConfig, cross_modal: bool, seed: int) -> Any:
+    """The recipe's batch sampler (seeded; ``set_epoch``; ``start_batch``) over
+    image-caption pairs (``cross_modal``) or labelled images."""
     from retrievalkit.data import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
 
-    if task == "cross_modal":
+    if cross_modal:
         if data.sampler == "pk":
             raise ValueError("sampler 'pk' is for metric learning; use 'unique_images'")
         return CrossModalBatchSampler(
@@ -82,18 +87,20 @@ def make_train_loader(
     split: Any,
     data: DataConfig,
     transform: Any,
-    task: str,
+    cross_modal: bool,
     seed: int,
     epoch: int,
     start_batch: int = 0,
 ) -> DataLoader:
-    """A DataLoader over one epoch of ``split`` starting at batch ``start_batch``."""
+    """A DataLoader over one epoch of ``split`` starting at batch ``start_batch``:
+    image-caption pairs when ``cross_modal`` (the model takes captions), else
+    labelled images."""
     from retrievalkit.data import CaptionPairDataset, LabelledImageDataset
 
-    sampler = make_batch_sampler(split, data, task, seed)
+    sampler = make_batch_sampler(split, data, cross_modal, seed)
     sampler.set_epoch(epoch)
     sampler.start_batch = start_batch
-    if task == "cross_modal":
+    if cross_modal:
         dataset, collate = CaptionPairDataset(split, transform), _collate_cross_modal
     else:
         dataset, collate = LabelledImageDataset(split, transform), _collate_labelled

@@ -6,14 +6,19 @@ or state (a cross-batch memory) carries over from stage 1 to stage 2, is
 optimized (the trainer adds their parameters to the optimizer) and is saved in
 checkpoints under ``loss.*``.
 
-How a term is called depends on the task, not on its name:
-- metric task: ``loss(embeddings [B, E], labels [B])`` (a ``PairLoss``);
-- cross-modal task: ``loss(img [B, E], txt [B, E], image_ids [B])`` (VSE, instance).
+A term is called with keyword arguments taken by name from the step's
+namespace: the model's named outputs (``image``, ``text``, ``embedding``,
+``image.se``, ...) and the batch's fields (``ids``, ``images``). Each loss class
+declares its arguments and their default sources (``default_inputs``, e.g. VSE++
+``{img: image, txt: text, img_ids: ids}``); the recipe's ``inputs:`` overrides
+them per argument. A name the model does not produce is a ``ConfigError``
+naming the term, the argument and what the model produces.
 """
 
 from __future__ import annotations
 
 import inspect
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,9 +27,8 @@ from torch import Tensor, nn
 
 from retrievalkit.losses import build_loss
 from retrievalkit.losses.adversarial import is_adversarial
-from retrievalkit.losses.core import PairLoss
 from retrievalkit.losses.registry import LOSSES
-from retrievalkit.run.config import ConfigError, RunConfig, StageConfig
+from retrievalkit.run.config import ConfigError, LossTerm, RunConfig, StageConfig
 
 
 @dataclass
@@ -77,37 +81,58 @@ def build_loss_modules(config: RunConfig, context: dict[str, Any]) -> nn.ModuleD
     return modules
 
 
+def resolve_inputs(term: LossTerm, module: nn.Module) -> dict[str, str]:
+    """The term's ``argument -> source name`` map: the loss's defaults, then the recipe's."""
+    defaults = getattr(module, "default_inputs", None)
+    if defaults is None:
+        raise ConfigError(f"loss {term.name!r} declares no inputs (default_inputs)")
+    unknown = sorted(set(term.inputs) - set(defaults))
+    if unknown:
+        raise ConfigError(
+            f"loss {term.name!r}: unknown input(s) {unknown}; it takes {list(defaults)}"
+        )
+    return {**defaults, **term.inputs}
+
+
 class Objective:
-    """The loss of one stage: ``sum_t weight_t * loss_t``."""
+    """The loss of one stage: ``sum_t weight_t * loss_t(**inputs_t)``.
+
+    Args:
+        available: every name a step provides (the model's ``output_names`` and
+            the batch fields); a term asking for another one is a ``ConfigError``.
+    """
 
     def __init__(
         self,
         stage: StageConfig,
         modules: nn.ModuleDict,
         keys: dict[tuple[str, str], str],
-        task: str,
+        available: Collection[str],
+        model_name: str = "the model",
     ) -> None:
-        self.task = task
-        self.terms = [
-            (term.name, term.weight, modules[keys[(stage.name, term.name)]])
-            for term in stage.losses
-        ]
-        for name, _, module in self.terms:
-            is_pair = isinstance(module, PairLoss)
-            if task == "metric" and not is_pair:
-                raise ConfigError(f"loss {name!r} is cross-modal; the recipe's task is metric")
-            if task == "cross_modal" and is_pair:
-                raise ConfigError(
-                    f"loss {name!r} takes labelled embeddings; use a cross-modal loss "
-                    "(vse, instance) for task cross_modal"
-                )
+        self.terms: list[tuple[str, float, nn.Module, dict[str, str]]] = []
+        for term in stage.losses:
+            module = modules[keys[(stage.name, term.name)]]
+            inputs = resolve_inputs(term, module)
+            for argument, source in inputs.items():
+                if source not in available:
+                    raise ConfigError(
+                        f"stage {stage.name!r}, loss {term.name!r}: input {argument}={source!r} "
+                        f"is not produced by {model_name}; it produces {sorted(available)}"
+                    )
+            self.terms.append((term.name, term.weight, module, inputs))
 
-    def __call__(self, outputs: tuple[Tensor, ...], ids: Tensor) -> LossOutput:
-        """``outputs``: ``(emb,)`` (metric) or ``(img, txt)`` (cross-modal); ``ids [B]``."""
+    @property
+    def input_names(self) -> set[str]:
+        """Every name the stage's terms read."""
+        return {source for *_, inputs in self.terms for source in inputs.values()}
+
+    def __call__(self, namespace: Mapping[str, Tensor]) -> LossOutput:
+        """``namespace``: the model's outputs and the batch fields, by name."""
         total: Tensor | None = None
         parts: dict[str, float] = {}
-        for name, weight, module in self.terms:
-            value = module(*outputs, ids)
+        for name, weight, module, inputs in self.terms:
+            value = module(**{arg: namespace[source] for arg, source in inputs.items()})
             parts[name] = float(value.detach())
             total = value * weight if total is None else total + value * weight
         assert total is not None
@@ -116,22 +141,23 @@ class Objective:
 
     @property
     def has_adversary(self) -> bool:
-        return any(is_adversarial(module) for _, _, module in self.terms)
+        return any(is_adversarial(module) for _, _, module, _ in self.terms)
 
-    def adversary_loss(self, outputs: tuple[Tensor, ...], ids: Tensor) -> Tensor | None:
-        """Sum of the adversarial terms' adversary losses on the detached outputs
-        (None without such a term)."""
-        values = [
-            module.adversary_loss(outputs, ids)
-            for _, _, module in self.terms
-            if is_adversarial(module)
-        ]
+    def adversary_loss(self, namespace: Mapping[str, Tensor]) -> Tensor | None:
+        """Sum of the adversarial terms' adversary losses on the detached inputs (None
+        without such a term). Each gets ``adversary_loss(inputs, ids)``: its inputs in
+        declared order, the last one (its ids) apart."""
+        values = []
+        for _, _, module, inputs in self.terms:
+            if is_adversarial(module):
+                tensors = [namespace[source].detach() for source in inputs.values()]
+                values.append(module.adversary_loss(tuple(tensors[:-1]), tensors[-1]))
         return torch.stack(values).sum() if values else None
 
     def collapsed_values(self, batch_size: int) -> dict[str, float]:
         """Per term, its value at collapse where the loss knows it (VSE++ MH: ``2 B margin``)."""
         values = {}
-        for name, _, module in self.terms:
+        for name, _, module, _ in self.terms:
             collapsed = getattr(module, "collapsed_value", None)
             value = collapsed(batch_size) if callable(collapsed) else None
             if value is not None:

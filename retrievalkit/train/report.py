@@ -30,7 +30,7 @@ def retrieval_grid(
     generator = torch.Generator().manual_seed(trainer.config.seed)
     model.eval()
     with torch.no_grad():
-        if trainer.config.task == "cross_modal":
+        if model.has_text:
             picks = torch.randperm(len(split.captions), generator=generator)[:num_queries]
             queries = [split.captions[int(i)] for i in picks]
             img = embed_images(model.encode_image, split.images, transform, model_device(model))
@@ -40,7 +40,7 @@ def retrieval_grid(
             return plot_text_to_image_grid(
                 queries, hits, hits == own[:, None], split.images, out_path
             )
-        emb = embed_images(model.encode, split.images, transform, model_device(model))
+        emb = embed_images(model.encode_image, split.images, transform, model_device(model))
         picks = torch.randperm(emb.shape[0], generator=generator)[:num_queries]
         hits = top_k(emb[picks], emb, k + 1)
         hits = torch.stack([row[row != q][:k] for row, q in zip(hits, picks, strict=True)])

@@ -16,9 +16,9 @@ from typing import Any
 
 import torch
 import yaml
-from torch import Tensor
 from tqdm.auto import tqdm
 
+from retrievalkit.models import Tower
 from retrievalkit.pipeline.build import (
     build_model,
     build_transform,
@@ -27,9 +27,9 @@ from retrievalkit.pipeline.build import (
     load_vocab,
     require_split,
 )
-from retrievalkit.pipeline.evaluate import evaluate_cross_modal, evaluate_metric_learning
+from retrievalkit.pipeline.evaluate import evaluate
 from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
-from retrievalkit.run.config import RunConfig, StageConfig, config_to_dict
+from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
 from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor
@@ -38,9 +38,13 @@ from retrievalkit.train.objective import (
     adversary_parameters,
     build_loss_modules,
     loss_keys,
-    trainable_loss_parameters,
 )
-from retrievalkit.train.optim import build_optimizer, learning_rate, set_learning_rate
+from retrievalkit.train.optim import (
+    ParamGroup,
+    build_param_groups,
+    learning_rate,
+    set_learning_rate,
+)
 from retrievalkit.train.run_log import RunLog
 from retrievalkit.train.state import TrainerState, capture_rng_state, restore_rng_state
 
@@ -84,12 +88,12 @@ class Trainer:
         }
         context = {"num_instances": len(self.train_split.images), "dim": config.model.embed_dim}
         self.losses = build_loss_modules(config, context).to(self.device)
-        params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = build_optimizer(
-            config.optim, params + trainable_loss_parameters(self.losses)
+        self.objectives = self._build_objectives()
+        self.groups: dict[str, ParamGroup] = build_param_groups(
+            config.optim,
+            self._trainable_named_parameters(),
+            {id(p) for p in adversary_parameters(self.losses)},
         )
-        adversary = adversary_parameters(self.losses)
-        self.adversary_optimizer = build_optimizer(config.optim, adversary) if adversary else None
         self.train_transform = build_transform(
             self.train_split.images.kind, config.data, train=True
         )
@@ -103,6 +107,36 @@ class Trainer:
         (self.run_dir / "config.yaml").write_text(
             yaml.safe_dump(config_to_dict(config), sort_keys=False)
         )
+
+    @property
+    def optimizer(self) -> torch.optim.Optimizer:
+        """The main group's optimizer (every trainable parameter no other group takes)."""
+        return self.groups["main"].optimizer
+
+    @property
+    def adversary_optimizer(self) -> torch.optim.Optimizer | None:
+        """The default adversary group's optimizer (discriminators of loss terms), if any."""
+        group = self.groups.get("adversary")
+        return group.optimizer if group is not None else None
+
+    def _trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
+        """Model parameters by module name, then the losses' as ``loss.<term>.…``."""
+        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
+        named += [(f"loss.{n}", p) for n, p in self.losses.named_parameters() if p.requires_grad]
+        return named
+
+    def _build_objectives(self) -> dict[str, Objective]:
+        """One objective per stage, its inputs checked against the model's outputs."""
+        available = set(self.model.output_names) | {"ids", "images"}
+        model_name = f"model {self.config.model.name or type(self.model).__name__!r}"
+        keys = loss_keys(self.config)
+        objectives = {}
+        for stage in self.config.stages:
+            try:
+                objectives[stage.name] = Objective(stage, self.losses, keys, available, model_name)
+            except ConfigError as err:
+                raise ConfigError(f"{self.config.name}: {err}") from None
+        return objectives
 
     def _warm_text_cache(self) -> None:
         """Let a frozen text encoder encode all captions once, in large batches."""
@@ -135,72 +169,87 @@ class Trainer:
             self.model.get_submodule(prefix).eval()  # frozen BN keeps its statistics
 
     # ------------------------------------------------------------------ steps
-    def _forward(self, batch: TrainBatch) -> tuple[tuple[Tensor, ...], Tensor]:
-        if self.config.task == "cross_modal":
-            img = self.model.encode_image(batch.images)
-            txt = self.model.encode_text(batch.captions)
-            return (img, txt), batch.ids
-        return (self.model.encode(batch.images),), batch.ids
-
-    def _towers(self, batch: TrainBatch) -> tuple[list[Any], list[Any]]:
-        """The encoders and their inputs, for a chunked (gradient-cached) step."""
-        if self.config.task == "cross_modal":
-            return [self.model.encode_image, self.model.encode_text], [batch.images, batch.captions]
-        return [self.model.encode], [batch.images]
+    def _towers(self, objective: Objective) -> list[Tower]:
+        """The model's towers for a gradient-cached step (the stage must read only them)."""
+        towers = self.model.towers()
+        provided = {t.output for t in towers or []} | {"ids", "images"}
+        if towers is None or not objective.input_names <= provided:
+            raise ConfigError(
+                f"optim.grad_cache_chunk: the losses read {sorted(objective.input_names)}, "
+                f"but gradient caching can only re-encode the model's towers "
+                f"{sorted(t.output for t in towers or [])}"
+            )
+        return towers
 
     def _autocast(self) -> Any:
         if self.config.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
         return nullcontext()
 
+    def _zero_grad(self) -> None:
+        for group in self.groups.values():
+            group.optimizer.zero_grad(set_to_none=True)
+
     def train_step(self, batch: TrainBatch, objective: Objective) -> dict[str, float] | None:
-        """One optimizer step; returns the loss parts, or None if skipped (non-finite)."""
+        """One optimizer step; returns the loss parts, or None if skipped (non-finite).
+
+        The loss is computed and back-propagated first; only when it is finite do
+        the adversaries step (on the detached outputs of this same forward pass)
+        and then every other group.
+        """
         batch = batch.to(self.device)
-        ids = batch.ids
+        fields = batch.fields()
         chunk = self.config.optim.grad_cache_chunk
-        adversary_parts: dict[str, float] = {}
-
-        def step_adversary_then_loss(embeddings: tuple[Tensor, ...]) -> Any:
-            adversary_parts.update(self._adversary_step(objective, embeddings, ids))
-            return objective(embeddings, ids)
-
         with self._autocast():
             if chunk:
-                outputs, result, finite = grad_cache_backward(
-                    *self._towers(batch),
-                    loss_fn=step_adversary_then_loss,
+                towers = self._towers(objective)
+                names = [tower.output for tower in towers]
+                embeddings, result, finite = grad_cache_backward(
+                    [tower.encode for tower in towers],
+                    [fields[tower.input] for tower in towers],
+                    loss_fn=lambda embs: objective({**fields, **dict(zip(names, embs))}),
                     chunk_size=chunk,
                     modules=[self.model],
                     total=lambda loss: loss.total,
                 )
+                namespace = {**fields, **dict(zip(names, embeddings))}
             else:
-                outputs, ids = self._forward(batch)
-                result = step_adversary_then_loss(outputs)
+                outputs = self.model(**{name: fields[name] for name in self.model.inputs})
+                namespace = {**fields, **outputs}
+                result = objective(namespace)
                 finite = math.isfinite(result.parts["total"])
                 if finite:
                     result.total.backward()
         if not finite:
             self.state.skipped_steps += 1
             log.warning("step %d: non-finite loss %s, step skipped", self.state.step, result.parts)
-            self.optimizer.zero_grad(set_to_none=True)
+            self._zero_grad()
             return None
+        adversary_parts = self._adversary_step(objective, namespace)
+        trained = [group for group in self.groups.values() if not group.adversary]
         clip = self.config.optim.grad_clip
         if clip:
-            params = [p for g in self.optimizer.param_groups for p in g["params"]]
+            params = [p for g in trained for pg in g.optimizer.param_groups for p in pg["params"]]
             torch.nn.utils.clip_grad_norm_(params, clip)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
-        self.monitor.update(outputs, result.parts, len(ids), objective.collapsed_values(len(ids)))
+        for group in trained:
+            group.optimizer.step()
+        self._zero_grad()
+        retrieval = tuple(
+            namespace[name] for name in self.model.retrieval.values() if name in namespace
+        )
+        self.monitor.update(
+            retrieval, result.parts, len(batch.ids), objective.collapsed_values(len(batch.ids))
+        )
         return {**result.parts, **adversary_parts}
 
-    def _adversary_step(
-        self, objective: Objective, outputs: tuple[Tensor, ...], ids: Tensor
-    ) -> dict[str, float]:
-        """Step the losses' adversaries on the detached outputs (before the main step)."""
-        if self.adversary_optimizer is None or not objective.has_adversary:
+    def _adversary_step(self, objective: Objective, namespace: dict[str, Any]) -> dict[str, float]:
+        """Step the adversary groups on their terms' loss over the detached inputs."""
+        groups = [group for group in self.groups.values() if group.adversary]
+        if not groups or not objective.has_adversary:
             return {}
-        self.adversary_optimizer.zero_grad(set_to_none=True)
-        value = objective.adversary_loss(tuple(o.detach() for o in outputs), ids)
+        for group in groups:  # drop what the main loss left on the discriminators
+            group.optimizer.zero_grad(set_to_none=True)
+        value = objective.adversary_loss(namespace)
         assert value is not None
         if not math.isfinite(float(value.detach())):
             log.warning(
@@ -208,17 +257,18 @@ class Trainer:
             )
             return {"adversary": float("nan")}
         value.backward()
-        self.adversary_optimizer.step()
-        self.adversary_optimizer.zero_grad(set_to_none=True)
+        for group in groups:
+            group.optimizer.step()
+            group.optimizer.zero_grad(set_to_none=True)
         return {"adversary": float(value.detach())}
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
-        objective = Objective(stage, self.losses, loss_keys(self.config), self.config.task)
+        objective = self.objectives[stage.name]
         loader = make_train_loader(
             self.train_split,
             self.config.data,
             self.train_transform,
-            self.config.task,
+            self.model.has_text,
             seed=self.config.seed,
             epoch=epoch,
             start_batch=self.state.batch_in_epoch,
@@ -230,10 +280,7 @@ class Trainer:
             leave=False,
         )
         for batch in bar:
-            lr = learning_rate(self.config.optim, stage, epoch_in_stage, self.state.step)
-            set_learning_rate(self.optimizer, lr)
-            if self.adversary_optimizer is not None:
-                set_learning_rate(self.adversary_optimizer, lr)
+            lr = self._set_learning_rates(stage, epoch_in_stage)
             parts = self.train_step(batch, objective)
             self.state.step += 1
             self.state.batch_in_epoch += 1
@@ -252,16 +299,20 @@ class Trainer:
         self.state.epoch_loss_sum, self.state.epoch_loss_count = 0.0, 0
         return mean
 
+    def _set_learning_rates(self, stage: StageConfig, epoch_in_stage: int) -> float:
+        """Each group's lr for this step; returns the main group's (logged)."""
+        for name, group in self.groups.items():
+            own = group.config if name not in ("main", "adversary") else None
+            lr = learning_rate(self.config.optim, stage, epoch_in_stage, self.state.step, own)
+            set_learning_rate(group.optimizer, lr)
+        return self.groups["main"].optimizer.param_groups[0]["lr"]
+
     # -------------------------------------------------------------- evaluation
     def evaluate(self, split: Any, progress: bool = False) -> dict[str, Any]:
         """Score the model on a split with the recipe's protocol (the one evaluator)."""
         cfg = self.config.eval
-        if self.config.task == "cross_modal":
-            return evaluate_cross_modal(
-                self.model, split, self.eval_transform, cfg.protocol, cfg.batch_size, progress
-            )
-        return evaluate_metric_learning(
-            self.model, split, self.eval_transform, cfg.batch_size, progress
+        return evaluate(
+            self.model, split, self.eval_transform, cfg.protocol, cfg.batch_size, progress
         )
 
     def _validate(self, epoch: int, stage: StageConfig, train_loss: float) -> None:
@@ -297,12 +348,7 @@ class Trainer:
             config=config_to_dict(self.config),
             trainer_state=self.state.to_dict(),
             optimizer_state={
-                "optimizer": self.optimizer.state_dict(),
-                **(
-                    {"adversary": self.adversary_optimizer.state_dict()}
-                    if self.adversary_optimizer is not None
-                    else {}
-                ),
+                "optimizers": {name: g.optimizer.state_dict() for name, g in self.groups.items()},
                 "rng": capture_rng_state(),
             },
             extra_files=extra,
@@ -314,9 +360,14 @@ class Trainer:
         self.model.load_state_dict(content.prefixed("model"))
         self.losses.load_state_dict(content.prefixed("loss"))
         assert content.optimizer_state is not None
-        self.optimizer.load_state_dict(content.optimizer_state["optimizer"])
-        if self.adversary_optimizer is not None:
-            self.adversary_optimizer.load_state_dict(content.optimizer_state["adversary"])
+        saved = content.optimizer_state["optimizers"]
+        if set(saved) != set(self.groups):
+            raise ConfigError(
+                f"{content.path}: optimizer groups {sorted(saved)} differ from the recipe's "
+                f"{sorted(self.groups)}"
+            )
+        for name, group in self.groups.items():
+            group.optimizer.load_state_dict(saved[name])
         restore_rng_state(content.optimizer_state["rng"])
         self.state = TrainerState.from_dict(content.trainer_state)
         if (content.path / VOCAB_FILE).exists() and self.vocab is not None:

@@ -45,7 +45,7 @@ def test_embedding_model_is_unit_norm_and_takes_head_options():
     out = model.encode(_images(2, 1, 16, 16))
     assert out.shape == (2, 6)
     assert torch.allclose(out.norm(dim=1), torch.ones(2), atol=1e-6)
-    assert torch.equal(model(_images(2, 1, 16, 16)), out)
+    assert torch.equal(model(_images(2, 1, 16, 16))["embedding"], out)
 
 
 def test_linear_head_uses_vsepp_xavier_init():

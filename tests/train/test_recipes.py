@@ -51,15 +51,16 @@ def test_recipe_builds_and_steps(path):
     vocab = Vocabulary.build(captions) if text_encoder_needs_vocab(config.model) else None
     model = build_model(config, vocab)
     losses = build_loss_modules(config, {"num_instances": 8, "dim": config.model.embed_dim})
-    objective = Objective(config.stages[-1], losses, loss_keys(config), config.task)
+    available = set(model.output_names) | {"ids", "images"}
+    objective = Objective(config.stages[-1], losses, loss_keys(config), available)
     images, ids = fake_batch(config, 8)
     model.train()
-    if config.task == "cross_modal":
-        outputs = (model.encode_image(images), model.encode_text(captions))
+    if model.has_text:
+        outputs = model(images=images, captions=captions)
         ids = torch.arange(8)
     else:
-        outputs = (model.encode(images),)
-    result = objective(outputs, ids)
+        outputs = model(images=images)
+    result = objective({**outputs, "ids": ids, "images": images})
     assert torch.isfinite(result.total)
     result.total.backward()
     assert any(p.grad is not None for p in model.parameters())
