@@ -1,4 +1,9 @@
-"""``retrievalkit train CONFIG [--set key=value ...] [--out DIR] [--resume]``."""
+"""``retrievalkit train CONFIG [--set key=value ...] [--out DIR] [--resume]``.
+
+Under ``torchrun --nproc_per_node N -m retrievalkit train ...`` every process
+joins the process group from torchrun's environment and trains its share of each
+global batch; rank 0 writes the run directory, scores the test split and prints.
+"""
 
 from __future__ import annotations
 
@@ -40,16 +45,18 @@ def default_device() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.run.config import load_config
+    from retrievalkit.train.distributed import init_runtime, shutdown
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 
     config = load_config(args.config, args.overrides)
     run_dir = args.out or Path("runs") / config.name
-    trainer = Trainer(
-        config, run_dir, device=args.device or default_device(), progress=not args.no_progress
-    )
+    runtime = init_runtime(args.device)  # an error on one rank ends them all (torchrun)
+    trainer = Trainer(config, run_dir, progress=not args.no_progress, runtime=runtime)
     trainer.fit(resume=args.resume)
-    results = finish_run(trainer)
-    print(json.dumps(results, indent=2))
-    print(f"run written to {run_dir}")
+    if runtime.is_main:
+        results = finish_run(trainer)
+        print(json.dumps(results, indent=2))
+        print(f"run written to {run_dir}")
+    shutdown(runtime)
     return 0

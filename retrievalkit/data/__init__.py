@@ -26,7 +26,12 @@ from retrievalkit.data.datasets import (
 )
 from retrievalkit.data.errors import BadItems, DataError, OnError
 from retrievalkit.data.registry import DATASETS, load_dataset, register_dataset
-from retrievalkit.data.samplers import CrossModalBatchSampler, PKBatchSampler, RandomBatchSampler
+from retrievalkit.data.samplers import (
+    CrossModalBatchSampler,
+    PKBatchSampler,
+    RandomBatchSampler,
+    RankShareSampler,
+)
 from retrievalkit.data.splits import (
     ArrayImageSource,
     CrossModalSplit,
@@ -64,6 +69,7 @@ __all__ = [
     "OnError",
     "PKBatchSampler",
     "RandomBatchSampler",
+    "RankShareSampler",
     "Vocabulary",
     "collate_labelled",
     "collate_pairs",

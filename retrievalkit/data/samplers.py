@@ -211,3 +211,41 @@ class RandomBatchSampler(_EpochBatches):
         order = torch.randperm(self.n, generator=self._generator()).tolist()
         full = len(order) // self.batch_size * self.batch_size
         return [order[i : i + self.batch_size] for i in range(0, full, self.batch_size)]
+
+
+class RankShareSampler:
+    """This rank's share of every global batch of ``sampler`` (data-parallel training).
+
+    The recipe's batch size is global: rank ``r`` of ``W`` takes rows
+    ``[r b / W, (r + 1) b / W)`` of each global batch of ``b`` indices, so the W
+    ranks together train on exactly the batches one process would. A global batch
+    whose size is not a multiple of W (a short last batch) is skipped by every
+    rank, as the gather across ranks needs equal shares. ``start_batch`` counts
+    this rank's batches (steps), as for the samplers above; ``set_epoch`` is
+    passed on. The wrapped sampler must not skip batches itself (its
+    ``start_batch`` stays 0).
+    """
+
+    def __init__(self, sampler: _EpochBatches, rank: int, world_size: int) -> None:
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
+        self.sampler, self.rank, self.world_size = sampler, rank, world_size
+        self.start_batch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.sampler.set_epoch(epoch)
+
+    def batches(self) -> list[list[int]]:
+        """This rank's share of each usable global batch of the current epoch."""
+        shares = []
+        for batch in self.sampler.batches():
+            if len(batch) % self.world_size == 0:
+                size = len(batch) // self.world_size
+                shares.append(batch[self.rank * size : (self.rank + 1) * size])
+        return shares
+
+    def __iter__(self) -> Iterator[list[int]]:
+        yield from self.batches()[self.start_batch :]
+
+    def __len__(self) -> int:
+        return max(len(self.batches()) - self.start_batch, 0)

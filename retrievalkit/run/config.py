@@ -28,6 +28,8 @@ class DataConfig:
 
     ``sampler``: "unique_images" (cross-modal: no two captions of one image in a
     batch), "random", or "pk" (P classes x K samples, metric learning).
+    ``batch_size`` is the global batch: under ``torchrun`` each of the W ranks
+    trains on its ``batch_size / W`` rows of every batch.
     """
 
     name: str
@@ -141,6 +143,22 @@ class EvalConfig:
 
 
 @dataclass(frozen=True)
+class DistributedConfig:
+    """Data-parallel training (``torchrun``; ignored in a single process).
+
+    ``gather``: each rank's rows meet every rank's references in the pair and VSE
+    losses (gather with gradient); off, each rank's loss sees its own rows only.
+    ``sync_batchnorm``: batch-norm statistics over the global batch (GPU only in
+    PyTorch). ``find_unused_parameters``: for models whose outputs a stage leaves
+    unused (DistributedDataParallel's flag).
+    """
+
+    gather: bool = True
+    sync_batchnorm: bool = False
+    find_unused_parameters: bool = False
+
+
+@dataclass(frozen=True)
 class RunConfig:
     """A whole recipe.
 
@@ -156,6 +174,7 @@ class RunConfig:
     task: Literal["cross_modal", "metric"] | None = None
     optim: OptimConfig = OptimConfig()
     eval: EvalConfig = EvalConfig()
+    distributed: DistributedConfig = DistributedConfig()
     seed: int = 0
     amp: bool = True
     checkpoint_every_steps: int | None = None

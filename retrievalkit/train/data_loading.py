@@ -1,7 +1,8 @@
 """Training loaders: the recipe's sampler over the training split, resumable mid-epoch.
 
 The batch order of an epoch is a pure function of ``(seed, epoch)``; a resumed
-run passes ``start_batch`` to skip the batches already trained. The DataLoader
+run passes ``start_batch`` to skip the batches already trained. Under data-parallel
+training each rank iterates its share of every global batch (``RankShareSampler``). The DataLoader
 gets its own generator so it never draws from the global RNG (which the
 checkpoint restores).
 """
@@ -91,20 +92,24 @@ def make_train_loader(
     seed: int,
     epoch: int,
     start_batch: int = 0,
+    rank: int = 0,
+    world_size: int = 1,
 ) -> DataLoader:
     """A DataLoader over one epoch of ``split`` starting at batch ``start_batch``:
     image-caption pairs when ``cross_modal`` (the model takes captions), else
-    labelled images."""
-    from retrievalkit.data import CaptionPairDataset, LabelledImageDataset
+    labelled images; with ``world_size > 1``, rank ``rank``'s share of each batch."""
+    from retrievalkit.data import CaptionPairDataset, LabelledImageDataset, RankShareSampler
 
     sampler = make_batch_sampler(split, data, cross_modal, seed)
+    if world_size > 1:
+        sampler = RankShareSampler(sampler, rank, world_size)
     sampler.set_epoch(epoch)
     sampler.start_batch = start_batch
     if cross_modal:
         dataset, collate = CaptionPairDataset(split, transform), _collate_cross_modal
     else:
         dataset, collate = LabelledImageDataset(split, transform), _collate_labelled
-    generator = torch.Generator().manual_seed(seed * 100_003 + epoch)
+    generator = torch.Generator().manual_seed(seed * 100_003 + epoch + 1_000_000_007 * rank)
     return DataLoader(
         dataset,
         batch_sampler=sampler,

@@ -86,6 +86,7 @@ def grad_cache_backward(
     chunk_size: int,
     modules: Sequence[nn.Module] = (),
     total: Callable[[Any], Tensor] = lambda result: result,
+    is_finite: Callable[[Any], bool] | None = None,
 ) -> tuple[tuple[Tensor, ...], Any, bool]:
     """One step's backward with gradient caching (see the module docstring).
 
@@ -98,6 +99,8 @@ def grad_cache_backward(
         chunk_size: rows encoded at once.
         modules: the models behind the encoders (their generators are replayed,
             their batch-norm statistics restored after the first pass).
+        is_finite: ``result -> bool``, whether to back-propagate (default: the
+            total is finite); data-parallel training decides it for all ranks.
 
     Returns:
         ``(embeddings, result, stepped)``: the detached embeddings, the loss
@@ -127,7 +130,8 @@ def grad_cache_backward(
 
     result = loss_fn(tuple(embeddings))
     value = total(result)
-    if not torch.isfinite(value.detach()).all():
+    finite = is_finite(result) if is_finite else bool(torch.isfinite(value.detach()).all())
+    if not finite:
         return tuple(e.detach() for e in embeddings), result, False
     value.backward()
     for encode, tower, emb, tower_states in zip(encoders, inputs, embeddings, states, strict=True):

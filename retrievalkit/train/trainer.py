@@ -3,6 +3,8 @@ best/last checkpoints, exact resume.
 
 A run directory holds ``config.yaml`` (resolved recipe), ``train_log.csv``,
 ``val_log.jsonl``, ``checkpoints/{last,best}`` and, at the end, ``curves.png``.
+Under ``torchrun`` every rank trains its share of each batch (``distributed.py``);
+rank 0 alone writes the run directory and evaluates.
 """
 
 from __future__ import annotations
@@ -31,6 +33,16 @@ from retrievalkit.pipeline.evaluate import evaluate
 from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
 from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
+from retrievalkit.train.distributed import (
+    Runtime,
+    average_gradients,
+    barrier,
+    for_ranks,
+    gather_objects,
+    mean_over_ranks,
+    sync_batchnorm,
+    wrap_model,
+)
 from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
@@ -38,6 +50,7 @@ from retrievalkit.train.objective import (
     adversary_parameters,
     build_loss_modules,
     loss_keys,
+    trainable_loss_parameters,
 )
 from retrievalkit.train.optim import (
     ParamGroup,
@@ -52,7 +65,7 @@ log = logging.getLogger(__name__)
 
 
 class Trainer:
-    """Train ``config`` into ``run_dir`` on ``device``.
+    """Train ``config`` into ``run_dir`` on ``device`` (or as one rank of ``runtime``).
 
     ``fit(resume=True)`` continues from ``run_dir/checkpoints/last`` exactly where
     it stopped (same batches, same RNG), so the final metrics equal an
@@ -66,11 +79,14 @@ class Trainer:
         device: str | torch.device = "cpu",
         progress: bool = True,
         splits: dict[str, Any] | None = None,
+        runtime: Runtime | None = None,
     ) -> None:
         self.config = config
         self.run_dir = Path(run_dir)
-        self.device = torch.device(device)
-        self.progress = progress
+        self.runtime = runtime or Runtime.single(device)
+        self.device = self.runtime.device
+        self.is_main = self.runtime.is_main
+        self.progress = progress and self.is_main
         self.run_dir.mkdir(parents=True, exist_ok=True)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
@@ -81,13 +97,24 @@ class Trainer:
         self.vocab_path: Path | None = None
         if self.vocab is not None:
             self.vocab_path = self.run_dir / VOCAB_FILE
-            self.vocab.save(self.vocab_path)
+            if self.is_main:
+                self.vocab.save(self.vocab_path)
         self.model = build_model(config, self.vocab).to(self.device)
+        if config.distributed.sync_batchnorm:
+            self.model = sync_batchnorm(self.model, self.runtime)
+        self.forward_model: torch.nn.Module = self.model  # DDP-wrapped per stage in fit()
+        self._wrapped_stage: int | None = None
         self.initially_trainable = {
             name: p.requires_grad for name, p in self.model.named_parameters()
         }
         context = {"num_instances": len(self.train_split.images), "dim": config.model.embed_dim}
         self.losses = build_loss_modules(config, context).to(self.device)
+        self.rank_losses = torch.nn.ModuleDict(  # as each rank calls them (gathered, scaled)
+            {
+                key: for_ranks(module, self.runtime, config.distributed.gather)
+                for key, module in self.losses.items()
+            }
+        )
         self.objectives = self._build_objectives()
         self.groups: dict[str, ParamGroup] = build_param_groups(
             config.optim,
@@ -104,9 +131,13 @@ class Trainer:
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
         self.monitor = CollapseMonitor()
-        (self.run_dir / "config.yaml").write_text(
-            yaml.safe_dump(config_to_dict(config), sort_keys=False)
-        )
+        if self.is_main:
+            (self.run_dir / "config.yaml").write_text(
+                yaml.safe_dump(config_to_dict(config), sort_keys=False)
+            )
+        if self.runtime.distributed:  # same initial weights on every rank, own randomness
+            torch.manual_seed(config.seed + 1_000_003 * self.runtime.rank)
+            random.seed(config.seed + 1_000_003 * self.runtime.rank)
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
@@ -133,7 +164,9 @@ class Trainer:
         objectives = {}
         for stage in self.config.stages:
             try:
-                objectives[stage.name] = Objective(stage, self.losses, keys, available, model_name)
+                objectives[stage.name] = Objective(
+                    stage, self.rank_losses, keys, available, model_name
+                )
             except ConfigError as err:
                 raise ConfigError(f"{self.config.name}: {err}") from None
         return objectives
@@ -195,11 +228,18 @@ class Trainer:
 
         The loss is computed and back-propagated first; only when it is finite do
         the adversaries step (on the detached outputs of this same forward pass)
-        and then every other group.
+        and then every other group. Under DDP the parts are the mean over ranks
+        (the full batch's loss), and all ranks decide the skip from them together.
         """
         batch = batch.to(self.device)
         fields = batch.fields()
         chunk = self.config.optim.grad_cache_chunk
+        parts: dict[str, float] = {}
+
+        def decide(result: Any) -> bool:
+            parts.update(mean_over_ranks(result.parts, self.runtime))
+            return math.isfinite(parts["total"])
+
         with self._autocast():
             if chunk:
                 towers = self._towers(objective)
@@ -211,20 +251,27 @@ class Trainer:
                     chunk_size=chunk,
                     modules=[self.model],
                     total=lambda loss: loss.total,
+                    is_finite=decide,
                 )
                 namespace = {**fields, **dict(zip(names, embeddings))}
             else:
-                outputs = self.model(**{name: fields[name] for name in self.model.inputs})
+                outputs = self.forward_model(**{name: fields[name] for name in self.model.inputs})
                 namespace = {**fields, **outputs}
                 result = objective(namespace)
-                finite = math.isfinite(result.parts["total"])
+                finite = decide(result)
                 if finite:
                     result.total.backward()
         if not finite:
             self.state.skipped_steps += 1
-            log.warning("step %d: non-finite loss %s, step skipped", self.state.step, result.parts)
+            log.warning("step %d: non-finite loss %s, step skipped", self.state.step, parts)
             self._zero_grad()
             return None
+        # what DDP's hooks did not average: the losses' parameters, and the towers
+        # of a gradient-cached step (called directly, not through the DDP wrapper)
+        outside = trainable_loss_parameters(self.losses)
+        if chunk:
+            outside = [p for p in self.model.parameters() if p.requires_grad] + outside
+        average_gradients(outside, self.runtime)
         adversary_parts = self._adversary_step(objective, namespace)
         trained = [group for group in self.groups.values() if not group.adversary]
         clip = self.config.optim.grad_clip
@@ -237,10 +284,11 @@ class Trainer:
         retrieval = tuple(
             namespace[name] for name in self.model.retrieval.values() if name in namespace
         )
+        global_batch = len(batch.ids) * self.runtime.world_size
         self.monitor.update(
-            retrieval, result.parts, len(batch.ids), objective.collapsed_values(len(batch.ids))
+            retrieval, parts, global_batch, objective.collapsed_values(global_batch)
         )
-        return {**result.parts, **adversary_parts}
+        return {**parts, **adversary_parts}
 
     def _adversary_step(self, objective: Objective, namespace: dict[str, Any]) -> dict[str, float]:
         """Step the adversary groups on their terms' loss over the detached inputs."""
@@ -251,16 +299,19 @@ class Trainer:
             group.optimizer.zero_grad(set_to_none=True)
         value = objective.adversary_loss(namespace)
         assert value is not None
-        if not math.isfinite(float(value.detach())):
+        mean = mean_over_ranks({"adversary": float(value.detach())}, self.runtime)["adversary"]
+        if not math.isfinite(mean):
             log.warning(
                 "step %d: non-finite adversary loss, adversary step skipped", self.state.step
             )
             return {"adversary": float("nan")}
         value.backward()
+        params = [p for g in groups for pg in g.optimizer.param_groups for p in pg["params"]]
+        average_gradients(params, self.runtime)
         for group in groups:
             group.optimizer.step()
             group.optimizer.zero_grad(set_to_none=True)
-        return {"adversary": float(value.detach())}
+        return {"adversary": mean}
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = self.objectives[stage.name]
@@ -272,6 +323,8 @@ class Trainer:
             seed=self.config.seed,
             epoch=epoch,
             start_batch=self.state.batch_in_epoch,
+            rank=self.runtime.rank,
+            world_size=self.runtime.world_size,
         )
         bar = tqdm(
             loader,
@@ -288,7 +341,7 @@ class Trainer:
                 self.state.epoch_loss_sum += parts["total"]
                 self.state.epoch_loss_count += 1
                 bar.set_postfix(loss=f"{parts['total']:.4f}")
-                if self.state.step % self.config.log_every_steps == 0:
+                if self.is_main and self.state.step % self.config.log_every_steps == 0:
                     self.run_log.log_step(
                         {"step": self.state.step, "epoch": epoch + 1, "lr": lr, **parts}
                     )
@@ -318,6 +371,9 @@ class Trainer:
     def _validate(self, epoch: int, stage: StageConfig, train_loss: float) -> None:
         record: dict[str, Any] = {"epoch": epoch + 1, "stage": stage.name, "train_loss": train_loss}
         is_last = epoch + 1 == self.config.total_epochs
+        if not self.is_main:  # rank 0 alone evaluates, keeps the best and writes logs
+            self.state.history.append(record)
+            return
         if self.val_split is not None and (
             (epoch + 1) % self.config.eval.every_epochs == 0 or is_last
         ):
@@ -340,16 +396,26 @@ class Trainer:
         self.run_log.log_epoch(record)
 
     # ------------------------------------------------------------- checkpoints
-    def save(self, name: str) -> Path:
+    def save(self, name: str) -> Path | None:
+        """Write checkpoint ``name``. Every rank calls it (their RNG states are
+        gathered into it); rank 0 writes. Returns its path on rank 0, else None."""
+        rng_states = gather_objects(capture_rng_state(), self.runtime)
+        path = self._write(name, rng_states) if self.is_main else None
+        barrier(self.runtime)  # nobody goes on (or resumes) before it is written
+        return path
+
+    def _write(self, name: str, rng_states: list[dict[str, Any]]) -> Path:
         extra = {VOCAB_FILE: self.vocab_path} if self.vocab_path is not None else {}
+        optimizers = {name: g.optimizer.state_dict() for name, g in self.groups.items()}
         return save_checkpoint(
             self.run_dir / "checkpoints" / name,
             tensors={"model": self.model.state_dict(), "loss": self.losses.state_dict()},
             config=config_to_dict(self.config),
             trainer_state=self.state.to_dict(),
             optimizer_state={
-                "optimizers": {name: g.optimizer.state_dict() for name, g in self.groups.items()},
-                "rng": capture_rng_state(),
+                "optimizers": optimizers,
+                "rng": rng_states[0],
+                "rng_ranks": rng_states,
             },
             extra_files=extra,
         )
@@ -368,13 +434,18 @@ class Trainer:
             )
         for name, group in self.groups.items():
             group.optimizer.load_state_dict(saved[name])
-        restore_rng_state(content.optimizer_state["rng"])
+        per_rank = content.optimizer_state.get("rng_ranks") or []
+        same_world = len(per_rank) == self.runtime.world_size
+        restore_rng_state(
+            per_rank[self.runtime.rank] if same_world else content.optimizer_state["rng"]
+        )
         self.state = TrainerState.from_dict(content.trainer_state)
         if (content.path / VOCAB_FILE).exists() and self.vocab is not None:
             saved = load_vocab(content.path / VOCAB_FILE)
             if saved.words != self.vocab.words:
                 raise RuntimeError(f"{content.path}: vocabulary differs from the data's")
-        self.run_log.truncate_after(self.state.step, self.state.epoch)
+        if self.is_main:
+            self.run_log.truncate_after(self.state.step, self.state.epoch)
         log.info(
             "resumed from %s at epoch %d, step %d", content.path, self.state.epoch, self.state.step
         )
@@ -389,14 +460,22 @@ class Trainer:
             log.info("nothing to resume in %s: starting from scratch", self.run_dir)
         while self.state.epoch < self.config.total_epochs:
             epoch = self.state.epoch
-            _, stage, epoch_in_stage = self.stage_at(epoch)
+            stage_index, stage, epoch_in_stage = self.stage_at(epoch)
             self._apply_freezing(stage)
+            if self._wrapped_stage != stage_index:  # DDP syncs what is trainable when made
+                self.forward_model = wrap_model(
+                    self.model, self.runtime, self.config.distributed.find_unused_parameters
+                )
+                self._wrapped_stage = stage_index
             self._set_train_mode(stage)
             train_loss = self._train_epoch(epoch, stage, epoch_in_stage)
             self.state.epoch += 1
             self.state.batch_in_epoch = 0
             self._validate(epoch, stage, train_loss)
-            self.save("last")
-            if self.state.history[-1].get("best") or self.val_split is None:
-                self.save("best")
+            rng_states = gather_objects(capture_rng_state(), self.runtime)
+            if self.is_main:
+                self._write("last", rng_states)
+                if self.state.history[-1].get("best") or self.val_split is None:
+                    self._write("best", rng_states)
+            barrier(self.runtime)
         return self.state
