@@ -45,18 +45,14 @@ def default_device() -> str:
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.run.config import load_config
-    from retrievalkit.train.distributed import init_runtime, shutdown
-    from retrievalkit.train.report import finish_run
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.train.launch import train_run
 
     config = load_config(args.config, args.overrides)
     run_dir = args.out or Path("runs") / config.name
-    runtime = init_runtime(args.device)  # an error on one rank ends them all (torchrun)
-    trainer = Trainer(config, run_dir, progress=not args.no_progress, runtime=runtime)
-    trainer.fit(resume=args.resume)
-    if runtime.is_main:
-        results = finish_run(trainer)
+    results = train_run(
+        config, run_dir, args.device, resume=args.resume, progress=not args.no_progress
+    )
+    if results is not None:  # rank 0 (or the only process)
         print(json.dumps(results, indent=2))
         print(f"run written to {run_dir}")
-    shutdown(runtime)
     return 0
