@@ -12,7 +12,10 @@ import re
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 import yaml
+from PIL import Image
 
 import retrievalkit as rk
 from retrievalkit.cli import main
@@ -58,6 +61,18 @@ def test_readme_python_snippets_run(tmp_path, capsys):
         if "rk.train(" in code:
             assert namespace["run_dir"] == run and (run / "metrics.json").exists()
     assert "1 " in capsys.readouterr().out  # the search snippet printed hits
+
+    # the other inputs encode_images takes give the same embeddings as a PIL image
+    encoder = rk.load(run)
+    red = Image.new("RGB", (64, 64), "red")
+    red.save(tmp_path / "red.png")
+    expected = encoder.encode_images(red)
+    tensor = encoder.transform(red)  # a tensor is preprocessed model input
+    for images in ([tmp_path / "red.png"], str(tmp_path / "red.png"), tensor, tensor[None]):
+        assert np.allclose(encoder.encode_images(images), expected, atol=1e-6)
+    assert encoder.encode_images(torch.stack([tensor] * 3)).shape == (3, 8)
+    with pytest.raises(TypeError, match="expected paths, PIL images or tensors"):
+        encoder.encode_images([3])
 
 
 def test_import_is_light_and_api_names_resolve():

@@ -20,7 +20,6 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from retrievalkit.models import Tower
 from retrievalkit.pipeline.build import (
     build_model,
     build_transform,
@@ -32,6 +31,7 @@ from retrievalkit.pipeline.build import (
 from retrievalkit.pipeline.evaluate import evaluate
 from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
 from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
+from retrievalkit.train.backward import loss_backward
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
 from retrievalkit.train.distributed import (
     Runtime,
@@ -43,7 +43,6 @@ from retrievalkit.train.distributed import (
     sync_batchnorm,
     wrap_model,
 )
-from retrievalkit.train.grad_cache import grad_cache_backward
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
     Objective,
@@ -202,18 +201,6 @@ class Trainer:
             self.model.get_submodule(prefix).eval()  # frozen BN keeps its statistics
 
     # ------------------------------------------------------------------ steps
-    def _towers(self, objective: Objective) -> list[Tower]:
-        """The model's towers for a gradient-cached step (the stage must read only them)."""
-        towers = self.model.towers()
-        provided = {t.output for t in towers or []} | {"ids", "images"}
-        if towers is None or not objective.input_names <= provided:
-            raise ConfigError(
-                f"optim.grad_cache_chunk: the losses read {sorted(objective.input_names)}, "
-                f"but gradient caching can only re-encode the model's towers "
-                f"{sorted(t.output for t in towers or [])}"
-            )
-        return towers
-
     def _autocast(self) -> Any:
         if self.config.amp and self.device.type == "cuda":
             return torch.autocast("cuda", dtype=torch.bfloat16)
@@ -232,35 +219,12 @@ class Trainer:
         (the full batch's loss), and all ranks decide the skip from them together.
         """
         batch = batch.to(self.device)
-        fields = batch.fields()
         chunk = self.config.optim.grad_cache_chunk
-        parts: dict[str, float] = {}
-
-        def decide(result: Any) -> bool:
-            parts.update(mean_over_ranks(result.parts, self.runtime))
-            return math.isfinite(parts["total"])
-
         with self._autocast():
-            if chunk:
-                towers = self._towers(objective)
-                names = [tower.output for tower in towers]
-                embeddings, result, finite = grad_cache_backward(
-                    [tower.encode for tower in towers],
-                    [fields[tower.input] for tower in towers],
-                    loss_fn=lambda embs: objective({**fields, **dict(zip(names, embs))}),
-                    chunk_size=chunk,
-                    modules=[self.model],
-                    total=lambda loss: loss.total,
-                    is_finite=decide,
-                )
-                namespace = {**fields, **dict(zip(names, embeddings))}
-            else:
-                outputs = self.forward_model(**{name: fields[name] for name in self.model.inputs})
-                namespace = {**fields, **outputs}
-                result = objective(namespace)
-                finite = decide(result)
-                if finite:
-                    result.total.backward()
+            step = loss_backward(
+                self.model, self.forward_model, objective, batch.fields(), chunk, self.runtime
+            )
+        namespace, parts, finite = step.namespace, step.parts, step.finite
         if not finite:
             self.state.skipped_steps += 1
             log.warning("step %d: non-finite loss %s, step skipped", self.state.step, parts)

@@ -144,3 +144,26 @@ def test_start_batch_argument_resumes_every_sampler():
         assert list(resumed) == list(full)[2:] and len(resumed) == len(full) - 2
     with pytest.raises(ValueError, match="start_batch"):
         RandomBatchSampler(40, 6, start_batch=-1)
+
+
+def test_rank_shares_cut_every_global_batch_and_skip_uneven_ones():
+    from retrievalkit.data import RankShareSampler
+
+    # 17 captions of distinct images, batch 4: 4 full batches (a last one of 1 is dropped)
+    global_batches = CrossModalBatchSampler(list(range(17)), batch_size=4, seed=3).batches()
+    shares = [
+        RankShareSampler(CrossModalBatchSampler(list(range(17)), 4, seed=3), r, 2) for r in (0, 1)
+    ]
+    for sampler in shares:
+        sampler.set_epoch(0)
+    for batch, a, b in zip(global_batches, *[s.batches() for s in shares], strict=True):
+        assert a + b == batch and len(a) == len(b) == 2  # rank 0 the first half, rank 1 the rest
+    # a global batch of odd size is skipped by both ranks (equal shares for the gather)
+    uneven = CrossModalBatchSampler(list(range(11)), batch_size=4, seed=0)
+    assert [len(b) for b in uneven.batches()] == [4, 4, 3]
+    share = RankShareSampler(uneven, 1, 2)
+    assert share.batches() == [b[2:] for b in uneven.batches()[:2]]
+    share.start_batch = 1
+    assert list(share) == share.batches()[1:] and len(share) == 1
+    with pytest.raises(ValueError, match="rank 2 outside world size 2"):
+        RankShareSampler(uneven, 2, 2)
