@@ -171,6 +171,9 @@ def for_ranks(module: nn.Module, runtime: Runtime, gather: bool) -> nn.Module:
     reduction = getattr(module, "reduction", None) or getattr(inner, "reduction", "mean")
     if reduction == "sum":
         wrapped = RankScaledLoss(wrapped, runtime.world_size)
+    if wrapped is not module and hasattr(module, "collapsed_value"):
+        # the logged parts are the full batch's: so is the value at collapse
+        wrapped.collapsed_value = module.collapsed_value
     return wrapped
 
 

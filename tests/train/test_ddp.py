@@ -127,7 +127,13 @@ def run_ranks(
         }
         args = [sys.executable, "-c", WORKER, str(recipe), str(out), str(kill_at), str(int(resume))]
         procs.append(subprocess.Popen(args, env=env))
-    return [proc.wait(timeout=300) for proc in procs]
+    try:
+        return [proc.wait(timeout=600) for proc in procs]
+    finally:  # never leave a rank behind (e.g. one waiting in a collective)
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
 
 
 def one_process(raw: dict, out: Path) -> Trainer:

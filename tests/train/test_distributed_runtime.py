@@ -38,6 +38,7 @@ def test_losses_are_gathered_and_sum_reductions_scaled_by_world_size():
     assert isinstance(vse, RankScaledLoss) and vse.scale == 2
     assert isinstance(vse.loss, DistributedVSELoss)
     assert vse.default_inputs == VSELoss.default_inputs
+    assert vse.collapsed_value(8) == VSELoss().collapsed_value(8)  # for the global batch
     mean_vse = for_ranks(VSELoss(reduction="mean"), TWO, gather=True)
     assert isinstance(mean_vse, DistributedVSELoss)
     assert isinstance(for_ranks(MultiSimilarityLoss(), TWO, gather=True), DistributedPairLoss)
