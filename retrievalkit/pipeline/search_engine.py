@@ -25,6 +25,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from retrievalkit.errors import InputError, MissingFileError
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
 from retrievalkit.pipeline.load import LoadedModel, load_model
@@ -62,7 +63,7 @@ def _new_index(backend: str, dim: int) -> Any:
     if backend.startswith("faiss"):
         kind = backend.partition("-")[2] or "flat"
         return FaissIndex(dim, kind=kind)
-    raise ValueError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
+    raise InputError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
 
 
 def _unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
@@ -168,7 +169,7 @@ class SearchEngine:
         self.directory = Path(directory)
         manifest_path = self.directory / MANIFEST
         if not manifest_path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.directory}: not an index directory (no {MANIFEST}); "
                 "make one with `retrievalkit index build RUN --out DIR`"
             )
@@ -227,9 +228,12 @@ class SearchEngine:
         shows the sweep; 0.3-0.5 differ by at most 2 of 105 literal queries).
         """
         if not self.model.has_text:
-            raise ValueError("this index was built from a metric-learning model: no text queries")
+            raise InputError("this index was built from a metric-learning model: no text queries")
         if mode not in ("fused", "image"):
-            raise ValueError(f"mode must be 'fused' or 'image', got {mode!r}")
+            raise InputError(f"mode must be 'fused' or 'image', got {mode!r}")
+        for position, query in enumerate(queries):
+            if not query.strip():
+                raise InputError(f"query {position}: empty (expected some text)")
         emb = embed_captions(self.model.encode_text, list(queries))
         if mode == "image" or self.captions is None:
             result = self.images.search(emb, k)
@@ -267,14 +271,14 @@ class SearchEngine:
         """Image -> image (``target="images"``) or image -> text (``"captions"``)."""
         index = self.images if target == "images" else self.captions
         if index is None:
-            raise ValueError("this index has no captions: image -> text is not available")
+            raise InputError("this index has no captions: image -> text is not available")
         tensors = []
         for path in paths:
             try:
                 with Image.open(path) as image:
                     tensors.append(self.transform(image.convert("RGB")))
             except (OSError, ValueError) as err:
-                raise ValueError(f"{path}: not a readable image ({err})") from err
+                raise InputError(f"{path}: not a readable image ({err})") from err
         model = self.model
         emb = model.encode_image(torch.stack(tensors).to(model_device(model))).float().cpu()
         result = index.search(emb, k)

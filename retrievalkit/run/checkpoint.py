@@ -27,6 +27,8 @@ import torch
 import yaml
 from safetensors.torch import load_file, save_file
 
+from retrievalkit.errors import UserError
+
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.yaml"
 OPTIMIZER_FILE = "optimizer.pt"
@@ -34,7 +36,7 @@ STATE_FILE = "trainer_state.json"
 VOCAB_FILE = "vocab.json"
 
 
-class CheckpointError(RuntimeError):
+class CheckpointError(UserError, RuntimeError):
     """A checkpoint directory is missing a file or holds something unexpected."""
 
 

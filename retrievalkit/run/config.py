@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from retrievalkit.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A recipe is malformed: the message names the file and the key path."""
 
 
@@ -311,14 +313,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Read a YAML recipe (a path or a shipped recipe's name), apply ``--set``
     overrides, validate, return it."""
     from retrievalkit.run.recipes import resolve_recipe
+    from retrievalkit.run.strict_yaml import YAMLInputError, load_yaml
 
     path = resolve_recipe(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except OSError as err:  # a directory, no permission
+        raise ConfigError(f"{path}: cannot read the recipe ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except YAMLInputError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if "name" not in raw:
