@@ -29,7 +29,13 @@ from retrievalkit.errors import InputError, MissingFileError
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
 from retrievalkit.pipeline.load import LoadedModel, load_model
-from retrievalkit.run.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, VOCAB_FILE
+from retrievalkit.run.checkpoint import (
+    CHECKSUM_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    VOCAB_FILE,
+)
 
 MANIFEST = "retrieval.json"
 
@@ -50,7 +56,7 @@ class SearchHit:
 
 def _copy_model(checkpoint_dir: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE, VOCAB_FILE):
+    for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE, VOCAB_FILE, CHECKSUM_FILE):
         if (checkpoint_dir / name).exists():
             shutil.copyfile(checkpoint_dir / name, out / name)
 

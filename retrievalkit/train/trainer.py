@@ -29,7 +29,14 @@ from retrievalkit.pipeline.build import (
     require_split,
 )
 from retrievalkit.pipeline.evaluate import evaluate
-from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
+from retrievalkit.run.checkpoint import (
+    VOCAB_FILE,
+    check_writable,
+    checkpoint_bytes,
+    load_checkpoint,
+    previous_dir,
+    save_checkpoint,
+)
 from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.backward import loss_backward
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
@@ -86,7 +93,7 @@ class Trainer:
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
         self.progress = progress and self.is_main
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.run_dir)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.splits = splits if splits is not None else load_splits(config.data)
@@ -360,9 +367,13 @@ class Trainer:
         self.run_log.log_epoch(record)
 
     # ------------------------------------------------------------- checkpoints
+    def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {"model": self.model.state_dict(), "loss": self.losses.state_dict()}
+
     def save(self, name: str) -> Path | None:
-        """Write checkpoint ``name``. Every rank calls it (their RNG states are
-        gathered into it); rank 0 writes. Returns its path on rank 0, else None."""
+        """Write checkpoint ``name`` ("last" keeps its previous version to fall back
+        on). Every rank calls it (their RNG states are gathered into it); rank 0
+        writes. Returns its path on rank 0, else None."""
         rng_states = gather_objects(capture_rng_state(), self.runtime)
         path = self._write(name, rng_states) if self.is_main else None
         barrier(self.runtime)  # nobody goes on (or resumes) before it is written
@@ -373,7 +384,8 @@ class Trainer:
         optimizers = {name: g.optimizer.state_dict() for name, g in self.groups.items()}
         return save_checkpoint(
             self.run_dir / "checkpoints" / name,
-            tensors={"model": self.model.state_dict(), "loss": self.losses.state_dict()},
+            keep_previous=name == "last",
+            tensors=self._tensors(),
             config=config_to_dict(self.config),
             trainer_state=self.state.to_dict(),
             optimizer_state={
@@ -418,10 +430,12 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainerState:
         """Train all stages; with ``resume`` continue from ``checkpoints/last``."""
         last = self.run_dir / "checkpoints" / "last"
-        if resume and (last.exists() or last.with_name("last.old").exists()):
+        # last, last.prev, a temporary copy and best: fail now, not after an epoch
+        check_writable(last.parent, need_bytes=4 * checkpoint_bytes(self._tensors()))
+        if resume and (last.exists() or previous_dir(last).exists()):
             self.restore(last)
         elif resume:
-            log.info("nothing to resume in %s: starting from scratch", self.run_dir)
+            log.warning("nothing to resume in %s: starting from scratch", self.run_dir)
         while self.state.epoch < self.config.total_epochs:
             epoch = self.state.epoch
             stage_index, stage, epoch_in_stage = self.stage_at(epoch)
