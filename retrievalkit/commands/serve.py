@@ -25,6 +25,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument(
         "--max-url-bytes", type=int, default=8192, help="longest path + query string (414 above)"
     )
+    parser.add_argument(
+        "--model-access",
+        choices=["lock", "batch"],
+        default="lock",
+        help="one model pass per request (lock) or per group of waiting requests (batch)",
+    )
     parser.add_argument("--device", default="cpu")
     parser.set_defaults(func=run)
 
@@ -51,6 +57,7 @@ def run(args: argparse.Namespace) -> int:
         max_query_chars=args.max_query_chars,
         max_body_bytes=args.max_body_bytes,
         max_url_bytes=args.max_url_bytes,
+        model_access=args.model_access,
     )
     log.info("serving %s on http://%s:%d/", args.index, args.host, args.port)
     uvicorn.run(app, host=args.host, port=args.port, log_level="info")

@@ -21,6 +21,8 @@ over ``max_url_bytes`` ``414``. Every error, whatever its status, has one shape:
 never echoed back). Model calls are serialized (:mod:`retrievalkit.serve.runner`).
 """
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -33,7 +35,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from retrievalkit.errors import UserError
 from retrievalkit.serve.limits import RequestLimits, error_body
 from retrievalkit.serve.metrics import PROMETHEUS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
-from retrievalkit.serve.runner import LockedRunner, TextSearcher
+from retrievalkit.serve.runner import RUNNERS, TextSearcher
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROUTES = {"/search", "/limits", "/health", "/metrics", "/metrics.json", "/"}
@@ -76,14 +78,25 @@ def create_app(
     max_query_chars: int = 1000,
     max_body_bytes: int = 65536,
     max_url_bytes: int = 8192,
+    model_access: Literal["lock", "batch"] = "lock",
 ) -> FastAPI:
-    """A FastAPI app serving ``engine`` (see the module docstring for the endpoints)."""
-    app = FastAPI(title="retrievalkit search", version="1")
-    default_k = min(10, max_k)
+    """A FastAPI app serving ``engine`` (see the module docstring for the endpoints).
+
+    ``model_access``: ``"lock"`` runs one request's pass at a time, ``"batch"``
+    encodes the requests waiting for the model together (micro-batching).
+    """
     metrics = ServiceMetrics(ROUTES)
     if items is not None:
         metrics.items.set(items)
-    runner = LockedRunner(engine, metrics)
+    runner = RUNNERS[model_access](engine, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runner.close()
+
+    app = FastAPI(title="retrievalkit search", version="1", lifespan=lifespan)
+    default_k = min(10, max_k)
     app.state.metrics = metrics
     app.state.runner = runner
     limits = {

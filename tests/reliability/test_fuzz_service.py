@@ -18,8 +18,9 @@ def api_schema(served_index):
     return schemathesis.openapi.from_asgi("/openapi.json", app)
 
 
-def _check(case) -> None:
+def _check(case, statuses: list[int]) -> None:
     response = case.call()
+    statuses.append(response.status_code)
     assert response.status_code < 500, (case.as_curl_command(), response.text[:500])
     if response.status_code >= 400:
         detail = response.json()["detail"]
@@ -29,6 +30,7 @@ def _check(case) -> None:
 
 def test_no_server_error_and_one_error_shape(api_schema):
     operations = [result.ok() for result in api_schema.get_all_operations()]
+    statuses: list[int] = []
     assert {op.path for op in operations} >= {"/search", "/limits", "/metrics"}
     for operation in operations:
         # valid and invalid requests (wrong types, out-of-range k, odd unicode, ...)
@@ -46,6 +48,7 @@ def test_no_server_error_and_one_error_shape(api_schema):
                 database=None,
             )
             def fuzz(case) -> None:
-                _check(case)
+                _check(case, statuses)
 
             fuzz()
+    assert len(statuses) >= 100 and 200 in statuses and 422 in statuses

@@ -3,6 +3,9 @@ here; the end-to-end test serves a real index)."""
 
 from __future__ import annotations
 
+import time
+from concurrent.futures import ThreadPoolExecutor
+
 import pytest
 
 pytest.importorskip("fastapi")
@@ -10,6 +13,8 @@ from fastapi.testclient import TestClient
 
 from retrievalkit.pipeline.search_engine import SearchHit
 from retrievalkit.serve.app import create_app
+from retrievalkit.serve.metrics import ServiceMetrics
+from retrievalkit.serve.runner import BatchingRunner
 
 
 class RecordingEngine:
@@ -28,15 +33,15 @@ class RecordingEngine:
         ]
 
 
-@pytest.fixture()
-def served():
+@pytest.fixture(params=["lock", "batch"])
+def served(request):
     engine = RecordingEngine()
     app = create_app(
         engine, max_k=5, max_queries=3, items=42, max_query_chars=40, max_body_bytes=4096,
-        max_url_bytes=2048,
+        max_url_bytes=2048, model_access=request.param,
     )  # fmt: skip
-    client = TestClient(app)
-    return engine, client
+    with TestClient(app) as client:  # runs the lifespan: the batcher stops at the end
+        yield engine, client
 
 
 def test_get_search_returns_ranked_hits(served):
@@ -179,3 +184,39 @@ def test_prometheus_metrics(served):
     assert 0 <= as_json["latency_ms"]["p50"] <= as_json["latency_ms"]["p95"]
     client.get("/a/path/nobody/knows")
     assert 'endpoint="other"' in client.get("/metrics").text  # bounded label set
+
+
+class SlowEngine(RecordingEngine):
+    """A model pass that takes a while, so concurrent requests queue up."""
+
+    def search_text(self, queries, k=10, mode="fused"):
+        time.sleep(0.05)
+        return super().search_text(queries, k, mode)
+
+
+def test_micro_batching_gives_each_request_its_own_hits():
+    engine = SlowEngine()
+    runner = BatchingRunner(engine, ServiceMetrics(set()))
+    jobs = [([f"q{i}", f"r{i}"] if i % 3 == 0 else [f"q{i}"], 2 + i % 2) for i in range(24)]
+    try:
+        with ThreadPoolExecutor(12) as pool:
+            futures = [pool.submit(runner.search, queries, k, "fused") for queries, k in jobs]
+            results = [future.result(timeout=60) for future in futures]
+        failing = pool_error(runner)  # the engine's error reaches the request (+1 query)
+    finally:
+        runner.close()
+    for (queries, k), result in zip(jobs, results, strict=True):
+        assert [[hit.key for hit in hits] for hits in result] == [
+            [f"{q}#{r}" for r in range(1, k + 1)] for q in queries
+        ]
+    assert len(engine.calls) < len(jobs)  # some passes encoded several requests
+    assert sum(len(call[0]) for call in engine.calls) == sum(len(q) for q, _ in jobs) + 1
+    assert isinstance(failing, ValueError) and "metric-learning" in str(failing)
+
+
+def pool_error(runner):
+    try:
+        runner.search(["boom"], 2, "fused")
+    except ValueError as err:
+        return err
+    return None
