@@ -108,6 +108,30 @@ def format_row(r: dict[str, Any]) -> str:
     )
 
 
+def summary(rows: list[dict[str, Any]]) -> str:
+    """Mean and (min..max) over the repeats of req/s, p50 and p99, per mode and level."""
+    lines = [
+        "| access | clients | runs | req/s mean (min..max) | p50 ms mean (min..max) | "
+        "p99 ms mean (min..max) | queries/pass | errors |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    keys = sorted({(r["access"], r["clients"]) for r in rows}, key=lambda k: (k[0], k[1]))
+    for access, clients in keys:
+        group = [r for r in rows if r["access"] == access and r["clients"] == clients]
+
+        def span(field: str, group: list[dict[str, Any]] = group) -> str:
+            values = [r[field] for r in group]
+            return f"{sum(values) / len(values):.1f} ({min(values):.1f}..{max(values):.1f})"
+
+        passes = sum(r["queries_per_pass"] for r in group) / len(group)
+        errors = sum(r["errors"] for r in group)
+        lines.append(
+            f"| {access} | {clients} | {len(group)} | {span('requests_per_second')} | "
+            f"{span('p50_ms')} | {span('p99_ms')} | {passes:.2f} | {errors} |"
+        )
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True)
@@ -118,11 +142,17 @@ def main() -> int:
     parser.add_argument("-k", type=int, default=10)
     parser.add_argument("--port", type=int, default=8765)
     parser.add_argument("--log-dir", default=os.environ.get("TMPDIR", "/tmp"))
+    parser.add_argument("--repeats", type=int, default=1, help="rounds over the access modes")
     parser.add_argument("--json", type=Path, default=None)
     args = parser.parse_args()
     queries = load_queries()
     print(HEADER, flush=True)
-    rows = [row for access in args.access for row in run_mode(args, access, queries)]
+    rows = []
+    for repeat in range(args.repeats):  # modes interleaved, so a busy spell hits both
+        for access in args.access:
+            rows += [{**row, "repeat": repeat} for row in run_mode(args, access, queries)]
+    print()
+    print(summary(rows))
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(rows, indent=2))

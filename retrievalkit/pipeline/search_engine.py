@@ -15,6 +15,7 @@ image->image and image->text queries; the CLI and the HTTP service both use it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -52,6 +53,14 @@ class SearchHit:
 
     def to_dict(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def _copy_model(checkpoint_dir: Path, out: Path) -> None:
@@ -153,6 +162,7 @@ def build_index_dir(
         "backend": backend,
         "splits": list(split_names),
         "num_images": len(keys),
+        "model_sha256": _file_sha256(out / "model" / MODEL_FILE),
     }
     if model.has_text:
         captions = [c for split in splits for c in split.captions]
@@ -179,14 +189,35 @@ class SearchEngine:
                 f"{self.directory}: not an index directory (no {MANIFEST}); "
                 "make one with `retrievalkit index build RUN --out DIR`"
             )
-        self.manifest = json.loads(manifest_path.read_text())
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{manifest_path}: unreadable ({err})") from None
         self.loaded: LoadedModel = load_model(self.directory / "model", device)
         self.images = load_index(self.directory / "images")
         self.captions = None
         if (self.directory / "captions").exists():
             self.captions = load_index(self.directory / "captions")
+        self._check_same_model()
         self.transform = build_transform("image", self.loaded.config.data, train=False)
         self._image_metadata = dict(zip(self.images.keys, self.images.metadata, strict=True))
+
+    def _check_same_model(self) -> None:
+        """The indexes hold this model's embeddings (same file, same dimension)."""
+        model_file = self.directory / "model" / MODEL_FILE
+        recorded = self.manifest.get("model_sha256")  # indexes built before have none
+        if recorded is not None and recorded != _file_sha256(model_file):
+            raise InputError(
+                f"{model_file}: not the model this index was built with (sha256 differs from "
+                f"{MANIFEST}); rebuild it with `retrievalkit index build`"
+            )
+        dim = self.loaded.config.model.embed_dim
+        for name, index in (("images", self.images), ("captions", self.captions)):
+            if index is not None and index.dim != dim:
+                raise InputError(
+                    f"{self.directory / name}: embeddings of dimension {index.dim}, but the "
+                    f"model embeds in {dim}; the index comes from another model"
+                )
 
     @property
     def model(self) -> torch.nn.Module:
