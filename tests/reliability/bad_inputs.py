@@ -428,8 +428,8 @@ def markdown_table() -> str:
         "|---|---|---|---|---|",
     ]
     for number, c in enumerate(CASES, start=1):
-        message = c.expected.replace("|", "\\\\|")
-        rows.append(f"| {number} | {c.area} | {c.fed} | `{message}` | {c.kept} |")
+        message = c.expected.replace("|", "\\|")
+        rows.append(f"| {number} | {c.area} | {c.fed} | `` {message} `` | {c.kept} |")
     return "\n".join(rows) + "\n"
 
 
