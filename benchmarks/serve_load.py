@@ -86,6 +86,8 @@ def run_mode(args: argparse.Namespace, access: str, queries: list[str]) -> list[
             }
             rows.append(row)
             print(format_row(row), flush=True)
+            if result.error_kinds:
+                print(f"errors: {result.error_kinds}", file=sys.stderr, flush=True)
     finally:
         server.send_signal(signal.SIGTERM)
         server.wait(timeout=60)

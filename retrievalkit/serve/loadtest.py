@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from itertools import cycle
 from pathlib import Path
@@ -33,6 +34,7 @@ class LevelResult:
     p95_ms: float
     p99_ms: float
     max_ms: float
+    error_kinds: dict[str, int]  # status code or exception name -> count
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -51,6 +53,7 @@ async def _level(
 ) -> LevelResult:
     latencies: list[float] = []
     errors = 0
+    kinds: Counter[str] = Counter()
     sent = 0
     deadline = time.perf_counter() + duration
     query_cycle = cycle(queries)
@@ -64,10 +67,13 @@ async def _level(
             try:
                 response = await http.get("/search", params={"q": next(query_cycle), "k": k})
                 ok = response.status_code == 200 and len(response.json()["hits"]) == k
-            except httpx.HTTPError:
-                ok = False
+                kind = f"status {response.status_code}" if not ok else ""
+            except httpx.HTTPError as err:
+                ok, kind = False, f"{type(err).__name__}: {err}"[:120]
             latencies.append((time.perf_counter() - start) * 1000.0)
             errors += not ok
+            if not ok:
+                kinds[kind] += 1
 
     async with httpx.AsyncClient(base_url=url, limits=limits, timeout=60.0) as http:
         start = time.perf_counter()
@@ -84,6 +90,7 @@ async def _level(
         p95_ms=percentile(latencies, 95),
         p99_ms=percentile(latencies, 99),
         max_ms=latencies[-1] if latencies else float("nan"),
+        error_kinds=dict(kinds),
     )
 
 

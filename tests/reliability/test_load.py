@@ -23,6 +23,6 @@ def test_bounded_load_has_no_errors_and_flat_memory(served_index, access):
         ]
         after = rss_mib(process.pid)
     for result in results:
-        assert result.errors == 0 and result.requests == 80
+        assert result.errors == 0 and result.requests == 80, result.error_kinds
         assert result.p50_ms <= result.p95_ms <= result.p99_ms <= result.max_ms
     assert after - before < 30, f"RSS grew from {before:.0f} to {after:.0f} MiB"
