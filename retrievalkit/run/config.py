@@ -130,6 +130,10 @@ class OptimConfig:
     grad_clip: float | None = 2.0
     warmup_steps: int = 0
     grad_cache_chunk: int | None = None  # encode in chunks of this many rows (grad_cache.py)
+    # a batch with NaN/Inf or no rows, a non-finite loss or one above max_loss:
+    # "skip" the step (logged, counted) or "stop" the run (train/guard.py)
+    nonfinite: Literal["skip", "stop"] = "skip"
+    max_loss: float | None = None
     groups: tuple[ParamGroupConfig, ...] = ()
 
 

@@ -50,6 +50,7 @@ from retrievalkit.train.distributed import (
     sync_batchnorm,
     wrap_model,
 )
+from retrievalkit.train.guard import StepGuard
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
     Objective,
@@ -137,6 +138,7 @@ class Trainer:
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
         self.monitor = CollapseMonitor()
+        self.guard = StepGuard(config.optim.nonfinite, config.optim.max_loss)
         if self.is_main:
             (self.run_dir / "config.yaml").write_text(
                 yaml.safe_dump(config_to_dict(config), sort_keys=False)
@@ -226,17 +228,18 @@ class Trainer:
         (the full batch's loss), and all ranks decide the skip from them together.
         """
         batch = batch.to(self.device)
+        problem = self._batch_problem(batch)
+        if problem is not None:
+            return self._skip(problem)
         chunk = self.config.optim.grad_cache_chunk
         with self._autocast():
             step = loss_backward(
                 self.model, self.forward_model, objective, batch.fields(), chunk, self.runtime
             )
-        namespace, parts, finite = step.namespace, step.parts, step.finite
-        if not finite:
-            self.state.skipped_steps += 1
-            log.warning("step %d: non-finite loss %s, step skipped", self.state.step, parts)
-            self._zero_grad()
-            return None
+        namespace, parts = step.namespace, step.parts
+        problem = self.guard.loss_problem(parts)  # not finite, or above max_loss (all ranks)
+        if problem is not None:
+            return self._skip(problem)
         # what DDP's hooks did not average: the losses' parameters, and the towers
         # of a gradient-cached step (called directly, not through the DDP wrapper)
         outside = trainable_loss_parameters(self.losses)
@@ -260,6 +263,21 @@ class Trainer:
             retrieval, parts, global_batch, objective.collapsed_values(global_batch)
         )
         return {**parts, **adversary_parts}
+
+    def _batch_problem(self, batch: TrainBatch) -> str | None:
+        """What is wrong with this rank's batch; under DDP every rank skips together."""
+        problem = self.guard.batch_problem(batch.images, batch.ids)
+        if self.runtime.distributed:
+            flags = mean_over_ranks({"bad": float(problem is not None)}, self.runtime)
+            if flags["bad"] > 0 and problem is None:
+                problem = "another rank's share of this batch is bad"
+        return problem
+
+    def _skip(self, problem: str) -> None:
+        """Leave the weights as they are (or stop, as the recipe says) and count it."""
+        self.guard.handle(self.state.step, problem, self.run_dir / "checkpoints" / "last")
+        self.state.skipped_steps += 1
+        self._zero_grad()
 
     def _adversary_step(self, objective: Objective, namespace: dict[str, Any]) -> dict[str, float]:
         """Step the adversary groups on their terms' loss over the detached inputs."""

@@ -24,7 +24,7 @@ def _epoch(workers: int, start_batch: int = 0) -> list[torch.Tensor]:
     config = parse_config({**RAW, "data": {**RAW["data"], "num_workers": workers}})
     split = load_splits(config.data)["train"]
     transform = build_transform(split.images.kind, config.data, train=True)
-    loader = make_train_loader(split, config.data, transform, "cross_modal", seed=3, epoch=1,
+    loader = make_train_loader(split, config.data, transform, True, seed=3, epoch=1,
                                start_batch=start_batch)  # fmt: skip
     return [batch.images for batch in loader]
 
