@@ -29,7 +29,7 @@ from typing import Annotated, Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import ConfigDict, Field, StringConstraints, create_model
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from retrievalkit.errors import UserError
@@ -39,13 +39,23 @@ from retrievalkit.serve.runner import RUNNERS, TextSearcher
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROUTES = {"/search", "/limits", "/health", "/metrics", "/metrics.json", "/"}
-NON_BLANK = r"\S"  # some non-space character (pydantic patterns search, not match)
+
+
+def _some_text(text: str) -> str:
+    """A query must hold some text, not only spaces."""
+    if not text.strip():
+        raise ValueError("expected some text, not only spaces")
+    return text
+
+
 Mode = Literal["fused", "image"]
 
 
 def _batch_request_model(max_k: int, default_k: int, max_queries: int, max_chars: int) -> Any:
     """The POST /search body model with this app's bounds."""
-    text = Annotated[str, StringConstraints(min_length=1, max_length=max_chars, pattern=NON_BLANK)]
+    text = Annotated[
+        str, StringConstraints(min_length=1, max_length=max_chars), AfterValidator(_some_text)
+    ]
     return create_model(
         "BatchRequest",
         __config__=ConfigDict(extra="forbid"),
@@ -122,10 +132,15 @@ def create_app(
 
     @app.get("/search")
     def search(
-        q: str = Query(
-            ..., min_length=1, max_length=max_query_chars, pattern=NON_BLANK,
-            description=f"text query, 1..{max_query_chars} characters",
-        ),
+        q: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=max_query_chars,
+                description=f"text query, 1..{max_query_chars} characters",
+            ),
+            AfterValidator(_some_text),
+        ],
         k: int = Query(default_k, ge=1, le=max_k, description=f"number of hits, 1..{max_k}"),
         mode: Annotated[Mode, Query(description="fused: image + captions; image: only")] = "fused",
     ) -> Any:  # fmt: skip
