@@ -10,6 +10,8 @@ BIN := $(VENV)/bin
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= vision,text,index,serve,export,dev
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
+# the browser of the page's end-to-end test (Playwright drives it; no browser download)
+DEBIAN_TOOLS := chromium
 STAMP := $(VENV)/.installed
 
 .PHONY: install data-packages demo test lint format bench clean
@@ -24,9 +26,9 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 data-packages:
-	@missing=""; for p in $(DEBIAN_DATA); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	@missing=""; for p in $(DEBIAN_DATA) $(DEBIAN_TOOLS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
-	  echo "installing Debian data packages:$$missing"; \
+	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 

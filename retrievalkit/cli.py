@@ -3,6 +3,11 @@
 Each module in ``COMMAND_MODULES`` has ``register(subparsers)`` which adds its
 parser and sets ``func`` (called with the parsed namespace, returns an exit code).
 Modules are imported lazily per command so ``retrievalkit --help`` stays fast.
+
+Errors: a :class:`~retrievalkit.errors.UserError` (bad recipe, data, checkpoint,
+index, option) prints ``error: <message>`` on one line and exits with code 2;
+any other exception is a bug and keeps its traceback. ``--debug`` shows the
+traceback of every error.
 """
 
 from __future__ import annotations
@@ -11,6 +16,8 @@ import argparse
 import importlib
 import logging
 import sys
+
+from retrievalkit.errors import USER_ERROR_EXIT, UserError, one_line
 
 COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.train",
@@ -31,6 +38,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="retrievalkit", description="Train, evaluate and serve retrieval embeddings."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    parser.add_argument(
+        "--debug", action="store_true", help="show the traceback of every error (bad input too)"
+    )
     subparsers = parser.add_subparsers(dest="command", required=True)
     for module_name in COMMAND_MODULES:
         importlib.import_module(module_name).register(subparsers)
@@ -43,7 +53,13 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except UserError as err:
+        if args.debug:
+            raise
+        print(f"error: {one_line(err)}", file=sys.stderr)
+        return USER_ERROR_EXIT
 
 
 if __name__ == "__main__":

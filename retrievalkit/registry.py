@@ -7,8 +7,11 @@ unknown name lists the known ones.
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
+
+from retrievalkit.errors import OptionsError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -39,11 +42,21 @@ class Registry(Generic[T]):
             return self._factories[name]
         except KeyError:
             known = ", ".join(sorted(self._factories)) or "(none)"
-            raise KeyError(f"unknown {self.kind} {name!r}; known: {known}") from None
+            raise UnknownNameError(f"unknown {self.kind} {name!r}; known: {known}") from None
 
     def build(self, name: str, **kwargs: Any) -> T:
-        """Build ``name`` with keyword arguments; a wrong argument names the factory."""
+        """Build ``name`` with keyword arguments; a wrong argument names the factory.
+
+        Options the factory does not take are an :class:`OptionsError` (bad input);
+        a ``TypeError`` from inside a factory that accepted them stays a bug.
+        """
         factory = self.get(name)
+        try:
+            inspect.signature(factory).bind(**kwargs)
+        except TypeError as err:
+            raise OptionsError(f"cannot build {self.kind} {name!r} with {kwargs}: {err}") from None
+        except ValueError:  # no signature to check (a builtin): let the call decide
+            pass
         try:
             return factory(**kwargs)
         except TypeError as err:

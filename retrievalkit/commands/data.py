@@ -11,6 +11,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retrievalkit.errors import InputError
+
 
 def parse_options(items: list[str]) -> dict[str, Any]:
     """``["size=128", "skin_tones=true"]`` -> ``{"size": 128, "skin_tones": True}``."""
@@ -20,7 +22,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise SystemExit(f"-o {item!r}: expected key=value")
+            raise InputError(f"-o {item!r}: expected key=value")
         options[key.strip()] = yaml.safe_load(value) if value else ""
     return options
 
@@ -55,16 +57,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _load(args: argparse.Namespace) -> dict[str, Any]:
-    """The dataset's splits; bad data or options end the command with a one-line message."""
-    from retrievalkit.data import DataError, load_dataset
+    """The dataset's splits; bad data or options are a UserError (one line from the CLI)."""
+    from retrievalkit.data import load_dataset
 
-    try:
-        return load_dataset(args.name, **parse_options(args.options))
-    except (DataError, KeyError, TypeError) as err:
-        message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
-        if not isinstance(err, DataError) and not message.startswith(("cannot build", "unknown")):
-            raise  # a bug, not bad data or a bad option: keep the traceback
-        raise SystemExit(f"retrievalkit data {args.data_command} {args.name}: {message}") from None
+    return load_dataset(args.name, **parse_options(args.options))
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -84,7 +80,7 @@ def run_show(args: argparse.Namespace) -> int:
 
     splits = _load(args)
     if args.split not in splits:
-        raise SystemExit(
+        raise InputError(
             f"dataset {args.name!r} has no split {args.split!r}; it has {sorted(splits)}"
         )
     shown = save_grid(splits[args.split], args.out, n=args.n, seed=args.seed)

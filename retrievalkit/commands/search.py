@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from retrievalkit.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -37,12 +38,31 @@ def _print_hits(query: str, hits: list, as_json: bool) -> None:
         print(f"  {hit.rank:>3}. {hit.score:.3f}  {hit.key}{caption}")
 
 
+def _read_queries(path: Path) -> list[str]:
+    """The non-empty lines of a UTF-8 query file; an unusable file is an InputError."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except OSError as err:
+        raise InputError(f"{path}: cannot read queries ({err.strerror or err})") from None
+    except UnicodeDecodeError as err:
+        raise InputError(
+            f"{path}: not UTF-8 text ({err.reason} at byte {err.start}); "
+            "expected one text query per line"
+        ) from None
+    queries = [line.strip() for line in lines if line.strip()]
+    if not queries:
+        raise InputError(f"{path}: no queries (one per line expected)")
+    return queries
+
+
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.pipeline.search_engine import SearchEngine
 
     if not 1 <= args.k <= 1000:
-        print(f"-k must be between 1 and 1000, got {args.k}", file=sys.stderr)
-        return 2
+        raise InputError(f"-k must be between 1 and 1000, got {args.k}")
+    if args.text is not None and not args.text.strip():
+        raise InputError("--text: empty query (expected some text)")
+    queries = _read_queries(args.queries) if args.queries is not None else None
     engine = SearchEngine(args.index, device=args.device)
     if args.image is not None:
         hits = engine.search_image([args.image], args.k, target=args.to)[0]
@@ -58,15 +78,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             _print_hits(args.text, hits, False)
         return 0
-    try:
-        lines = args.queries.read_text(encoding="utf-8").splitlines()
-    except OSError as err:
-        print(f"{args.queries}: cannot read queries ({err})", file=sys.stderr)
-        return 2
-    queries = [line.strip() for line in lines if line.strip()]
-    if not queries:
-        print(f"{args.queries}: no queries (one per line expected)", file=sys.stderr)
-        return 2
+    assert queries is not None  # the three options are a required exclusive group
     for query, hits in zip(queries, engine.search_text(queries, args.k), strict=True):
         _print_hits(query, hits, args.json)
     return 0

@@ -12,13 +12,15 @@ import logging
 from pathlib import Path
 from typing import Literal
 
+from retrievalkit.errors import UserError
+
 log = logging.getLogger(__name__)
 
 OnError = Literal["raise", "skip"]
 ON_ERROR_CHOICES = ("raise", "skip")
 
 
-class DataError(ValueError):
+class DataError(UserError, ValueError):
     """Bad input data. ``str(err)`` reads ``<file>[:<line or item>]: <problem>; expected <what>``."""
 
     def __init__(

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from torch import Tensor
 
+from retrievalkit.errors import UserError
+
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
 VECTORS = "vectors.npy"
@@ -27,7 +29,7 @@ ITEMS = "items.jsonl"
 MANIFEST_FIELDS = ("backend", "dim", "count")
 
 
-class IndexError_(ValueError):
+class IndexError_(UserError, ValueError):
     """A bad index directory or a bad call (wrong dim, k < 1)."""
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import torch
 
+from retrievalkit.errors import UnknownNameError
 from retrievalkit.run.config import ConfigError, DataConfig, ModelConfig, RunConfig
 
 log = logging.getLogger(__name__)
@@ -23,7 +24,9 @@ def load_splits(data: DataConfig) -> dict[str, Any]:
 
 def require_split(splits: dict[str, Any], name: str, dataset: str) -> Any:
     if name not in splits:
-        raise KeyError(f"dataset {dataset!r} has no split {name!r}; it has {sorted(splits)}")
+        raise UnknownNameError(
+            f"dataset {dataset!r} has no split {name!r}; it has {sorted(splits)}"
+        )
     return splits[name]
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from retrievalkit.pipeline.build import build_model, load_vocab
-from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint
+from retrievalkit.run.checkpoint import VOCAB_FILE, CheckpointError, load_checkpoint
 from retrievalkit.run.config import RunConfig, parse_config
 
 
@@ -32,7 +32,7 @@ def load_model(path: str | Path, device: str | torch.device = "cpu") -> LoadedMo
     model = build_model(config, vocab)
     missing, unexpected = model.load_state_dict(content.prefixed("model"), strict=False)
     if missing or unexpected:
-        raise RuntimeError(
+        raise CheckpointError(
             f"{content.path}: weights do not fit the recipe's model "
             f"(missing {missing[:5]}, unexpected {unexpected[:5]})"
         )

@@ -15,6 +15,7 @@ image->image and image->text queries; the CLI and the HTTP service both use it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 from collections.abc import Sequence
@@ -25,10 +26,17 @@ from typing import Any
 import torch
 from PIL import Image
 
+from retrievalkit.errors import InputError, MissingFileError
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
 from retrievalkit.pipeline.load import LoadedModel, load_model
-from retrievalkit.run.checkpoint import CONFIG_FILE, MODEL_FILE, STATE_FILE, VOCAB_FILE
+from retrievalkit.run.checkpoint import (
+    CHECKSUM_FILE,
+    CONFIG_FILE,
+    MODEL_FILE,
+    STATE_FILE,
+    VOCAB_FILE,
+)
 
 MANIFEST = "retrieval.json"
 
@@ -47,9 +55,17 @@ class SearchHit:
         return {k: v for k, v in asdict(self).items() if v is not None}
 
 
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
 def _copy_model(checkpoint_dir: Path, out: Path) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE, VOCAB_FILE):
+    for name in (MODEL_FILE, CONFIG_FILE, STATE_FILE, VOCAB_FILE, CHECKSUM_FILE):
         if (checkpoint_dir / name).exists():
             shutil.copyfile(checkpoint_dir / name, out / name)
 
@@ -62,7 +78,7 @@ def _new_index(backend: str, dim: int) -> Any:
     if backend.startswith("faiss"):
         kind = backend.partition("-")[2] or "flat"
         return FaissIndex(dim, kind=kind)
-    raise ValueError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
+    raise InputError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
 
 
 def _unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
@@ -146,6 +162,7 @@ def build_index_dir(
         "backend": backend,
         "splits": list(split_names),
         "num_images": len(keys),
+        "model_sha256": _file_sha256(out / "model" / MODEL_FILE),
     }
     if model.has_text:
         captions = [c for split in splits for c in split.captions]
@@ -168,18 +185,39 @@ class SearchEngine:
         self.directory = Path(directory)
         manifest_path = self.directory / MANIFEST
         if not manifest_path.exists():
-            raise FileNotFoundError(
+            raise MissingFileError(
                 f"{self.directory}: not an index directory (no {MANIFEST}); "
                 "make one with `retrievalkit index build RUN --out DIR`"
             )
-        self.manifest = json.loads(manifest_path.read_text())
+        try:
+            self.manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as err:
+            raise InputError(f"{manifest_path}: unreadable ({err})") from None
         self.loaded: LoadedModel = load_model(self.directory / "model", device)
         self.images = load_index(self.directory / "images")
         self.captions = None
         if (self.directory / "captions").exists():
             self.captions = load_index(self.directory / "captions")
+        self._check_same_model()
         self.transform = build_transform("image", self.loaded.config.data, train=False)
         self._image_metadata = dict(zip(self.images.keys, self.images.metadata, strict=True))
+
+    def _check_same_model(self) -> None:
+        """The indexes hold this model's embeddings (same file, same dimension)."""
+        model_file = self.directory / "model" / MODEL_FILE
+        recorded = self.manifest.get("model_sha256")  # indexes built before have none
+        if recorded is not None and recorded != _file_sha256(model_file):
+            raise InputError(
+                f"{model_file}: not the model this index was built with (sha256 differs from "
+                f"{MANIFEST}); rebuild it with `retrievalkit index build`"
+            )
+        dim = self.loaded.config.model.embed_dim
+        for name, index in (("images", self.images), ("captions", self.captions)):
+            if index is not None and index.dim != dim:
+                raise InputError(
+                    f"{self.directory / name}: embeddings of dimension {index.dim}, but the "
+                    f"model embeds in {dim}; the index comes from another model"
+                )
 
     @property
     def model(self) -> torch.nn.Module:
@@ -227,9 +265,12 @@ class SearchEngine:
         shows the sweep; 0.3-0.5 differ by at most 2 of 105 literal queries).
         """
         if not self.model.has_text:
-            raise ValueError("this index was built from a metric-learning model: no text queries")
+            raise InputError("this index was built from a metric-learning model: no text queries")
         if mode not in ("fused", "image"):
-            raise ValueError(f"mode must be 'fused' or 'image', got {mode!r}")
+            raise InputError(f"mode must be 'fused' or 'image', got {mode!r}")
+        for position, query in enumerate(queries):
+            if not query.strip():
+                raise InputError(f"query {position}: empty (expected some text)")
         emb = embed_captions(self.model.encode_text, list(queries))
         if mode == "image" or self.captions is None:
             result = self.images.search(emb, k)
@@ -267,14 +308,14 @@ class SearchEngine:
         """Image -> image (``target="images"``) or image -> text (``"captions"``)."""
         index = self.images if target == "images" else self.captions
         if index is None:
-            raise ValueError("this index has no captions: image -> text is not available")
+            raise InputError("this index has no captions: image -> text is not available")
         tensors = []
         for path in paths:
             try:
                 with Image.open(path) as image:
                     tensors.append(self.transform(image.convert("RGB")))
             except (OSError, ValueError) as err:
-                raise ValueError(f"{path}: not a readable image ({err})") from err
+                raise InputError(f"{path}: not a readable image ({err})") from err
         model = self.model
         emb = model.encode_image(torch.stack(tensors).to(model_device(model))).float().cpu()
         result = index.search(emb, k)

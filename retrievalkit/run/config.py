@@ -17,8 +17,10 @@ from typing import Any, Literal
 
 import yaml
 
+from retrievalkit.errors import UserError
 
-class ConfigError(ValueError):
+
+class ConfigError(UserError, ValueError):
     """A recipe is malformed: the message names the file and the key path."""
 
 
@@ -128,6 +130,10 @@ class OptimConfig:
     grad_clip: float | None = 2.0
     warmup_steps: int = 0
     grad_cache_chunk: int | None = None  # encode in chunks of this many rows (grad_cache.py)
+    # a batch with NaN/Inf or no rows, a non-finite loss or one above max_loss:
+    # "skip" the step (logged, counted) or "stop" the run (train/guard.py)
+    nonfinite: Literal["skip", "stop"] = "skip"
+    max_loss: float | None = None
     groups: tuple[ParamGroupConfig, ...] = ()
 
 
@@ -311,14 +317,19 @@ def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConf
     """Read a YAML recipe (a path or a shipped recipe's name), apply ``--set``
     overrides, validate, return it."""
     from retrievalkit.run.recipes import resolve_recipe
+    from retrievalkit.run.strict_yaml import YAMLInputError, load_yaml
 
     path = resolve_recipe(path)
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = load_yaml(path.read_text(encoding="utf-8"), path)
     except FileNotFoundError:
         raise ConfigError(f"recipe {path} does not exist") from None
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{path}: not valid YAML: {err}") from None
+    except OSError as err:  # a directory, no permission
+        raise ConfigError(f"{path}: cannot read the recipe ({err.strerror})") from None
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text ({err.reason} at byte {err.start})") from None
+    except YAMLInputError as err:
+        raise ConfigError(str(err)) from None
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if "name" not in raw:

@@ -4,80 +4,79 @@ Endpoints (JSON unless stated):
 
 - ``GET /search?q=TEXT&k=10&mode=fused`` -> ``{"query", "hits": [{rank, score, key, caption}]}``
 - ``POST /search`` with ``{"queries": [...], "k": 10, "mode": "fused"}`` ->
-  ``{"results": [{"query", "hits"}]}``: all queries encoded in one model pass
-  (at most ``max_queries`` per request).
+  ``{"results": [{"query", "hits"}]}``: all queries encoded in one model pass.
+- ``GET /limits`` -> ``{"max_k", "default_k", "max_queries", "max_query_chars",
+  "max_body_bytes", "max_url_bytes"}`` (the page reads its bounds here).
 - ``GET /health`` -> ``{"status": "ok", "items", "task"}``.
-- ``GET /metrics`` -> request, query and error counts and latency (mean, p50,
-  p95 over the last 1,000 requests), kept on the app (no global state).
+- ``GET /metrics`` -> Prometheus text (see :mod:`retrievalkit.serve.metrics`);
+  ``GET /metrics.json`` -> counts and recent ``/search`` latency percentiles.
 - ``GET /`` -> a search page (``static/index.html``).
 
-``k`` (default 10, or ``max_k`` if smaller) must be in ``1..max_k`` and a query must not be empty: anything else is a
-``422`` naming the field and what was expected. Model calls are serialized by a
-lock, so concurrent requests do not oversubscribe the CPU threads.
+Every request is checked before the model runs, by pydantic models and
+``Query`` constraints: a query is 1..``max_query_chars`` characters with some
+non-space text, ``k`` is in ``1..max_k``, a POST holds 1..``max_queries``
+queries and no unknown field. Bodies over ``max_body_bytes`` get ``413``, URLs
+over ``max_url_bytes`` ``414``. Every error, whatever its status, has one shape:
+``{"detail": [{"loc": [...], "msg": "...", "type": "..."}]}`` (the input is
+never echoed back). Model calls are serialized (:mod:`retrievalkit.serve.runner`).
 """
 
-from __future__ import annotations
-
-import statistics
-import threading
-import time
-from collections import deque
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Annotated, Any, Literal
 
-from fastapi import FastAPI, HTTPException, Query
-from fastapi.responses import HTMLResponse
-from pydantic import BaseModel, Field
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from retrievalkit.errors import UserError
+from retrievalkit.serve.limits import RequestLimits, error_body
+from retrievalkit.serve.metrics import PROMETHEUS_CONTENT_TYPE, MetricsMiddleware, ServiceMetrics
+from retrievalkit.serve.runner import RUNNERS, TextSearcher
 
 STATIC_DIR = Path(__file__).parent / "static"
+ROUTES = {"/search", "/limits", "/health", "/metrics", "/metrics.json", "/"}
 
 
-class TextSearcher(Protocol):
-    """What the service needs from :class:`~retrievalkit.pipeline.search_engine.SearchEngine`."""
-
-    def search_text(
-        self, queries: list[str], k: int = 10, mode: str = "fused"
-    ) -> list[list[Any]]: ...
-
-
-class BatchRequest(BaseModel):
-    queries: list[str] = Field(min_length=1)
-    k: int | None = None  # None: the app's default (10, or max_k if smaller)
-    mode: Literal["fused", "image"] = "fused"
+def _some_text(text: str) -> str:
+    """A query must hold some text, not only spaces."""
+    if not text.strip():
+        raise ValueError("expected some text, not only spaces")
+    return text
 
 
-class ServiceStats:
-    """Counts and recent latencies of one app instance."""
+Mode = Literal["fused", "image"]
 
-    def __init__(self, window: int = 1000) -> None:
-        self.requests = 0
-        self.queries = 0
-        self.errors = 0
-        self.latencies_ms: deque[float] = deque(maxlen=window)
-        self.lock = threading.Lock()
 
-    def record(self, num_queries: int, seconds: float) -> None:
-        with self.lock:
-            self.requests += 1
-            self.queries += num_queries
-            self.latencies_ms.append(seconds * 1000.0)
+def _batch_request_model(max_k: int, default_k: int, max_queries: int, max_chars: int) -> Any:
+    """The POST /search body model with this app's bounds."""
+    text = Annotated[
+        str, StringConstraints(min_length=1, max_length=max_chars), AfterValidator(_some_text)
+    ]
+    return create_model(
+        "BatchRequest",
+        __config__=ConfigDict(extra="forbid"),
+        queries=(list[text], Field(min_length=1, max_length=max_queries)),
+        k=(int, Field(default_k, ge=1, le=max_k)),
+        mode=(Mode, "fused"),
+    )
 
-    def snapshot(self) -> dict[str, Any]:
-        with self.lock:
-            latencies = sorted(self.latencies_ms)
-        latency: dict[str, float] = {}
-        if latencies:
-            latency = {
-                "mean": statistics.fmean(latencies),
-                "p50": latencies[len(latencies) // 2],
-                "p95": latencies[min(len(latencies) - 1, int(0.95 * len(latencies)))],
-            }
-        return {
-            "requests": self.requests,
-            "queries": self.queries,
-            "errors": self.errors,
-            "latency_ms": latency,
-        }
+
+def _install_error_shape(app: FastAPI) -> None:
+    """Validation errors and HTTP errors answer ``{"detail": [{loc, msg, type}]}``."""
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, err: RequestValidationError) -> JSONResponse:
+        detail = [{"loc": list(e["loc"]), "msg": e["msg"], "type": e["type"]} for e in err.errors()]
+        return JSONResponse({"detail": detail}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, err: StarletteHTTPException) -> JSONResponse:
+        body = error_body([], str(err.detail), f"http_{err.status_code}")
+        return JSONResponse(body, status_code=err.status_code, headers=err.headers)
 
 
 def create_app(
@@ -86,33 +85,46 @@ def create_app(
     max_queries: int = 64,
     items: int | None = None,
     task: str = "cross_modal",
+    max_query_chars: int = 1000,
+    max_body_bytes: int = 65536,
+    max_url_bytes: int = 8192,
+    model_access: Literal["lock", "batch"] = "lock",
 ) -> FastAPI:
-    """A FastAPI app serving ``engine`` (see the module docstring for the endpoints)."""
-    app = FastAPI(title="retrievalkit search", version="1")
+    """A FastAPI app serving ``engine`` (see the module docstring for the endpoints).
+
+    ``model_access``: ``"lock"`` runs one request's pass at a time, ``"batch"``
+    encodes the requests waiting for the model together (micro-batching).
+    """
+    metrics = ServiceMetrics(ROUTES)
+    if items is not None:
+        metrics.items.set(items)
+    runner = RUNNERS[model_access](engine, metrics)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        yield
+        runner.close()
+
+    app = FastAPI(title="retrievalkit search", version="1", lifespan=lifespan)
     default_k = min(10, max_k)
-    stats = ServiceStats()
-    model_lock = threading.Lock()
-    app.state.stats = stats
+    app.state.metrics = metrics
+    app.state.runner = runner
+    limits = {
+        "max_k": max_k,
+        "default_k": default_k,
+        "max_queries": max_queries,
+        "max_query_chars": max_query_chars,
+        "max_body_bytes": max_body_bytes,
+        "max_url_bytes": max_url_bytes,
+    }
+    batch_request = _batch_request_model(max_k, default_k, max_queries, max_query_chars)
+    _install_error_shape(app)
 
     def run_search(queries: list[str], k: int, mode: str) -> list[dict[str, Any]]:
-        for position, query in enumerate(queries):
-            if not query.strip():
-                raise HTTPException(422, f"queries[{position}]: empty query (expected some text)")
-        if not 1 <= k <= max_k:
-            raise HTTPException(422, f"k: expected an integer in 1..{max_k}, got {k}")
-        if len(queries) > max_queries:
-            raise HTTPException(
-                422, f"queries: at most {max_queries} per request, got {len(queries)}"
-            )
-        start = time.perf_counter()
         try:
-            with model_lock:
-                results = engine.search_text(queries, k, mode=mode)
-        except ValueError as err:  # e.g. a metric-learning index has no text tower
-            with stats.lock:
-                stats.errors += 1
-            raise HTTPException(400, str(err)) from err
-        stats.record(len(queries), time.perf_counter() - start)
+            results = runner.search(queries, k, mode)
+        except (UserError, ValueError) as err:  # e.g. a metric-learning index: no text tower
+            return JSONResponse(error_body([], str(err), "bad_request"), status_code=400)
         return [
             {"query": query, "hits": [hit.to_dict() for hit in hits]}
             for query, hits in zip(queries, results, strict=True)
@@ -120,29 +132,48 @@ def create_app(
 
     @app.get("/search")
     def search(
-        q: str = Query(..., description="text query"),
-        k: int = Query(default_k, description=f"number of hits, 1..{max_k}"),
-        mode: Literal["fused", "image"] = "fused",
-    ) -> dict[str, Any]:
-        return run_search([q], k, mode)[0]
+        q: Annotated[
+            str,
+            Query(
+                min_length=1,
+                max_length=max_query_chars,
+                description=f"text query, 1..{max_query_chars} characters",
+            ),
+            AfterValidator(_some_text),
+        ],
+        k: int = Query(default_k, ge=1, le=max_k, description=f"number of hits, 1..{max_k}"),
+        mode: Annotated[Mode, Query(description="fused: image + captions; image: only")] = "fused",
+    ) -> Any:  # fmt: skip
+        results = run_search([q], k, mode)
+        return results if isinstance(results, Response) else results[0]
 
     @app.post("/search")
-    def search_batch(request: BatchRequest) -> dict[str, Any]:
-        k = default_k if request.k is None else request.k
-        return {"results": run_search(request.queries, k, request.mode)}
+    def search_batch(request: batch_request) -> Any:  # type: ignore[valid-type]
+        results = run_search(request.queries, request.k, request.mode)
+        return results if isinstance(results, Response) else {"results": results}
+
+    @app.get("/limits")
+    def get_limits() -> dict[str, int]:
+        return limits
 
     @app.get("/health")
     def health() -> dict[str, Any]:
         return {"status": "ok", "items": items, "task": task}
 
     @app.get("/metrics")
-    def metrics() -> dict[str, Any]:
-        return stats.snapshot()
+    def prometheus_metrics() -> Response:
+        return Response(metrics.prometheus_text(), media_type=PROMETHEUS_CONTENT_TYPE)
+
+    @app.get("/metrics.json")
+    def json_metrics() -> dict[str, Any]:
+        return metrics.snapshot()
 
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
+    app.add_middleware(RequestLimits, max_body_bytes=max_body_bytes, max_url_bytes=max_url_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
     return app
 
 

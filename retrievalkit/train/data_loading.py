@@ -4,7 +4,10 @@ The batch order of an epoch is a pure function of ``(seed, epoch)``; a resumed
 run passes ``start_batch`` to skip the batches already trained. Under data-parallel
 training each rank iterates its share of every global batch (``RankShareSampler``). The DataLoader
 gets its own generator so it never draws from the global RNG (which the
-checkpoint restores).
+checkpoint restores). The random augmentation of each item is seeded by its
+place in the epoch (epoch, batch, position), not by whichever process or worker
+loads it, so a run resumed mid-epoch sees the same crops and flips whatever
+``num_workers`` is (SIGKILL test: ``tests/reliability/test_kill.py``).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Dataset
 
 from retrievalkit.run.config import DataConfig
 
@@ -58,6 +61,40 @@ def _collate_labelled(items: list[tuple[Any, ...]]) -> TrainBatch:
 
     batch = collate_labelled(items)
     return TrainBatch(images=batch.images, captions=None, ids=batch.labels)
+
+
+class _SeededItems(Dataset):
+    """``dataset[index]`` under ``torch.manual_seed(item_seed)``, for keys
+    ``(item_seed, index)``; the caller's RNG state is left as it was."""
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: tuple[int, int]) -> Any:
+        item_seed, index = key
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(item_seed)
+            return self.dataset[index]
+
+
+class _SeededBatches:
+    """Batches of ``sampler`` as ``(item_seed, index)`` keys, the seed a function of
+    ``(base, batch number in the epoch, position in the batch)``."""
+
+    def __init__(self, sampler: Any, base: int) -> None:
+        self.sampler = sampler
+        self.base = base
+
+    def __len__(self) -> int:
+        return len(self.sampler)
+
+    def __iter__(self) -> Any:
+        for number, batch in enumerate(self.sampler, start=self.sampler.start_batch):
+            first = (self.base * 1_000_003 + number) * 4096
+            yield [((first + position) % 2**63, index) for position, index in enumerate(batch)]
 
 
 def make_batch_sampler(split: Any, data: DataConfig, cross_modal: bool, seed: int) -> Any:
@@ -111,8 +148,8 @@ def make_train_loader(
         dataset, collate = LabelledImageDataset(split, transform), _collate_labelled
     generator = torch.Generator().manual_seed(seed * 100_003 + epoch + 1_000_000_007 * rank)
     return DataLoader(
-        dataset,
-        batch_sampler=sampler,
+        _SeededItems(dataset),
+        batch_sampler=_SeededBatches(sampler, seed * 100_003 + epoch),
         collate_fn=collate,
         num_workers=data.num_workers,
         generator=generator,

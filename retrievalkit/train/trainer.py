@@ -29,7 +29,14 @@ from retrievalkit.pipeline.build import (
     require_split,
 )
 from retrievalkit.pipeline.evaluate import evaluate
-from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
+from retrievalkit.run.checkpoint import (
+    VOCAB_FILE,
+    check_writable,
+    checkpoint_bytes,
+    load_checkpoint,
+    previous_dir,
+    save_checkpoint,
+)
 from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.backward import loss_backward
 from retrievalkit.train.data_loading import TrainBatch, make_train_loader
@@ -43,6 +50,7 @@ from retrievalkit.train.distributed import (
     sync_batchnorm,
     wrap_model,
 )
+from retrievalkit.train.guard import StepGuard
 from retrievalkit.train.monitor import CollapseMonitor
 from retrievalkit.train.objective import (
     Objective,
@@ -86,7 +94,7 @@ class Trainer:
         self.device = self.runtime.device
         self.is_main = self.runtime.is_main
         self.progress = progress and self.is_main
-        self.run_dir.mkdir(parents=True, exist_ok=True)
+        check_writable(self.run_dir)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
         self.splits = splits if splits is not None else load_splits(config.data)
@@ -130,6 +138,7 @@ class Trainer:
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
         self.monitor = CollapseMonitor()
+        self.guard = StepGuard(config.optim.nonfinite, config.optim.max_loss)
         if self.is_main:
             (self.run_dir / "config.yaml").write_text(
                 yaml.safe_dump(config_to_dict(config), sort_keys=False)
@@ -219,17 +228,18 @@ class Trainer:
         (the full batch's loss), and all ranks decide the skip from them together.
         """
         batch = batch.to(self.device)
+        problem = self._batch_problem(batch)
+        if problem is not None:
+            return self._skip(problem)
         chunk = self.config.optim.grad_cache_chunk
         with self._autocast():
             step = loss_backward(
                 self.model, self.forward_model, objective, batch.fields(), chunk, self.runtime
             )
-        namespace, parts, finite = step.namespace, step.parts, step.finite
-        if not finite:
-            self.state.skipped_steps += 1
-            log.warning("step %d: non-finite loss %s, step skipped", self.state.step, parts)
-            self._zero_grad()
-            return None
+        namespace, parts = step.namespace, step.parts
+        problem = self.guard.loss_problem(parts)  # not finite, or above max_loss (all ranks)
+        if problem is not None:
+            return self._skip(problem)
         # what DDP's hooks did not average: the losses' parameters, and the towers
         # of a gradient-cached step (called directly, not through the DDP wrapper)
         outside = trainable_loss_parameters(self.losses)
@@ -253,6 +263,21 @@ class Trainer:
             retrieval, parts, global_batch, objective.collapsed_values(global_batch)
         )
         return {**parts, **adversary_parts}
+
+    def _batch_problem(self, batch: TrainBatch) -> str | None:
+        """What is wrong with this rank's batch; under DDP every rank skips together."""
+        problem = self.guard.batch_problem(batch.images, batch.ids)
+        if self.runtime.distributed:
+            flags = mean_over_ranks({"bad": float(problem is not None)}, self.runtime)
+            if flags["bad"] > 0 and problem is None:
+                problem = "another rank's share of this batch is bad"
+        return problem
+
+    def _skip(self, problem: str) -> None:
+        """Leave the weights as they are (or stop, as the recipe says) and count it."""
+        self.guard.handle(self.state.step, problem, self.run_dir / "checkpoints" / "last")
+        self.state.skipped_steps += 1
+        self._zero_grad()
 
     def _adversary_step(self, objective: Objective, namespace: dict[str, Any]) -> dict[str, float]:
         """Step the adversary groups on their terms' loss over the detached inputs."""
@@ -360,9 +385,13 @@ class Trainer:
         self.run_log.log_epoch(record)
 
     # ------------------------------------------------------------- checkpoints
+    def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
+        return {"model": self.model.state_dict(), "loss": self.losses.state_dict()}
+
     def save(self, name: str) -> Path | None:
-        """Write checkpoint ``name``. Every rank calls it (their RNG states are
-        gathered into it); rank 0 writes. Returns its path on rank 0, else None."""
+        """Write checkpoint ``name`` ("last" keeps its previous version to fall back
+        on). Every rank calls it (their RNG states are gathered into it); rank 0
+        writes. Returns its path on rank 0, else None."""
         rng_states = gather_objects(capture_rng_state(), self.runtime)
         path = self._write(name, rng_states) if self.is_main else None
         barrier(self.runtime)  # nobody goes on (or resumes) before it is written
@@ -373,7 +402,8 @@ class Trainer:
         optimizers = {name: g.optimizer.state_dict() for name, g in self.groups.items()}
         return save_checkpoint(
             self.run_dir / "checkpoints" / name,
-            tensors={"model": self.model.state_dict(), "loss": self.losses.state_dict()},
+            keep_previous=name == "last",
+            tensors=self._tensors(),
             config=config_to_dict(self.config),
             trainer_state=self.state.to_dict(),
             optimizer_state={
@@ -418,10 +448,12 @@ class Trainer:
     def fit(self, resume: bool = False) -> TrainerState:
         """Train all stages; with ``resume`` continue from ``checkpoints/last``."""
         last = self.run_dir / "checkpoints" / "last"
-        if resume and (last.exists() or last.with_name("last.old").exists()):
+        # last, last.prev, a temporary copy and best: fail now, not after an epoch
+        check_writable(last.parent, need_bytes=4 * checkpoint_bytes(self._tensors()))
+        if resume and (last.exists() or previous_dir(last).exists()):
             self.restore(last)
         elif resume:
-            log.info("nothing to resume in %s: starting from scratch", self.run_dir)
+            log.warning("nothing to resume in %s: starting from scratch", self.run_dir)
         while self.state.epoch < self.config.total_epochs:
             epoch = self.state.epoch
             stage_index, stage, epoch_in_stage = self.stage_at(epoch)

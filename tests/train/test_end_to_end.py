@@ -120,7 +120,12 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     )
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["epochs"] == 3 and metrics["test"]["n_images"] == 8
-    assert metrics["test"]["protocol"] == "full" and 0 <= metrics["test"]["rsum"] <= 600
+    test = metrics["test"]
+    assert test["protocol"] == "full"
+    recalls = [test[f"{d}_r{k}"] for d in ("i2t", "t2i") for k in (1, 5, 10)]
+    assert test["rsum"] == pytest.approx(sum(recalls))
+    assert test["i2t_r1"] <= test["i2t_r5"] <= test["i2t_r10"]
+    assert test["t2i_r1"] <= test["t2i_r5"] <= test["t2i_r10"] == 100.0  # 8 images < 10
     for picture in ("curves.png", "retrieval_grid.png"):
         assert (run / picture).stat().st_size > 1000
     assert (run / "checkpoints/best/vocab.json").exists()
