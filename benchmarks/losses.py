@@ -1,12 +1,16 @@
-"""Loss speed and memory: retrievalkit vs pytorch-metric-learning vs the matmul floor.
+"""Loss speed and memory: retrievalkit vs a reference implementation vs the matmul floor.
 
 For each batch size B (D=512, 4 samples per class) and each loss, the forward +
-backward time is measured for ours, for PML's equivalent (same definition, see
-tests/losses/test_against_pml.py) and for the floor no similarity loss can beat:
-``(x @ x.T).sum().backward()``. Runs are interleaved (floor, ours, PML, floor,
-...) and the median of ``--reps`` is reported, as ratios. Peak memory is the
-increase of the process's peak RSS during one fwd+bwd, measured in a fresh
-subprocess per case (``--memory``).
+backward time is measured for ours, for the reference (PML's equivalent with the
+same definition, see tests/losses/test_against_pml.py; vsepp's ContrastiveLoss
+for VSE++/VSE0) and for the floor no loss can beat: the forward matmul plus the
+backward matmuls it needs (one for ``x x^T``, two for ``img txt^T``; see
+``retrievalkit.bench``), next to autograd's ``(x @ x.T).sum().backward()`` (three
+matmuls, labelled "autograd floor"). Runs are interleaved (floor, autograd floor,
+ours, reference, floor, ...) and the median of ``--reps`` is reported, as ratios,
+with the load average before and after. Peak memory is the increase of the
+process's peak RSS during one fwd+bwd, measured in a fresh subprocess per case
+(``--memory``; PML's Smooth-AP only up to B = 512, it needs B^3 memory).
 
     python benchmarks/losses.py                 # full table (B = 256, 1024, 4096)
     python benchmarks/losses.py --quick         # seconds: B = 128, 256, no memory
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -42,13 +47,11 @@ def peak_rss_mib(name: str, b: int, impl: str) -> float | None:
 
 def probe(name: str, b: int, impl: str) -> None:
     """Inside the subprocess: print the peak growth of one step (or ``null``)."""
-    x, y = bench.make_batch(b)
-    fn = bench.floor if impl == "floor" else (bench.ours if impl == "ours" else bench.pml)(name)
-    if fn is None:
+    step = bench.make_case(name, b).step(impl)
+    if step is None:
         print("null")
         return
-    x.requires_grad_()
-    print_peak_growth(lambda: fn(x, y).backward())
+    print_peak_growth(step)
 
 
 def main() -> None:
@@ -71,11 +74,13 @@ def main() -> None:
         f"# torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}"
     )
     print(f"# command: python benchmarks/losses.py {' '.join(sys.argv[1:])}")
+    print(f"# load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     print(table_header(args.memory))
     rows = []
     for row, line in benchmark_rows(sizes, names, reps, peak_rss_mib if args.memory else None):
         print(line, flush=True)
         rows.append(row)
+    print(f"# load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
     if args.json:
         with open(args.json, "w") as handle:
             json.dump(rows, handle, indent=2)

@@ -1,8 +1,14 @@
 """Smooth-AP speed and peak memory vs batch size (forward + backward, CPU).
 
 Compares, side by side and interleaved (medians over repeats):
-- ``ours``: ``retrievalkit.losses.SmoothAPLoss`` from embeddings ``[B, D]``;
-- ``floor``: the similarity matmul alone, ``(x @ x.T).sum()`` forward + backward;
+- ``ours``: ``retrievalkit.losses.SmoothAPLoss`` from embeddings ``[B, D]`` (the
+  default: the query is excluded from its own retrieval set);
+- ``ours_self``: the same with ``include_self=True``, the variant of the original
+  code and of PML (the query counts as its own positive): the one timed against PML;
+- ``floor``: the least any loss on ``S = x x^T`` does, the forward matmul and one
+  backward matmul (``retrievalkit.bench.GramFloor``);
+- ``autograd``: autograd's ``(x @ x.T).sum()`` forward + backward (three matmuls;
+  the floor used before, kept as a labelled column);
 - ``pml``: ``pytorch_metric_learning.losses.SmoothAPLoss`` (B^3 memory, so only
   for ``B <= --pml-max``).
 
@@ -27,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from peak_memory import median_probe, print_peak_growth
 
-METHODS = ("ours", "floor", "pml")
+METHODS = ("ours", "ours_self", "floor", "autograd", "pml")
 
 
 def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
@@ -40,14 +46,20 @@ def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torc
 def make_step(method: str, emb: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
     """One forward + backward of ``method`` from a fresh leaf copy of ``emb``."""
     if method == "floor":
+        from retrievalkit.bench import GramFloor
+
+        def loss_fn(x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
+            return GramFloor.apply(x)
+
+    elif method == "autograd":
 
         def loss_fn(x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
             return (x @ x.T).sum()
 
-    elif method == "ours":
+    elif method in ("ours", "ours_self"):
         from retrievalkit.losses import SmoothAPLoss
 
-        loss_fn = SmoothAPLoss(temperature=0.01)
+        loss_fn = SmoothAPLoss(temperature=0.01, include_self=method == "ours_self")
     elif method == "pml":
         from pytorch_metric_learning.losses import SmoothAPLoss as PMLSmoothAPLoss
 
@@ -104,10 +116,14 @@ def table_row(batch: int, times: dict[str, list[float]], mem: dict[str, float]) 
     cells = [
         str(batch),
         f"{med['ours']:.1f}",
+        f"{med['ours_self']:.1f}",
         f"{med['floor']:.1f}",
-        f"{med['ours'] / med['floor']:.2f}",
+        f"**{med['ours'] / med['floor']:.2f}**",
+        f"{med['ours_self'] / med['floor']:.2f}",
         "-" if pml is None else f"{pml:.0f}",
-        "-" if pml is None else f"{pml / med['ours']:.0f}",
+        "-" if pml is None else f"{pml / med['ours_self']:.0f}",
+        f"{med['autograd']:.1f}",
+        f"{med['ours'] / med['autograd']:.2f}",
         f"{mem['ours']:.0f}",
         f"{mem['floor']:.0f}",
         "-" if "pml" not in mem else f"{mem['pml']:.0f}",
@@ -116,9 +132,10 @@ def table_row(batch: int, times: dict[str, list[float]], mem: dict[str, float]) 
 
 
 HEADER = (
-    "| B | ours ms | floor ms | ours / floor | PML ms | PML / ours "
+    "| B | ours ms | ours include_self ms | floor ms | **ours / floor** | include_self / floor "
+    "| PML ms | PML / ours include_self | autograd floor ms | ours / autograd floor "
     "| ours peak MiB | floor peak MiB | PML peak MiB |\n"
-    "|---|---|---|---|---|---|---|---|---|"
+    "|---|---|---|---|---|---|---|---|---|---|---|---|---|"
 )
 
 
@@ -140,17 +157,20 @@ def main(argv: list[str] | None = None) -> None:
         memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.dim)
         return
     print(f"torch {torch.__version__}, threads {args.threads}, D={args.dim}, 4 samples/class")
-    print(f"load average before: {os.getloadavg()[0]:.2f}\n")
+    print(f"command: python benchmarks/smooth_ap_scaling.py {' '.join(sys.argv[1:])}")
+    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
     print(HEADER)
     for batch in args.sizes:
-        methods = ["ours", "floor"]
+        methods = ["ours", "ours_self", "floor", "autograd"]
         times = time_methods(batch, args.dim, methods, args.repeats, args.min_seconds)
         if batch <= args.pml_max:
-            pml = time_methods(batch, args.dim, ["pml", "ours", "floor"], args.pml_repeats)
+            pml = time_methods(batch, args.dim, ["pml", *methods], args.pml_repeats)
             times = {m: times.get(m, []) + pml[m] for m in pml}
-        mem = {m: peak_memory_mb(m, batch, args.dim, args.threads) for m in times}
+        mem = {m: peak_memory_mb(m, batch, args.dim, args.threads) for m in ("ours", "floor")}
+        if batch <= args.pml_max:
+            mem["pml"] = peak_memory_mb("pml", batch, args.dim, args.threads)
         print(table_row(batch, times, mem), flush=True)
-    print(f"\nload average after: {os.getloadavg()[0]:.2f}")
+    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

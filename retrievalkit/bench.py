@@ -1,9 +1,21 @@
-"""Loss speed: retrievalkit's losses against the similarity-matmul floor and, when
-installed, pytorch-metric-learning (PML) configured to the same definitions.
+"""Loss speed: retrievalkit's losses against the matmul floor and a reference
+implementation (pytorch-metric-learning (PML) configured to the same definitions
+for the metric losses, vsepp's own ``ContrastiveLoss`` for VSE++/VSE0).
+
+The floor is the least work any loss on the similarity matrix must do:
+- metric losses, ``S = x x^T`` ``[B, B]``: the forward matmul and ONE backward
+  matmul, ``dL/dx = (G + G^T) x`` (:class:`GramFloor`);
+- cross-modal losses, ``S = img txt^T``: the forward matmul and the two backward
+  matmuls ``G txt`` and ``G^T img`` (:class:`CrossFloor`).
+The floors are not losses: they time exactly those matmuls (with ``S`` standing in
+for the symmetric ``G + G^T``, resp. ``G``) and nothing else. The older floor,
+autograd's ``(x @ x.T).sum().backward()``, runs three matmuls for ``x x^T`` (one
+forward, one per operand backward); it is kept as a labelled extra column
+("autograd floor"). For ``img txt^T`` autograd also runs three, which are all needed.
 
 Used by ``retrievalkit bench`` and by ``benchmarks/losses.py`` (which adds peak
 memory and the full sizes; results in BENCHMARKS.md). Runs are interleaved
-(floor, ours, PML, floor, ...) and medians reported.
+(floor, autograd floor, ours, reference, floor, ...) and medians reported.
 """
 
 from __future__ import annotations
@@ -11,12 +23,15 @@ from __future__ import annotations
 import statistics
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
+from torch.autograd.function import once_differentiable
 
-LOSS_NAMES = (
+METRIC_LOSSES = (
     "multi_similarity",
     "contrastive",
     "triplet_batch_hard",
@@ -25,17 +40,86 @@ LOSS_NAMES = (
     "binomial",
     "smooth_ap",
 )
+CROSS_MODAL_LOSSES = ("vse_mh", "vse_sh")
+LOSS_NAMES = METRIC_LOSSES + CROSS_MODAL_LOSSES
+IMPLS = ("floor", "autograd_floor", "ours", "ref")
 
 D = 512
 PER_CLASS = 4
-PML_SMOOTH_AP_MAX_B = 512  # PML builds B x B x B tensors
+PML_SMOOTH_AP_MAX_B = 512  # PML builds B x B x B tensors (2.7 GiB at B = 512)
 
 
-def make_batch(b: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+class GramFloor(torch.autograd.Function):
+    """``x [B, D]``: forward ``S = x @ x.T``, backward ``S @ x`` (S stands in for the
+    symmetric ``G + G^T``): exactly the two matmuls of any loss on ``x x^T``.
+    Returns a scalar zero connected to ``x``; the "gradient" is for timing only."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
+        s = x @ x.T
+        ctx.save_for_backward(x, s)
+        return x.new_zeros(())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> Tensor:  # type: ignore[override]
+        x, s = ctx.saved_tensors
+        return torch.mm(s, x).mul_(grad)
+
+
+class CrossFloor(torch.autograd.Function):
+    """``img [B, D], txt [M, D]``: forward ``S = img @ txt.T``, backward ``S @ txt`` and
+    ``S.T @ img``: the three matmuls of any loss on ``img txt^T`` (timing only)."""
+
+    @staticmethod
+    def forward(ctx: Any, img: Tensor, txt: Tensor) -> Tensor:  # type: ignore[override]
+        s = img @ txt.T
+        ctx.save_for_backward(img, txt, s)
+        return img.new_zeros(())
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad: Tensor) -> tuple[Tensor, Tensor]:  # type: ignore[override]
+        img, txt, s = ctx.saved_tensors
+        return torch.mm(s, txt).mul_(grad), torch.mm(s.T, img).mul_(grad)
+
+
+@dataclass(frozen=True)
+class Case:
+    """One (loss, B): the differentiated ``inputs`` (fresh leaf copies per step), the
+    non-differentiated ``extra`` arguments, and a callable per implementation
+    (``None`` where there is none)."""
+
+    inputs: tuple[Tensor, ...]
+    extra: tuple[Any, ...]
+    impls: dict[str, Callable | None]
+
+    def step(self, impl: str) -> Callable[[], None] | None:
+        """One forward + backward of ``impl`` (None when it does not exist)."""
+        fn = self.impls[impl]
+        if fn is None:
+            return None
+
+        def run() -> None:
+            leaves = [t.clone().requires_grad_() for t in self.inputs]
+            fn(*leaves, *self.extra).backward()
+
+        return run
+
+
+def make_batch(b: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Unit ``x [B, D]`` and labels ``[B]`` with ``PER_CLASS`` samples per class."""
     g = torch.Generator().manual_seed(seed)
     x = F.normalize(torch.randn(b, D, generator=g), dim=1)
-    labels = torch.arange(b) // PER_CLASS
-    return x, labels
+    return x, torch.arange(b) // PER_CLASS
+
+
+def make_pairs(b: int, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """Unit ``img [B, D]`` and matched ``txt [B, D]`` (image + noise, renormalized)."""
+    g = torch.Generator().manual_seed(seed)
+    img = F.normalize(torch.randn(b, D, generator=g), dim=1)
+    txt = F.normalize(img + 0.5 * F.normalize(torch.randn(b, D, generator=g), dim=1), dim=1)
+    return img, txt
 
 
 def ours(name: str) -> Callable:
@@ -48,10 +132,24 @@ def ours(name: str) -> Callable:
         "lifted_generalized": lambda: L.GeneralizedLiftedStructureLoss(1.0),
         "lifted": lambda: L.LiftedStructureLoss(1.0),
         "binomial": lambda: L.BinomialDevianceLoss(),
+        # PML's variant: the query counts as its own positive (see smooth_ap.py)
         "smooth_ap": lambda: L.SmoothAPLoss(0.01, include_self=True),
+        "vse_mh": lambda: L.VSELoss(0.2, max_violation=True),
+        "vse_sh": lambda: L.VSELoss(0.2, max_violation=False),
     }
-    loss = table[name]()
-    return lambda x, y: loss(x, y)
+    return table[name]()
+
+
+def reference(name: str, b: int) -> Callable | None:
+    """The same loss in the library users run today (None when there is none here)."""
+    if name in CROSS_MODAL_LOSSES:
+        from retrievalkit.losses.vsepp_reference import vsepp_contrastive
+
+        max_violation = name == "vse_mh"
+        return lambda img, txt: vsepp_contrastive(img, txt, 0.2, max_violation)
+    if name == "smooth_ap" and b > PML_SMOOTH_AP_MAX_B:
+        return None
+    return pml(name)
 
 
 def pml(name: str) -> Callable | None:
@@ -83,32 +181,42 @@ def pml(name: str) -> Callable | None:
     return None  # no PML loss with the same definition (lifted original, binomial)
 
 
-def floor(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    return (x @ x.T).sum()
+def make_case(name: str, b: int) -> Case:
+    """Inputs and implementations of loss ``name`` at batch size ``b``."""
+    if name in CROSS_MODAL_LOSSES:
+        impls = {
+            "floor": CrossFloor.apply,
+            "autograd_floor": lambda img, txt: (img @ txt.T).sum(),
+        }
+        inputs, extra = make_pairs(b), ()
+    else:
+        impls = {
+            "floor": lambda x, _: GramFloor.apply(x),
+            "autograd_floor": lambda x, _: (x @ x.T).sum(),
+        }
+        x, labels = make_batch(b)
+        inputs, extra = (x,), (labels,)
+        if name not in METRIC_LOSSES:
+            raise ValueError(f"unknown loss {name!r}; expected one of {LOSS_NAMES}")
+    impls.update(ours=ours(name), ref=reference(name, b))
+    return Case(inputs, extra, impls)
 
 
-def fwd_bwd(fn: Callable, x: torch.Tensor, y: torch.Tensor) -> float:
-    x = x.clone().requires_grad_()
-    start = time.perf_counter()
-    fn(x, y).backward()
-    return time.perf_counter() - start
-
-
-def time_case(name: str, b: int, reps: int) -> dict:
-    x, y = make_batch(b)
-    ours_fn = ours(name)
-    pml_fn = pml(name)
-    if name == "smooth_ap" and b > PML_SMOOTH_AP_MAX_B:
-        pml_fn = None
-    for fn in (floor, ours_fn, pml_fn):  # warm-up
-        if fn is not None:
-            fwd_bwd(fn, x, y)
-    times: dict[str, list[float]] = {"floor": [], "ours": [], "pml": []}
+def time_case(name: str, b: int, reps: int) -> dict[str, float | None]:
+    """Median seconds of one forward + backward per implementation, interleaved."""
+    case = make_case(name, b)
+    steps = {impl: case.step(impl) for impl in IMPLS}
+    for step in steps.values():  # warm-up
+        if step is not None:
+            step()
+    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
     for _ in range(reps):
-        times["floor"].append(fwd_bwd(floor, x, y))
-        times["ours"].append(fwd_bwd(ours_fn, x, y))
-        if pml_fn is not None:
-            times["pml"].append(fwd_bwd(pml_fn, x, y))
+        for impl, step in steps.items():
+            if step is None:
+                continue
+            start = time.perf_counter()
+            step()
+            times[impl].append(time.perf_counter() - start)
     return {k: statistics.median(v) if v else None for k, v in times.items()}
 
 
@@ -123,10 +231,17 @@ def fmt(value: float | None, unit: str = "") -> str:
 
 def table_header(memory: bool = False) -> str:
     """The markdown header (and rule) of :func:`benchmark_rows`' lines."""
-    header = "| loss | B | floor (s) | ours (s) | PML (s) | ours / floor | PML / ours |"
+    header = (
+        "| loss | B | floor (s) | ours (s) | reference (s) | **ours / floor** | ref / ours "
+        "| autograd floor (s) | ours / autograd floor |"
+    )
     if memory:
-        header += " ours peak MiB | PML peak MiB | floor peak MiB |"
+        header += " ours peak MiB | ref peak MiB | floor peak MiB |"
     return header + "\n|" + "---|" * (header.count("|") - 1)
+
+
+def _ratio(num: float | None, den: float | None, digits: int) -> str:
+    return "-" if num is None or den is None else f"{num / den:.{digits}f}"
 
 
 def benchmark_rows(
@@ -142,13 +257,14 @@ def benchmark_rows(
         for name in names:
             t = time_case(name, b, reps)
             row: dict[str, Any] = {"loss": name, "B": b, **t}
-            pml_ratio = "-" if t["pml"] is None else f"{t['pml'] / t['ours']:.1f}"
             line = (
                 f"| {name} | {b} | {fmt(t['floor'], ' s')} | {fmt(t['ours'], ' s')} | "
-                f"{fmt(t['pml'], ' s')} | {t['ours'] / t['floor']:.2f} | {pml_ratio} |"
+                f"{fmt(t['ref'], ' s')} | **{_ratio(t['ours'], t['floor'], 2)}** | "
+                f"{_ratio(t['ref'], t['ours'], 1)} | {fmt(t['autograd_floor'], ' s')} | "
+                f"{_ratio(t['ours'], t['autograd_floor'], 2)} |"
             )
             if memory is not None:
-                mem = {impl: memory(name, b, impl) for impl in ("ours", "pml", "floor")}
+                mem = {impl: memory(name, b, impl) for impl in ("ours", "ref", "floor")}
                 row.update({f"{k}_peak_mib": v for k, v in mem.items()})
-                line += f" {fmt(mem['ours'])} | {fmt(mem['pml'])} | {fmt(mem['floor'])} |"
+                line += f" {fmt(mem['ours'])} | {fmt(mem['ref'])} | {fmt(mem['floor'])} |"
             yield row, line

@@ -26,3 +26,26 @@ def test_bad_arguments_and_cell_format(capsys):
     assert main(["bench", "--sizes", "1"]) == 2
     assert "--sizes must be >= 2" in capsys.readouterr().err
     assert fmt(None) == "-" and fmt(0.0123, " s") == "12.30 ms" and fmt(1.5, " s") == "1.500 s"
+
+
+def test_floors_run_exactly_the_needed_matmuls():
+    """The fair floors: ``x x^T`` forward + ONE backward matmul; ``img txt^T`` forward +
+    the two backward matmuls (S stands in for dL/dS; timing only)."""
+    import torch
+
+    from retrievalkit.bench import CrossFloor, GramFloor, make_case
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    GramFloor.apply(x).backward()
+    s = x.detach() @ x.detach().T
+    torch.testing.assert_close(x.grad, s @ x.detach())
+    img = torch.randn(6, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    txt = torch.randn(9, 5, generator=g, dtype=torch.float64, requires_grad=True)
+    CrossFloor.apply(img, txt).backward()
+    s = img.detach() @ txt.detach().T
+    torch.testing.assert_close(img.grad, s @ txt.detach())
+    torch.testing.assert_close(txt.grad, s.T @ img.detach())
+    case = make_case("vse_mh", 8)
+    assert all(case.step(impl) is not None for impl in ("floor", "autograd_floor", "ours", "ref"))
+    assert make_case("smooth_ap", 1024).step("ref") is None  # PML's B^3 memory: not run

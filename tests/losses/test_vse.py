@@ -5,23 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from retrievalkit.losses import VSELoss
-
-
-def vsepp_contrastive(im, s, margin, max_violation):
-    """fartashf/vsepp model.py ContrastiveLoss, rewritten without .cuda()."""
-    scores = im @ s.t()
-    diagonal = scores.diag().view(im.size(0), 1)
-    d1 = diagonal.expand_as(scores)
-    d2 = diagonal.t().expand_as(scores)
-    cost_s = (margin + scores - d1).clamp(min=0)
-    cost_im = (margin + scores - d2).clamp(min=0)
-    mask = torch.eye(scores.size(0)) > 0.5
-    cost_s = cost_s.masked_fill_(mask, 0)
-    cost_im = cost_im.masked_fill_(mask, 0)
-    if max_violation:
-        cost_s = cost_s.max(1)[0]
-        cost_im = cost_im.max(0)[0]
-    return cost_s.sum() + cost_im.sum()
+from retrievalkit.losses.vsepp_reference import vsepp_contrastive
 
 
 def loop_formula(img, txt, ids, margin, max_violation):
