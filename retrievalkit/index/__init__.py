@@ -12,7 +12,7 @@ import torch
 from retrievalkit.index.base import Hit, IndexError_, SearchResult, read_manifest
 from retrievalkit.index.bm25 import BM25Index, word_tokens
 from retrievalkit.index.exact import ExactIndex
-from retrievalkit.index.faiss_index import FaissIndex, ann_recall
+from retrievalkit.index.faiss_index import FaissIndex, ann_recall, overlap_recall
 from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
 from retrievalkit.index.topk import blockwise_topk
 
@@ -48,5 +48,6 @@ __all__ = [
     "hit_rate_at_k",
     "load_index",
     "load_query_set",
+    "overlap_recall",
     "word_tokens",
 ]

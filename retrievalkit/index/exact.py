@@ -62,7 +62,7 @@ class ExactIndex:
         self.normalize = normalize
         self.block_size = block_size
         self.query_block_size = query_block_size
-        self.vectors = torch.zeros(0, dim)
+        self._vectors = torch.zeros(0, dim)
         self.keys: list[str] = []
         self.metadata: list[dict[str, Any] | None] = []
 
@@ -70,12 +70,22 @@ class ExactIndex:
         return len(self.keys)
 
     @property
+    def vectors(self) -> Tensor:
+        """The stored ``[N, D]`` float32 vectors (normalized when ``normalize``)."""
+        return self._vectors
+
+    @property
     def device(self) -> torch.device:
-        return self.vectors.device
+        return self._vectors.device
+
+    def nbytes(self) -> int:
+        """Bytes the index holds for its vectors and search structures (not keys or
+        metadata): ``4 N D`` here."""
+        return self._vectors.numel() * self._vectors.element_size()
 
     def to(self, device: str | torch.device) -> ExactIndex:
         """Move the vectors (and so the search) to ``device``; returns ``self``."""
-        self.vectors = self.vectors.to(device)
+        self._vectors = self._vectors.to(device)
         return self
 
     def _prepare(self, embeddings: Tensor | np.ndarray, what: str) -> Tensor:
@@ -106,12 +116,16 @@ class ExactIndex:
         bad = next((m for m in metadata or [] if m is not None and not isinstance(m, dict)), None)
         if bad is not None:
             raise IndexError_(f"metadata entries must be dicts or None, got {type(bad).__name__}")
-        if len(self) == 0:
-            self.vectors = embeddings.clone()  # never alias the caller's tensor
-        else:
-            self.vectors = torch.cat([self.vectors, embeddings.to(self.device)])
+        self._store(embeddings)
         self.keys.extend(str(k) for k in keys)
         self.metadata.extend(metadata if metadata is not None else [None] * len(keys))
+
+    def _store(self, embeddings: Tensor) -> None:
+        """Append checked ``embeddings [n, D]`` to the vectors searched."""
+        if len(self) == 0:
+            self._vectors = embeddings.clone()  # never alias the caller's tensor
+        else:
+            self._vectors = torch.cat([self._vectors, embeddings.to(self.device)])
 
     def _check_search(self, queries: Tensor | np.ndarray, k: int) -> Tensor:
         if isinstance(k, bool) or not isinstance(k, int) or k < 1:
@@ -171,10 +185,10 @@ class ExactIndex:
         index = cls._from_manifest(manifest)
         count = manifest["count"]
         index.keys, index.metadata = read_items(directory, count)
-        vectors = read_vectors(directory, count, index.dim)
-        index.vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))
         index._load_files(directory, manifest)
         return index.to(device) if device is not None else index
 
     def _load_files(self, directory: Path, manifest: dict[str, Any]) -> None:
-        """Backend files beyond vectors and items (none for the exact index)."""
+        """The backend's search data (here ``vectors.npy``; the items are read already)."""
+        vectors = read_vectors(directory, manifest["count"], self.dim)
+        self._vectors = torch.from_numpy(np.ascontiguousarray(vectors, dtype=np.float32))

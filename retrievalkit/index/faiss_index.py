@@ -1,7 +1,10 @@
 """FAISS-backed index (inner product): ``flat`` (exact), ``ivf`` or ``hnsw`` (approximate).
 
-Same API as :class:`ExactIndex`; the vectors are kept as well, so the index can
-be saved, reloaded, extended and its recall measured against exact search
+Same API as :class:`ExactIndex`. The vectors live only inside the FAISS index
+(no second torch copy: 4 D bytes per item for flat, plus the lists' ids for IVF
+and the graph links for HNSW; ``nbytes``); ``vectors`` and ``save`` (which also
+writes the common ``vectors.npy``) reconstruct them from it. The index can be
+saved, reloaded, extended and its recall measured against exact search
 (``ann_recall``). Below about a million items the flat/exact index is the
 default: an approximate index trades recall for speed, and the loss can differ
 per direction (text->image vs image->image), so measure it on your queries.
@@ -51,6 +54,22 @@ class FaissIndex(ExactIndex):
         self.hnsw_m, self.ef_search = hnsw_m, ef_search
         self._faiss: Any = None
 
+    @property
+    def vectors(self) -> Tensor:
+        """``[N, D]`` float32, reconstructed from the FAISS index (a new copy each call)."""
+        if self._faiss is None or len(self) == 0:
+            return torch.zeros(0, self.dim)
+        return torch.from_numpy(self._faiss.reconstruct_n(0, self._faiss.ntotal))
+
+    @property
+    def device(self) -> torch.device:
+        return torch.device("cpu")
+
+    def nbytes(self) -> int:
+        """Bytes of the FAISS index's own structures: the vectors (``4 D`` per item),
+        plus ids and centroids (IVF) or graph links (HNSW)."""
+        return 0 if self._faiss is None else faiss_nbytes(self._faiss)
+
     def to(self, device: str | torch.device) -> FaissIndex:
         if torch.device(device).type != "cpu":
             raise IndexError_(f"a faiss index runs on the CPU, not on {device}")
@@ -81,18 +100,12 @@ class FaissIndex(ExactIndex):
             index.train(vectors)
         return index
 
-    def add(
-        self,
-        embeddings: Tensor | np.ndarray,
-        keys: list[str],
-        metadata: list[dict[str, Any] | None] | None = None,
-    ) -> None:
-        """Append ``embeddings [n, D]``; the first add builds (and for IVF trains) the index."""
-        new = self._prepare(embeddings, "embeddings").cpu().numpy()
+    def _store(self, embeddings: Tensor) -> None:
+        """Add checked ``embeddings [n, D]`` to the FAISS index (built, and for IVF
+        trained, on the first add)."""
+        new = np.ascontiguousarray(embeddings.cpu().numpy())
         faiss_index = self._faiss if self._faiss is not None else self._build(new)
-        start = len(self)
-        super().add(torch.from_numpy(new), keys, metadata)
-        faiss_index.add(np.ascontiguousarray(self.vectors[start:].numpy()))
+        faiss_index.add(new)
         self._faiss = faiss_index
         self._set_search_params()
 
@@ -156,6 +169,22 @@ class FaissIndex(ExactIndex):
         self._set_search_params()
 
 
+def faiss_nbytes(index: Any) -> int:
+    """Bytes held by a flat, IVF-flat or HNSW-flat FAISS index (its arrays; within a
+    few hundred bytes of its serialized size)."""
+    import faiss
+
+    index = faiss.downcast_index(index)
+    if isinstance(index, faiss.IndexHNSW):
+        graph = index.hnsw
+        links = graph.neighbors.size() * 4 + graph.levels.size() * 4 + graph.offsets.size() * 8
+        return faiss_nbytes(index.storage) + links
+    if isinstance(index, faiss.IndexIVF):
+        lists = index.invlists.compute_ntotal() * (index.code_size + 8)  # codes + int64 ids
+        return lists + faiss_nbytes(index.quantizer)
+    return index.ntotal * index.code_size
+
+
 def ann_recall(
     ann_index: ExactIndex, exact_index: ExactIndex, queries: Tensor | np.ndarray, k: int
 ) -> float:
@@ -169,6 +198,12 @@ def ann_recall(
     exact = exact_index.search(queries, k).indices.cpu()
     if exact.numel() == 0:
         raise IndexError_("ann_recall needs at least one query")
-    approx = ann_index.search(queries, k).indices.cpu()
+    return overlap_recall(ann_index.search(queries, k).indices, exact)
+
+
+def overlap_recall(approx: Tensor, exact: Tensor) -> float:
+    """Fraction of the exact results ``exact [Q, k]`` (item indices) that the
+    approximate ones ``approx [Q, k]`` contain, over all queries."""
+    approx, exact = approx.cpu(), exact.cpu()
     found = sum(len(set(a.tolist()) & set(e.tolist())) for a, e in zip(approx, exact, strict=True))
     return found / exact.numel()

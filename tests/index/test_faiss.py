@@ -148,3 +148,28 @@ def test_ann_recall_checks_sizes() -> None:
     b.add(torch.randn(4, 4), keys(4))
     with pytest.raises(IndexError_, match="differ in size"):
         ann_recall(b, a, torch.randn(2, 4), 2)
+
+
+@pytest.mark.parametrize(
+    ("kind", "options"),
+    [("flat", {}), ("ivf", {"nlist": 8, "nprobe": 8}), ("hnsw", {"hnsw_m": 8})],
+)
+def test_vectors_live_only_in_faiss(tmp_path: Path, kind: str, options: dict) -> None:
+    import faiss
+
+    vectors = clustered(300, 12, clusters=8, seed=6)
+    index = FaissIndex(12, kind=kind, **options)
+    index.add(vectors[:100], keys(100))
+    index.add(vectors[100:], keys(200, "b"))
+    assert index._vectors.numel() == 0  # no second (torch) copy
+    torch.testing.assert_close(index.vectors, vectors, atol=1e-6, rtol=0)  # reconstructed
+    writer = faiss.VectorIOWriter()
+    faiss.write_index(index._faiss, writer)
+    assert index.nbytes() >= 300 * 12 * 4
+    assert abs(index.nbytes() - writer.data.size()) < 1024  # its arrays = what it writes
+    index.save(tmp_path)
+    np.testing.assert_allclose(np.load(tmp_path / "vectors.npy"), vectors.numpy(), atol=1e-6)
+    assert load_index(tmp_path).nbytes() == index.nbytes()
+    exact = ExactIndex(12)
+    exact.add(vectors, keys(300))
+    assert exact.nbytes() == 300 * 12 * 4
