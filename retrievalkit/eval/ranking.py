@@ -16,7 +16,10 @@ Nothing is sorted and no ``N x M`` matrix exists. Images are processed in chunks
 one matmul per chunk gives ``S [chunk, M]``, which serves both directions: image
 ranks are counted along its rows, caption ranks accumulate column-wise over the
 chunks (each caption's own score is computed first, as a dot product). Extra
-memory: one ``[chunk, M]`` score buffer plus a small ``[sub, M]`` comparison buffer.
+memory: one ``[chunk, M]`` score buffer and one ``[chunk, M]`` comparison buffer.
+Each chunk is compared in whole-chunk passes, not in cache-sized row blocks:
+with two threads on a busy machine, ~40 short passes per chunk cost up to 10x
+more than 4 long ones (``benchmarks/eval.py``, BENCHMARKS.md).
 With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores
 (64 MiB: 671 rows for 25,000 captions in float32), but at least ``MIN_AUTO_ROWS``
 rows, since every matmul streams all captions from memory.
@@ -44,7 +47,6 @@ logger = logging.getLogger(__name__)
 
 SCORE_BUDGET = 64 * 2**20  # bytes of one [chunk, M] score buffer (chunk_size=None) ...
 MIN_AUTO_ROWS = 256  # ... but at least this many rows: each matmul streams all captions
-SUB_BYTES = 4 * 2**20  # rows of scores compared at a time (while in cache), at least 8
 
 
 def check_cross_modal_inputs(img: Tensor, txt: Tensor, txt_to_img: Tensor) -> None:
@@ -180,15 +182,14 @@ def retrieval_ranks(
 
     rows = chunk_rows(n_img, n_txt, chunk_size, img.element_size())
     scores = torch.empty(rows, n_txt, dtype=img.dtype, device=device)
-    sub_rows = max(8, min(rows, SUB_BYTES // max(1, n_txt * img.element_size())))
-    hits = torch.empty(sub_rows, n_txt, dtype=count_dtype, device=device)
+    hits = torch.empty(rows, n_txt, dtype=count_dtype, device=device)
     i2t = torch.empty(n_img, dtype=torch.long, device=device)
     t2i = torch.zeros(n_txt, dtype=torch.long, device=device)
     for start in range(0, n_img, rows):
         stop = min(start + rows, n_img)
         s = torch.mm(img[start:stop], txt.T, out=scores[: stop - start])  # [n, M]
         # caption queries: the own image is never counted, even if its score here
-        # rounds above ``own`` (checked first: the loop below overwrites ``s``)
+        # rounds above ``own`` (checked first: the passes below overwrite ``s``)
         caps = by_rep[rep_offsets[start] : rep_offsets[stop]]
         self_hit = s[rep_owner[caps] - start, caps] > own[caps]
         t2i[caps] -= (self_hit.to(count_dtype) * img_weight[rep_owner[caps]]).long()
@@ -198,16 +199,13 @@ def retrieval_ranks(
         local = owner[caps] - start
         best = torch.full((stop - start,), -torch.inf, dtype=s.dtype, device=device)
         best.scatter_reduce_(0, local, s[local, txt_rep[caps]], reduce="amax")
-        # both directions on cache-sized row blocks: image ranks count the distinct
-        # captions above ``best`` (with their copies); caption ranks count the distinct
-        # images above ``own`` (with theirs), accumulated over blocks and chunks
-        for sub in range(0, stop - start, sub_rows):
-            part = s[sub : sub + sub_rows]
-            q = slice(start + sub, start + sub + part.shape[0])
-            flags = torch.gt(
-                part, best[sub : sub + sub_rows].unsqueeze(1), out=hits[: part.shape[0]]
-            )
-            i2t[q] = torch.mv(flags, txt_weight).long()
-            part.gt_(own.unsqueeze(0))  # in place: 1.0 where the image scores above
-            t2i += torch.mv(part.T, img_weight[q].to(s.dtype)).long()
+        # both directions in whole-chunk passes: image ranks count the distinct
+        # captions above ``best`` (with their copies); caption ranks count the
+        # distinct images above ``own`` (with theirs), accumulated over chunks.
+        # Few, long passes: each parallel operation waits for its slowest thread,
+        # which on a busy machine costs per operation, not per byte
+        flags = torch.gt(s, best.unsqueeze(1), out=hits[: stop - start])
+        i2t[start:stop] = torch.mv(flags, txt_weight).long()
+        s.gt_(own.unsqueeze(0))  # in place: 1.0 where the image scores above
+        t2i += torch.mv(s.T, img_weight[start:stop].to(s.dtype)).long()
     return (i2t + 1).cpu(), (t2i + 1).cpu()
