@@ -18,8 +18,9 @@ ranks are counted along its rows, caption ranks accumulate column-wise over the
 chunks (each caption's own score is computed first, as a dot product). Extra
 memory: one ``[chunk, M]`` score buffer and one ``[chunk, M]`` comparison buffer.
 Each chunk is compared in whole-chunk passes, not in cache-sized row blocks:
-with two threads on a busy machine, ~40 short passes per chunk cost up to 10x
-more than 4 long ones (``benchmarks/eval.py``, BENCHMARKS.md).
+with two threads on a busy machine many short passes cost several times more than
+a few long ones, each waiting for a descheduled thread (``benchmarks/row_blocks.py``,
+BENCHMARKS.md).
 With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores
 (64 MiB: 671 rows for 25,000 captions in float32), but at least ``MIN_AUTO_ROWS``
 rows, since every matmul streams all captions from memory.
