@@ -16,11 +16,11 @@ Nothing is sorted and no ``N x M`` matrix exists. Images are processed in chunks
 one matmul per chunk gives ``S [chunk, M]``, which serves both directions: image
 ranks are counted along its rows, caption ranks accumulate column-wise over the
 chunks (each caption's own score is computed first, as a dot product). Extra
-memory: one ``[chunk, M]`` score buffer and one ``[chunk, M]`` comparison buffer.
-Each chunk is compared in whole-chunk passes, not in cache-sized row blocks:
-with two threads on a busy machine many short passes cost several times more than
-a few long ones, each waiting for a descheduled thread (``benchmarks/row_blocks.py``,
-BENCHMARKS.md).
+memory: one ``[chunk, M]`` score buffer and one comparison buffer of the same
+size (of 4 MiB with one CPU thread). With several threads each chunk is compared
+in whole-chunk passes, not cache-sized row blocks: on a busy machine many short
+parallel passes cost several times more than a few long ones, each waiting for a
+descheduled thread (``benchmarks/row_blocks.py``, BENCHMARKS.md).
 With ``chunk_size=None`` the chunk holds about ``SCORE_BUDGET`` bytes of scores
 (64 MiB: 671 rows for 25,000 captions in float32), but at least ``MIN_AUTO_ROWS``
 rows, since every matmul streams all captions from memory.
@@ -48,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 SCORE_BUDGET = 64 * 2**20  # bytes of one [chunk, M] score buffer (chunk_size=None) ...
 MIN_AUTO_ROWS = 256  # ... but at least this many rows: each matmul streams all captions
+BLOCK_BYTES = 4 * 2**20  # one CPU thread: rows of scores compared at a time (in cache)
 
 
 def check_cross_modal_inputs(img: Tensor, txt: Tensor, txt_to_img: Tensor) -> None:
@@ -95,6 +96,16 @@ def chunk_rows(n_img: int, n_txt: int, chunk_size: int | None, itemsize: int) ->
     if chunk_size < 1:
         raise ValueError(f"chunk_size must be >= 1 or None, got {chunk_size}")
     return min(chunk_size, n_img)
+
+
+def pass_rows(rows: int, n_txt: int, img: Tensor) -> int:
+    """Rows per comparison pass: the whole chunk, except with one CPU thread, where
+    cache-sized blocks (``BLOCK_BYTES``) are faster. With more threads, every pass
+    waits for its slowest thread, which on a busy machine costs per pass, not per
+    byte (``benchmarks/row_blocks.py``)."""
+    if img.device.type != "cpu" or torch.get_num_threads() > 1:
+        return rows
+    return max(8, min(rows, BLOCK_BYTES // max(1, n_txt * img.element_size())))
 
 
 def duplicate_representatives(x: Tensor) -> Tensor:
@@ -183,7 +194,8 @@ def retrieval_ranks(
 
     rows = chunk_rows(n_img, n_txt, chunk_size, img.element_size())
     scores = torch.empty(rows, n_txt, dtype=img.dtype, device=device)
-    hits = torch.empty(rows, n_txt, dtype=count_dtype, device=device)
+    block = pass_rows(rows, n_txt, img)
+    hits = torch.empty(block, n_txt, dtype=count_dtype, device=device)
     i2t = torch.empty(n_img, dtype=torch.long, device=device)
     t2i = torch.zeros(n_txt, dtype=torch.long, device=device)
     for start in range(0, n_img, rows):
@@ -200,13 +212,14 @@ def retrieval_ranks(
         local = owner[caps] - start
         best = torch.full((stop - start,), -torch.inf, dtype=s.dtype, device=device)
         best.scatter_reduce_(0, local, s[local, txt_rep[caps]], reduce="amax")
-        # both directions in whole-chunk passes: image ranks count the distinct
+        # both directions, ``block`` rows at a time: image ranks count the distinct
         # captions above ``best`` (with their copies); caption ranks count the
-        # distinct images above ``own`` (with theirs), accumulated over chunks.
-        # Few, long passes: each parallel operation waits for its slowest thread,
-        # which on a busy machine costs per operation, not per byte
-        flags = torch.gt(s, best.unsqueeze(1), out=hits[: stop - start])
-        i2t[start:stop] = torch.mv(flags, txt_weight).long()
-        s.gt_(own.unsqueeze(0))  # in place: 1.0 where the image scores above
-        t2i += torch.mv(s.T, img_weight[start:stop].to(s.dtype)).long()
+        # distinct images above ``own`` (with theirs), accumulated over chunks
+        for sub in range(0, stop - start, block):
+            part = s[sub : sub + block]
+            q = slice(start + sub, start + sub + part.shape[0])
+            flags = torch.gt(part, best[sub : sub + block].unsqueeze(1), out=hits[: len(part)])
+            i2t[q] = torch.mv(flags, txt_weight).long()
+            part.gt_(own.unsqueeze(0))  # in place: 1.0 where the image scores above
+            t2i += torch.mv(part.T, img_weight[q].to(s.dtype)).long()
     return (i2t + 1).cpu(), (t2i + 1).cpu()

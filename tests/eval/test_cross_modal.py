@@ -11,6 +11,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from retrievalkit.eval import cross_modal_recall, retrieval_ranks, summarize_ranks
+from retrievalkit.eval import ranking
 from retrievalkit.eval.ranking import chunk_rows
 from retrievalkit.eval.vsepp_reference import vsepp_i2t_t2i, vsepp_scores
 
@@ -110,9 +111,14 @@ def test_ties_count_in_the_query_favour():
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("chunk", [1, 17, 250, 4096])
-def test_duplicated_embeddings_tie_across_chunks(dtype, chunk):
+@pytest.mark.parametrize("threads", [1, 2])
+def test_duplicated_embeddings_tie_across_chunks(dtype, chunk, threads, monkeypatch):
     # images duplicated in the other half (other chunks) and duplicated captions of
     # different images: a copy of the right answer never counts against a query.
+    # One thread: comparison passes in row blocks (8 rows here); more: whole chunks.
+    monkeypatch.setattr(ranking, "BLOCK_BYTES", 1)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    assert ranking.pass_rows(250, 903, torch.zeros(1)) == (8 if threads == 1 else 250)
     n, d = 301, 64
     img, txt, txt_to_img = random_set(n, 3, d, seed=chunk, noise=0.5, dtype=dtype)
     img[n // 2 :] = img[: n - n // 2].clone()
