@@ -10,8 +10,7 @@ import torch.nn.functional as F
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from retrievalkit.eval import cross_modal_recall, retrieval_ranks, summarize_ranks
-from retrievalkit.eval import ranking
+from retrievalkit.eval import cross_modal_recall, ranking, retrieval_ranks, summarize_ranks
 from retrievalkit.eval.ranking import chunk_rows
 from retrievalkit.eval.vsepp_reference import vsepp_i2t_t2i, vsepp_scores
 
