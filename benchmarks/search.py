@@ -78,17 +78,19 @@ def build(name: str, vectors: torch.Tensor, args: argparse.Namespace) -> tuple[E
     return index, {"build_s": seconds, "rss_bytes": growth, "nbytes": index.nbytes()}
 
 
-def time_rounds(calls: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
-    """Interleaved timings (seconds) of every call, ``rounds`` times, after a warm-up."""
-    for call in calls.values():
-        call()
+def time_rounds(
+    calls: dict[str, Callable[[], object]], rounds: int
+) -> tuple[dict[str, list[float]], dict[str, object]]:
+    """Interleaved timings (seconds) of every call, ``rounds`` times, after a warm-up;
+    and each call's last result."""
+    results = {name: call() for name, call in calls.items()}
     times: dict[str, list[float]] = {name: [] for name in calls}
     for _ in tqdm(range(rounds), desc="rounds", leave=False):
         for name, call in calls.items():
             start = time.perf_counter()
-            call()
+            results[name] = call()
             times[name].append(time.perf_counter() - start)
-    return times
+    return times, results
 
 
 def loadavg() -> str:
@@ -140,8 +142,8 @@ def main(argv: list[str] | None = None) -> None:
             items = indexes["exact"].vectors
         print(f"built {name}: {facts[name]['build_s']:.1f} s", flush=True)
     calls = {n: (lambda i=i: i.search(queries, args.k)) for n, i in indexes.items()}
-    truth = indexes["exact"].search(queries, args.k)
-    times = time_rounds(calls, args.rounds)
+    times, results = time_rounds(calls, args.rounds)
+    truth = results["exact"]
     med = {n: statistics.median(t) for n, t in times.items()}
     print(f"load average after: {loadavg()}\n")
     print(
@@ -155,8 +157,8 @@ def main(argv: list[str] | None = None) -> None:
         "ivf": f"IVFFlat nlist {args.nlist}, nprobe {args.nprobe}",
         "hnsw": f"HNSWFlat M {args.hnsw_m}, efSearch {args.ef_search}",
     }
-    for name, index in indexes.items():
-        recall = overlap_recall(index.search(queries, args.k).indices, truth.indices)
+    for name in indexes:
+        recall = overlap_recall(results[name].indices, truth.indices)
         flat = f"{med[name] / med['flat']:.2f}" if "flat" in med else "-"
         print(
             f"| {name} | {settings[name]} | {med[name]:.2f} | {1000 * med[name] / args.queries:.2f} "
