@@ -49,6 +49,7 @@ format: install
 bench: install
 	$(BIN)/python benchmarks/losses.py --quick
 	$(BIN)/python benchmarks/eval.py --quick
+	$(BIN)/python benchmarks/search.py --quick
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache .ruff_cache

@@ -1,8 +1,10 @@
 """``retrievalkit bench [--sizes 256 1024] [--losses ...] [--reps 3] [--json FILE]``.
 
-Times each loss's forward + backward against the matmul floor (and against
-pytorch-metric-learning when it is installed) on this machine; the full table
-with peak memory is ``benchmarks/losses.py`` (BENCHMARKS.md).
+Times each loss's forward + backward against the matmul floor (the forward matmul
+plus the backward matmuls any loss on ``S`` needs) and against a reference
+(pytorch-metric-learning when installed; vsepp's loss for VSE++/VSE0) on this
+machine, interleaved; the full table with peak memory is ``benchmarks/losses.py``
+(BENCHMARKS.md). Search speed: ``benchmarks/search.py``.
 """
 
 from __future__ import annotations
