@@ -59,7 +59,8 @@ class FaissIndex(ExactIndex):
         """``[N, D]`` float32, reconstructed from the FAISS index (a new copy each call)."""
         if self._faiss is None or len(self) == 0:
             return torch.zeros(0, self.dim)
-        return torch.from_numpy(self._faiss.reconstruct_n(0, self._faiss.ntotal))
+        # a tensor already if faiss.contrib.torch_utils was imported, else an array
+        return torch.as_tensor(self._faiss.reconstruct_n(0, self._faiss.ntotal))
 
     @property
     def device(self) -> torch.device:

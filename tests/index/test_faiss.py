@@ -173,3 +173,15 @@ def test_vectors_live_only_in_faiss(tmp_path: Path, kind: str, options: dict) ->
     exact = ExactIndex(12)
     exact.add(vectors, keys(300))
     assert exact.nbytes() == 300 * 12 * 4
+
+
+def test_vectors_with_faiss_torch_utils_imported(tmp_path: Path) -> None:
+    """``faiss.contrib.torch_utils`` (imported by other code) makes FAISS return tensors."""
+    import faiss.contrib.torch_utils  # noqa: F401
+
+    vectors = clustered(50, 8, clusters=4, seed=7)
+    index = FaissIndex(8)
+    index.add(vectors, keys(50))
+    torch.testing.assert_close(index.vectors, vectors, atol=1e-6, rtol=0)
+    index.save(tmp_path)
+    assert load_index(tmp_path).search(vectors[:2], 1).indices[:, 0].tolist() == [0, 1]
