@@ -15,6 +15,12 @@ from retrievalkit.losses.distributed import (
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
 from retrievalkit.losses.memory import CrossBatchMemory, CrossModalMemory
+from retrievalkit.losses.mfsr import (
+    CaptionReconstructionLoss,
+    ImageReconstructionLoss,
+    ModalityLoss,
+    SpecificLoss,
+)
 from retrievalkit.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
 from retrievalkit.losses.registry import LOSSES, build_loss, register_loss
 from retrievalkit.losses.smooth_ap import SmoothAPLoss
@@ -24,20 +30,24 @@ from retrievalkit.losses.vse import VSELoss
 __all__ = [
     "LOSSES",
     "BinomialDevianceLoss",
+    "CaptionReconstructionLoss",
     "ContrastiveLoss",
     "CrossBatchMemory",
     "CrossModalMemory",
     "DistributedPairLoss",
     "DistributedVSELoss",
     "GeneralizedLiftedStructureLoss",
+    "ImageReconstructionLoss",
     "InstanceLoss",
     "LiftedStructureLoss",
     "ModalityAdversarialLoss",
+    "ModalityLoss",
     "MultiSimilarityLoss",
     "MultiSimilarityMiner",
     "PairBatch",
     "PairLoss",
     "SmoothAPLoss",
+    "SpecificLoss",
     "TripletMarginLoss",
     "VSELoss",
     "build_loss",

@@ -5,6 +5,7 @@ are imported when a ResNet or MiniLM encoder is built.
 """
 
 from retrievalkit.models import image, minilm, resnet, text, textcnn  # noqa: F401  (register)
+from retrievalkit.models.caption_decoder import CaptionDecoder
 from retrievalkit.models.dual import (
     DualEmbeddings,
     DualEncoder,
@@ -12,6 +13,7 @@ from retrievalkit.models.dual import (
     build_dual_encoder,
     build_embedding_model,
 )
+from retrievalkit.models.gan import ImageDiscriminator, ImageGenerator, PairDiscriminator
 from retrievalkit.models.heads import ProjectionHead
 from retrievalkit.models.outputs import ModelOutputs, RetrievalModel, Tower
 from retrievalkit.models.registry import (
@@ -24,18 +26,25 @@ from retrievalkit.models.registry import (
     build_text_encoder,
     default_model_name,
 )
+from retrievalkit.models.separation import FeatureSeparation, SeparatedParts
 
 __all__ = [
     "IMAGE_ENCODERS",
     "MODELS",
     "TEXT_ENCODERS",
+    "CaptionDecoder",
     "DualEmbeddings",
     "DualEncoder",
     "EmbeddingModel",
+    "FeatureSeparation",
+    "ImageDiscriminator",
+    "ImageGenerator",
     "ModelOutputs",
     "ModelSpec",
+    "PairDiscriminator",
     "ProjectionHead",
     "RetrievalModel",
+    "SeparatedParts",
     "Tower",
     "build_dual_encoder",
     "build_embedding_model",
