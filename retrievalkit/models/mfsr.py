@@ -1,0 +1,142 @@
+"""The mFSR model (METHODS.md 2): encoders, feature separation, image and caption
+reconstruction, with named outputs.
+
+``forward(images, captions)`` returns a dict of tensors:
+
+========================  =====================  ==========================================
+name                      shape                  what
+========================  =====================  ==========================================
+``image.mo/se/sp``        ``[B, E]``             the image's three unit parts
+``text.mo/se/sp``         ``[B, E]``             the caption's three unit parts
+``image``, ``text``       ``[B, E]``             the retrieval embeddings (= the ``se`` parts)
+``recon.image``           ``[B, C, S, S]``       G's image from ``[v_mo; v_se; v_sp]``, in [-1, 1]
+``recon.target``          ``[B, C, S, S]``       the input image in [-1, 1] (detached)
+``decoder.logits``        ``[B, T, V]``          caption decoder, teacher forcing
+``decoder.targets``       ``[B, T]``             the words it should predict (0 = padding)
+========================  =====================  ==========================================
+
+The ``recon.*`` outputs exist only with a generator, the ``decoder.*`` ones only
+with a decoder: switching a reconstruction off removes its parameters. The
+retrieval embedding of each side is its semantic part (``RETRIEVAL``), also
+what ``encode_image`` / ``encode_text`` return, so evaluation, indexing and
+serving use ``se`` with no special case.
+
+The discriminators are not part of the model: they belong to the image
+reconstruction loss (``losses/mfsr.py``), which trains them with their own
+optimizer.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+from torch import Tensor, nn
+
+from retrievalkit.models.caption_decoder import CaptionDecoder, teacher_forcing
+from retrievalkit.models.gan import ImageGenerator, to_pixel_range
+from retrievalkit.models.heads import HeadSpec, make_head
+from retrievalkit.models.separation import PARTS, FeatureSeparation, SeparatedParts
+
+
+class MFSRModel(nn.Module):
+    """Encoders -> heads (the article's FC1) -> separation -> reconstructions.
+
+    Args:
+        image_encoder, text_encoder: any registered encoders (``out_dim`` attribute).
+        joint_dim: size ``d`` of the features ``v`` and ``l`` (3072 in the article).
+        part_dim: size ``E`` of each part (default ``joint_dim``).
+        image_head, text_head: heads from the encoders to ``joint_dim`` (``"identity"``
+            when the encoder already gives ``joint_dim``, as the article's GRU does).
+        separation_head: the kind of each of the six part heads.
+        generator: :class:`ImageGenerator` options (``size``, ``channels``,
+            ``base_channels``, ``max_channels``), or None for no image reconstruction.
+        decoder: :class:`CaptionDecoder` options (``word_dim``, ``hidden_dim``,
+            ``num_layers``), or None for no caption reconstruction; needs ``vocab``.
+        vocab: the caption vocabulary (``encode_batch``, ``decode``, ``len``).
+        recon_grad_scale: how strongly the reconstruction losses' gradients reach
+            the parts, the heads and the encoders (1 = fully, 0 = not at all).
+        pixel_mean, pixel_std: the normalization of the input images, undone for
+            ``recon.target``.
+    """
+
+    RETRIEVAL: ClassVar[dict[str, str]] = {"image": "image.se", "text": "text.se"}
+
+    def __init__(
+        self,
+        image_encoder: nn.Module,
+        text_encoder: nn.Module,
+        joint_dim: int,
+        part_dim: int | None = None,
+        image_head: HeadSpec = "linear",
+        text_head: HeadSpec = "linear",
+        separation_head: HeadSpec = "linear",
+        generator: dict[str, Any] | None = None,
+        decoder: dict[str, Any] | None = None,
+        vocab: Any | None = None,
+        recon_grad_scale: float = 1.0,
+        pixel_mean: Sequence[float] = (0.485, 0.456, 0.406),
+        pixel_std: Sequence[float] = (0.229, 0.224, 0.225),
+    ) -> None:
+        super().__init__()
+        part_dim = part_dim or joint_dim
+        self.image_encoder, self.text_encoder = image_encoder, text_encoder
+        self.image_head = make_head(image_encoder.out_dim, joint_dim, image_head)
+        self.text_head = make_head(text_encoder.out_dim, joint_dim, text_head)
+        self.image_separation = FeatureSeparation(joint_dim, part_dim, separation_head)
+        self.text_separation = FeatureSeparation(joint_dim, part_dim, separation_head)
+        code_dim = len(PARTS) * part_dim
+        self.generator = ImageGenerator(code_dim, **generator) if generator is not None else None
+        if decoder is not None and vocab is None:
+            raise ValueError("mFSR caption reconstruction needs the vocabulary (vocab=...)")
+        self.decoder = (
+            CaptionDecoder(code_dim, len(vocab), **decoder) if decoder is not None else None
+        )
+        self.vocab = vocab
+        self.recon_grad_scale = float(recon_grad_scale)
+        self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
+        self.joint_dim, self.embed_dim = joint_dim, part_dim
+
+    def image_parts(self, images: Tensor) -> SeparatedParts:
+        """``[B, C, H, W]`` (or features ``[B, F]``) -> the image's three parts."""
+        return self.image_separation(self.image_head(self.image_encoder(images)))
+
+    def text_parts(self, captions: Sequence[str]) -> SeparatedParts:
+        """B captions -> the caption's three parts."""
+        return self.text_separation(self.text_head(self.text_encoder(list(captions))))
+
+    def encode_image(self, images: Tensor, normalize: bool = True) -> Tensor:
+        """The retrieval embedding: the semantic part ``[B, E]`` (always unit norm)."""
+        return self.image_parts(images).se
+
+    def encode_text(self, captions: Sequence[str], normalize: bool = True) -> Tensor:
+        """The retrieval embedding: the semantic part ``[B, E]`` (always unit norm)."""
+        return self.text_parts(captions).se
+
+    def forward(self, images: Tensor, captions: Sequence[str]) -> dict[str, Tensor]:
+        """The named outputs of the table in the module docstring."""
+        image, text = self.image_parts(images), self.text_parts(captions)
+        out = {f"image.{p}": getattr(image, p) for p in PARTS}
+        out |= {f"text.{p}": getattr(text, p) for p in PARTS}
+        out |= {"image": image.se, "text": text.se}
+        if self.generator is not None:
+            out["recon.image"] = self.generator(image.code(self.recon_grad_scale))
+            out["recon.target"] = to_pixel_range(images, self.pixel_mean, self.pixel_std)
+        if self.decoder is not None:
+            ids, _ = self.vocab.encode_batch(list(captions))
+            inputs, targets = teacher_forcing(ids.to(image.se.device))
+            out["decoder.logits"] = self.decoder(text.code(self.recon_grad_scale), inputs)
+            out["decoder.targets"] = targets
+        return out
+
+    def decode_captions(self, captions: Sequence[str], max_len: int = 20) -> list[str]:
+        """Greedy reconstructions of ``captions`` from their own parts (inspection)."""
+        if self.decoder is None:
+            raise ValueError("this mFSR model has no caption decoder")
+        return self.decoder.decode_strings(self.text_parts(captions).code(), self.vocab, max_len)
+
+    def reconstruct_images(self, images: Tensor) -> Tensor:
+        """Images rebuilt from their own parts, in [-1, 1] (inspection)."""
+        if self.generator is None:
+            raise ValueError("this mFSR model has no image generator")
+        return self.generator(self.image_parts(images).code())
