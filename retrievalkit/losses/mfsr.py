@@ -25,6 +25,7 @@ docstring (the tests check them against loops written from these statements).
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
@@ -160,6 +161,52 @@ def d1_loss(d1: nn.Module, real: Tensor, fake: Tensor) -> Tensor:
     return _real(d1(real)) + _fake(d1(fake.detach()))
 
 
+def image_spread(images: Tensor) -> float:
+    """Mean over pixels of the std across the batch: ``[B, C, H, W] -> float``
+    (0 when every image of the batch is the same; ``inf`` for one image)."""
+    if images.shape[0] < 2:
+        return float("inf")
+    return float(images.detach().float().std(dim=0).mean())
+
+
+@dataclass(frozen=True)
+class GanHealth:
+    """One discriminator step's view of the GAN: D1's accuracy on real and on
+    generated images (logit > 0 means "real") and the batch spread
+    (:func:`image_spread`) of the generated and of the real images."""
+
+    d1_real_accuracy: float
+    d1_fake_accuracy: float
+    fake_spread: float
+    real_spread: float
+
+    def collapse_reasons(
+        self, max_accuracy: float = 0.99, min_spread_ratio: float = 0.05
+    ) -> list[str]:
+        """Why the generator looks collapsed (empty if it does not):
+        D1 separates real from generated (almost) perfectly, or the generated
+        images barely differ across the batch compared with the real ones."""
+        reasons = []
+        if min(self.d1_real_accuracy, self.d1_fake_accuracy) >= max_accuracy:
+            reasons.append(
+                f"D1 accuracy pinned at {self.d1_real_accuracy:.0%} real / "
+                f"{self.d1_fake_accuracy:.0%} generated"
+            )
+        if self.fake_spread < min_spread_ratio * self.real_spread:
+            reasons.append(
+                f"generated images nearly constant across the batch (spread "
+                f"{self.fake_spread:.3g} vs {self.real_spread:.3g} for real images)"
+            )
+        return reasons
+
+    def as_dict(self) -> dict[str, float]:
+        return {
+            "d1_real_acc": self.d1_real_accuracy,
+            "d1_fake_acc": self.d1_fake_accuracy,
+            "fake_spread": self.fake_spread,
+        }
+
+
 def mismatched_pairs(ids: Tensor) -> tuple[Tensor, Tensor]:
     """Row ``i`` paired with row ``i + 1`` (cyclic), kept where the two image ids
     differ: ``(rows, partners)`` index tensors (empty for one row or one id)."""
@@ -242,6 +289,7 @@ class ImageReconstructionLoss(nn.Module):
         self.d2 = PairDiscriminator(size, channels, **widths) if d2_weight > 0 else None
         self.d1_weight, self.d2_weight, self.pixel_weight = d1_weight, d2_weight, pixel_weight
         self.max_shift = max_shift
+        self.health: GanHealth | None = None  # from the last adversary_loss call
 
     def adversary_parameters(self) -> Iterator[nn.Parameter]:
         for module in (self.d1, self.d2):
@@ -249,10 +297,19 @@ class ImageReconstructionLoss(nn.Module):
                 yield from module.parameters()
 
     def adversary_loss(self, fake: Tensor, real: Tensor, ids: Tensor) -> Tensor:
-        """D1's and D2's losses (summed) on the detached generated images."""
+        """D1's and D2's losses (summed) on the detached generated images; also
+        records :attr:`health` (D1's accuracies, the batch spreads)."""
         total = fake.new_zeros((), dtype=compute_dtype(fake.dtype))
+        fake = fake.detach()
         if self.d1 is not None:
-            total = total + d1_loss(self.d1, real, fake)
+            real_logits, fake_logits = self.d1(real), self.d1(fake)
+            total = total + _real(real_logits) + _fake(fake_logits)
+            self.health = GanHealth(
+                d1_real_accuracy=float((real_logits > 0).float().mean()),
+                d1_fake_accuracy=float((fake_logits <= 0).float().mean()),
+                fake_spread=image_spread(fake),
+                real_spread=image_spread(real),
+            )
         if self.d2 is not None:
             total = total + d2_loss(self.d2, real, fake, ids, self.max_shift)
         return total

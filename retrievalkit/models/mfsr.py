@@ -10,7 +10,8 @@ name                      shape                  what
 ``text.mo/se/sp``         ``[B, E]``             the caption's three unit parts
 ``image``, ``text``       ``[B, E]``             the retrieval embeddings (= the ``se`` parts)
 ``recon.image``           ``[B, C, S, S]``       G's image from ``[v_mo; v_se; v_sp]``, in [-1, 1]
-``recon.target``          ``[B, C, S, S]``       the input image in [-1, 1] (detached)
+``recon.target``          ``[B, C, S, S]``       the input image in [-1, 1], detached,
+                                                 area-resized to S if the input is larger
 ``decoder.logits``        ``[B, T, V]``          caption decoder, teacher forcing
 ``decoder.targets``       ``[B, T]``             the words it should predict (0 = padding)
 ========================  =====================  ==========================================
@@ -31,6 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from retrievalkit.models.caption_decoder import CaptionDecoder, teacher_forcing
@@ -121,13 +123,29 @@ class MFSRModel(nn.Module):
         out |= {"image": image.se, "text": text.se}
         if self.generator is not None:
             out["recon.image"] = self.generator(image.code(self.recon_grad_scale))
-            out["recon.target"] = to_pixel_range(images, self.pixel_mean, self.pixel_std)
+            out["recon.target"] = self.reconstruction_target(images)
         if self.decoder is not None:
             ids, _ = self.vocab.encode_batch(list(captions))
             inputs, targets = teacher_forcing(ids.to(image.se.device))
             out["decoder.logits"] = self.decoder(text.code(self.recon_grad_scale), inputs)
             out["decoder.targets"] = targets
         return out
+
+    def reconstruction_target(self, images: Tensor) -> Tensor:
+        """Input images ``[B, C, H, W]`` -> what G should rebuild: pixels in [-1, 1] at
+        the generator's size (area-averaged down when ``H, W`` are larger, so a
+        32-pixel generator can rebuild 64-pixel inputs at a quarter of the cost)."""
+        assert self.generator is not None
+        pixels = to_pixel_range(images, self.pixel_mean, self.pixel_std)
+        size = self.generator.size
+        if pixels.shape[-2:] == (size, size):
+            return pixels
+        if min(pixels.shape[-2:]) < size:
+            raise ValueError(
+                f"the generator's size {size} is larger than the input images "
+                f"{tuple(pixels.shape[-2:])}; use a size up to the input's"
+            )
+        return F.adaptive_avg_pool2d(pixels, size)
 
     def decode_captions(self, captions: Sequence[str], max_len: int = 20) -> list[str]:
         """Greedy reconstructions of ``captions`` from their own parts (inspection)."""

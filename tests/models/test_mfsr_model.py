@@ -199,3 +199,14 @@ def _frozen_opponent_run(train_generator: bool) -> tuple[float, float]:
 def test_each_gan_player_improves_against_a_frozen_opponent(train_generator):
     first, last = _frozen_opponent_run(train_generator)
     assert last < first
+
+
+def test_a_smaller_generator_rebuilds_area_averaged_targets():
+    model = tiny_model(generator={"size": 16, "base_channels": 4})
+    big = smooth_images(2, 3)
+    big = F.interpolate(big, size=32, mode="nearest")  # each pixel a 2x2 block
+    target = model.reconstruction_target(big)
+    assert target.shape == (2, 3, 16, 16)
+    torch.testing.assert_close(target, model.reconstruction_target(smooth_images(2, 3)))
+    with pytest.raises(ValueError, match="larger than the input"):
+        model.reconstruction_target(smooth_images(2, 3)[:, :, :8, :8])
