@@ -16,8 +16,8 @@ other inputs, not a class of its own. The others:
   with the discriminators' losses as the plain functions
   :func:`d1_loss` and :func:`d2_loss`.
 
-Each class lists the model outputs it takes by default in ``inputs``
-(argument name -> output name). The article's equations are images we do not
+Each class lists the model outputs it takes by default in ``default_inputs``
+(argument name -> output name; a recipe's ``inputs:`` overrides them). The article's equations are images we do not
 have; the forms below follow its text and are stated exactly in each
 docstring (the tests check them against loops written from these statements).
 """
@@ -58,7 +58,7 @@ class ModalityLoss(nn.Module):
     value in its text).
     """
 
-    inputs: ClassVar[dict[str, str]] = {"img_mo": "image.mo", "txt_mo": "text.mo"}
+    default_inputs: ClassVar[dict[str, str]] = {"img_mo": "image.mo", "txt_mo": "text.mo"}
 
     def __init__(self, margin: float = 1.0) -> None:
         super().__init__()
@@ -92,7 +92,7 @@ class SpecificLoss(nn.Module):
     (negated), which is why it is not the default.
     """
 
-    inputs: ClassVar[dict[str, str]] = {
+    default_inputs: ClassVar[dict[str, str]] = {
         "img_se": "image.se",
         "img_sp": "image.sp",
         "txt_se": "text.se",
@@ -125,7 +125,10 @@ class CaptionReconstructionLoss(nn.Module):
     the target tokens that are not padding (``pad_id``, 0); a batch with no such
     token gives a zero that stays in the graph."""
 
-    inputs: ClassVar[dict[str, str]] = {"logits": "decoder.logits", "targets": "decoder.targets"}
+    default_inputs: ClassVar[dict[str, str]] = {
+        "logits": "decoder.logits",
+        "targets": "decoder.targets",
+    }
 
     def __init__(self, pad_id: int = 0) -> None:
         super().__init__()
@@ -261,8 +264,7 @@ class ImageReconstructionLoss(nn.Module):
     generator's step.
     """
 
-    inputs: ClassVar[dict[str, str]] = {"fake": "recon.image", "real": "recon.target"}
-    adversary_inputs: ClassVar[dict[str, str]] = {
+    default_inputs: ClassVar[dict[str, str]] = {
         "fake": "recon.image",
         "real": "recon.target",
         "ids": "ids",
@@ -296,9 +298,11 @@ class ImageReconstructionLoss(nn.Module):
             if module is not None:
                 yield from module.parameters()
 
-    def adversary_loss(self, fake: Tensor, real: Tensor, ids: Tensor) -> Tensor:
-        """D1's and D2's losses (summed) on the detached generated images; also
-        records :attr:`health` (D1's accuracies, the batch spreads)."""
+    def adversary_loss(self, images: tuple[Tensor, ...], ids: Tensor) -> Tensor:
+        """D1's and D2's losses (summed) on ``images = (fake, real)``, the generated
+        one detached; also records :attr:`health` (D1's accuracies, the batch spreads).
+        (The adversarial-term protocol: the term's inputs but the ids, then the ids.)"""
+        fake, real = images
         total = fake.new_zeros((), dtype=compute_dtype(fake.dtype))
         fake = fake.detach()
         if self.d1 is not None:
@@ -314,7 +318,16 @@ class ImageReconstructionLoss(nn.Module):
             total = total + d2_loss(self.d2, real, fake, ids, self.max_shift)
         return total
 
-    def forward(self, fake: Tensor, real: Tensor) -> Tensor:
+    def adversary_stats(self) -> dict[str, float]:
+        """The last discriminator step's :class:`GanHealth` as floats (empty before one)."""
+        return self.health.as_dict() if self.health is not None else {}
+
+    def collapse_reasons(self) -> list[str]:
+        """Why the generator looks collapsed at the last discriminator step (or [])."""
+        return self.health.collapse_reasons() if self.health is not None else []
+
+    def forward(self, fake: Tensor, real: Tensor, ids: Tensor | None = None) -> Tensor:
+        """The generator's loss (``ids`` are for the discriminators' step; unused here)."""
         if fake.shape != real.shape or fake.dim() != 4:
             raise ValueError(
                 f"mfsr_image: fake and real images [B, C, S, S] of one shape expected, "

@@ -20,7 +20,7 @@ The ``recon.*`` outputs exist only with a generator, the ``decoder.*`` ones only
 with a decoder: switching a reconstruction off removes its parameters. The
 retrieval embedding of each side is its semantic part (``RETRIEVAL``), also
 what ``encode_image`` / ``encode_text`` return, so evaluation, indexing and
-serving use ``se`` with no special case.
+serving use ``se`` with no special case. Registered as model ``"mfsr"``.
 
 The discriminators are not part of the model: they belong to the image
 reconstruction loss (``losses/mfsr.py``), which trains them with their own
@@ -30,7 +30,7 @@ optimizer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any
 
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -38,10 +38,17 @@ from torch import Tensor, nn
 from retrievalkit.models.caption_decoder import CaptionDecoder, teacher_forcing
 from retrievalkit.models.gan import ImageGenerator, to_pixel_range
 from retrievalkit.models.heads import HeadSpec, make_head
+from retrievalkit.models.outputs import ModelOutputs, RetrievalModel
+from retrievalkit.models.registry import (
+    MODELS,
+    ModelSpec,
+    build_image_encoder,
+    build_text_encoder,
+)
 from retrievalkit.models.separation import PARTS, FeatureSeparation, SeparatedParts
 
 
-class MFSRModel(nn.Module):
+class MFSRModel(RetrievalModel):
     """Encoders -> heads (the article's FC1) -> separation -> reconstructions.
 
     Args:
@@ -62,7 +69,8 @@ class MFSRModel(nn.Module):
             ``recon.target``.
     """
 
-    RETRIEVAL: ClassVar[dict[str, str]] = {"image": "image.se", "text": "text.se"}
+    inputs = ("images", "captions")
+    retrieval = {"image": "image.se", "text": "text.se"}  # noqa: RUF012
 
     def __init__(
         self,
@@ -98,6 +106,13 @@ class MFSRModel(nn.Module):
         self.recon_grad_scale = float(recon_grad_scale)
         self.pixel_mean, self.pixel_std = tuple(pixel_mean), tuple(pixel_std)
         self.joint_dim, self.embed_dim = joint_dim, part_dim
+        names = [f"{side}.{p}" for side in ("image", "text") for p in PARTS]
+        names += ["image", "text"]
+        if self.generator is not None:
+            names += ["recon.image", "recon.target"]
+        if self.decoder is not None:
+            names += ["decoder.logits", "decoder.targets"]
+        self.output_names = tuple(names)
 
     def image_parts(self, images: Tensor) -> SeparatedParts:
         """``[B, C, H, W]`` (or features ``[B, F]``) -> the image's three parts."""
@@ -107,28 +122,33 @@ class MFSRModel(nn.Module):
         """B captions -> the caption's three parts."""
         return self.text_separation(self.text_head(self.text_encoder(list(captions))))
 
-    def encode_image(self, images: Tensor, normalize: bool = True) -> Tensor:
-        """The retrieval embedding: the semantic part ``[B, E]`` (always unit norm)."""
+    def encode_image(self, images: Tensor) -> Tensor:
+        """The retrieval embedding: the semantic part ``[B, E]`` (unit norm)."""
         return self.image_parts(images).se
 
-    def encode_text(self, captions: Sequence[str], normalize: bool = True) -> Tensor:
-        """The retrieval embedding: the semantic part ``[B, E]`` (always unit norm)."""
+    def encode_text(self, captions: Sequence[str]) -> Tensor:
+        """The retrieval embedding: the semantic part ``[B, E]`` (unit norm)."""
         return self.text_parts(captions).se
 
-    def forward(self, images: Tensor, captions: Sequence[str]) -> dict[str, Tensor]:
-        """The named outputs of the table in the module docstring."""
-        image, text = self.image_parts(images), self.text_parts(captions)
-        out = {f"image.{p}": getattr(image, p) for p in PARTS}
-        out |= {f"text.{p}": getattr(text, p) for p in PARTS}
-        out |= {"image": image.se, "text": text.se}
-        if self.generator is not None:
-            out["recon.image"] = self.generator(image.code(self.recon_grad_scale))
-            out["recon.target"] = self.reconstruction_target(images)
-        if self.decoder is not None:
-            ids, _ = self.vocab.encode_batch(list(captions))
-            inputs, targets = teacher_forcing(ids.to(image.se.device))
-            out["decoder.logits"] = self.decoder(text.code(self.recon_grad_scale), inputs)
-            out["decoder.targets"] = targets
+    def forward(
+        self, images: Tensor | None = None, captions: Sequence[str] | None = None
+    ) -> ModelOutputs:
+        """The named outputs of the table in the module docstring, for the sides given."""
+        out = ModelOutputs()
+        if images is not None:
+            image = self.image_parts(images)
+            out.update({f"image.{p}": getattr(image, p) for p in PARTS}, image=image.se)
+            if self.generator is not None:
+                out["recon.image"] = self.generator(image.code(self.recon_grad_scale))
+                out["recon.target"] = self.reconstruction_target(images)
+        if captions is not None:
+            text = self.text_parts(captions)
+            out.update({f"text.{p}": getattr(text, p) for p in PARTS}, text=text.se)
+            if self.decoder is not None:
+                ids, _ = self.vocab.encode_batch(list(captions))
+                inputs, targets = teacher_forcing(ids.to(text.se.device))
+                out["decoder.logits"] = self.decoder(text.code(self.recon_grad_scale), inputs)
+                out["decoder.targets"] = targets
         return out
 
     def reconstruction_target(self, images: Tensor) -> Tensor:
@@ -158,3 +178,45 @@ class MFSRModel(nn.Module):
         if self.generator is None:
             raise ValueError("this mFSR model has no image generator")
         return self.generator(self.image_parts(images).code())
+
+
+def _encoder(spec: dict[str, Any], what: str) -> tuple[str, HeadSpec, dict[str, Any]]:
+    if not isinstance(spec, dict) or "name" not in spec:
+        raise ValueError(f"mfsr: the {what} encoder needs a 'name', got {spec!r}")
+    options = dict(spec)
+    return options.pop("name"), options.pop("head", "linear"), options
+
+
+@MODELS.register("mfsr")
+def build_mfsr(spec: ModelSpec) -> MFSRModel:
+    """From a recipe: ``model.image`` / ``model.text`` encoders (with their ``head``,
+    the article's FC1), ``model.embed_dim`` = the part size ``E`` (the retrieval
+    embedding), and ``model.options``: ``joint_dim`` (``d``, default ``embed_dim``),
+    ``separation_head``, ``generator`` / ``decoder`` (option dicts, or null to
+    switch a reconstruction off), ``recon_grad_scale``, ``pixel_mean`` /
+    ``pixel_std`` (default: the data's normalization, ImageNet's for RGB and
+    0.5 / 0.5 for greyscale, as ``data/transforms.py`` applies).
+    """
+    if spec.text is None:
+        raise ValueError("model 'mfsr' needs a text encoder (model.text)")
+    options = dict(spec.options)
+    image_name, image_head, image_options = _encoder(spec.image, "image")
+    text_name, text_head, text_options = _encoder(spec.text, "text")
+    generator = options.get("generator")
+    if generator is not None and "pixel_mean" not in options:
+        from retrievalkit.data.transforms import RGB_MEAN, RGB_STD
+
+        grey = generator.get("channels", 3) == 1
+        options["pixel_mean"] = (0.5,) if grey else RGB_MEAN
+        options["pixel_std"] = (0.5,) if grey else RGB_STD
+    joint_dim = options.pop("joint_dim", spec.embed_dim)
+    return MFSRModel(
+        build_image_encoder(image_name, **image_options),
+        build_text_encoder(text_name, vocab=spec.vocab, **text_options),
+        joint_dim=joint_dim,
+        part_dim=spec.embed_dim,
+        image_head=image_head,
+        text_head=text_head,
+        vocab=spec.vocab,
+        **options,
+    )

@@ -247,10 +247,15 @@ def test_image_loss_is_an_adversarial_term_whose_parts_can_be_switched_off():
 
 
 def test_inputs_name_model_outputs():
-    assert ModalityLoss.inputs == {"img_mo": "image.mo", "txt_mo": "text.mo"}
-    assert set(SpecificLoss.inputs.values()) == {"image.se", "image.sp", "text.se", "text.sp"}
-    assert CaptionReconstructionLoss.inputs["logits"] == "decoder.logits"
-    assert ImageReconstructionLoss.inputs == {"fake": "recon.image", "real": "recon.target"}
+    assert ModalityLoss.default_inputs == {"img_mo": "image.mo", "txt_mo": "text.mo"}
+    specific = set(SpecificLoss.default_inputs.values())
+    assert specific == {"image.se", "image.sp", "text.se", "text.sp"}
+    assert CaptionReconstructionLoss.default_inputs["logits"] == "decoder.logits"
+    assert ImageReconstructionLoss.default_inputs == {
+        "fake": "recon.image",
+        "real": "recon.target",
+        "ids": "ids",
+    }
 
 
 def test_adversary_loss_is_d1_plus_d2_and_records_health():
@@ -258,7 +263,7 @@ def test_adversary_loss_is_d1_plus_d2_and_records_health():
     loss = ImageReconstructionLoss(SIZE, 3, 4).double().eval()
     real, fake, ids = images(4, 7), images(4, 8), torch.tensor([0, 0, 1, 2])
     torch.manual_seed(3)
-    ours = loss.adversary_loss(fake, real, ids)
+    ours = loss.adversary_loss((fake, real), ids)
     torch.manual_seed(3)
     ref = d1_loss(loss.d1, real, fake) + d2_loss(loss.d2, real, fake, ids, loss.max_shift)
     torch.testing.assert_close(ours, ref, **TOL)
@@ -277,13 +282,13 @@ def test_health_flags_a_pinned_d1_and_constant_generated_images():
     loss.d1 = MeanLogit()
     real = torch.rand(4, 3, SIZE, SIZE) * 0.5 + 0.25  # bright: logit > 0
     varied_dark = -real  # logit < 0: D1 is right on every image
-    loss.adversary_loss(varied_dark, real, torch.arange(4))
+    loss.adversary_loss((varied_dark, real), torch.arange(4))
     reasons = loss.health.collapse_reasons()
     assert len(reasons) == 1 and "D1 accuracy pinned at 100%" in reasons[0]
     constant = torch.full_like(real, -0.5)
-    loss.adversary_loss(constant, real, torch.arange(4))
+    loss.adversary_loss((constant, real), torch.arange(4))
     assert any("nearly constant" in r for r in loss.health.collapse_reasons())
     mixed = torch.cat([-real[:2], real[2:]])  # D1 fooled on half: healthy
-    loss.adversary_loss(mixed, real, torch.arange(4))
+    loss.adversary_loss((mixed, real), torch.arange(4))
     assert loss.health.collapse_reasons() == []
     assert loss.health.as_dict()["d1_fake_acc"] == 0.5

@@ -89,10 +89,11 @@ def test_named_outputs_and_retrieval_embedding():
     ids, _ = model.vocab.encode_batch(CAPTIONS)
     assert out["decoder.logits"].shape == (6, ids.shape[1] - 1, len(model.vocab))
     assert torch.equal(out["decoder.targets"], ids[:, 1:])
-    assert MFSRModel.RETRIEVAL == {"image": "image.se", "text": "text.se"}
+    assert model.retrieval == {"image": "image.se", "text": "text.se"}
+    assert set(out) == set(model.output_names)
     model.eval()
     with torch.no_grad():
-        out = model(images, CAPTIONS)
+        out = model(images=images, captions=CAPTIONS)
         torch.testing.assert_close(model.encode_image(images), out["image.se"])
         torch.testing.assert_close(model.encode_text(CAPTIONS), out["text.se"])
         assert len(model.decode_captions(CAPTIONS[:2], max_len=4)) == 2
@@ -107,7 +108,7 @@ def test_every_parameter_gets_a_gradient():
     assert not missing
     image_loss = losses["image"][0]
     image_loss.zero_grad()
-    image_loss.adversary_loss(out["recon.image"], out["recon.target"], torch.arange(6)).backward()
+    image_loss.adversary_loss((out["recon.image"], out["recon.target"]), torch.arange(6)).backward()
     assert all(p.grad is not None for p in image_loss.adversary_parameters())
 
 
@@ -157,7 +158,9 @@ def test_thirty_steps_on_a_fixed_batch_lower_every_term():
     for _ in range(30):
         out = model(images, CAPTIONS)
         adversary.zero_grad()
-        image_loss.adversary_loss(out["recon.image"].detach(), out["recon.target"], ids).backward()
+        image_loss.adversary_loss(
+            (out["recon.image"].detach(), out["recon.target"]), ids
+        ).backward()
         adversary.step()
         parts = values(out, losses)
         main.zero_grad()
@@ -187,7 +190,7 @@ def _frozen_opponent_run(train_generator: bool) -> tuple[float, float]:
         if train_generator:
             value = image_loss(fake, target)
         else:
-            value = image_loss.adversary_loss(fake, target, ids)
+            value = image_loss.adversary_loss((fake, target), ids)
         optimizer.zero_grad()
         value.backward()
         optimizer.step()
@@ -210,3 +213,32 @@ def test_a_smaller_generator_rebuilds_area_averaged_targets():
     torch.testing.assert_close(target, model.reconstruction_target(smooth_images(2, 3)))
     with pytest.raises(ValueError, match="larger than the input"):
         model.reconstruction_target(smooth_images(2, 3)[:, :, :8, :8])
+
+
+def test_one_side_at_a_time_and_the_registry():
+    from retrievalkit.models import ModelSpec, build_model
+
+    vocab = Vocabulary.build(CAPTIONS)
+    spec = ModelSpec(
+        image={"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "head": "mlp"},
+        text={"name": "gru", "word_dim": 8, "hidden_dim": 16, "head": "identity"},
+        embed_dim=8,
+        vocab=vocab,
+        options={
+            "joint_dim": 16,
+            "generator": {"size": SIZE, "base_channels": 4},
+            "decoder": {"word_dim": 8, "hidden_dim": 16},
+        },
+    )
+    model = build_model("mfsr", spec)
+    assert isinstance(model, MFSRModel) and model.pixel_mean == MEAN and model.has_text
+    image_side = model(images=smooth_images(2, 1))
+    assert set(image_side) == {"image.mo", "image.se", "image.sp", "image"} | {
+        "recon.image",
+        "recon.target",
+    }
+    text_side = model(captions=CAPTIONS[:2])
+    assert {"text.se", "decoder.logits", "decoder.targets"} <= set(text_side)
+    assert not any(k.startswith("image") for k in text_side)
+    with pytest.raises(TypeError, match="unknown_option"):
+        build_model("mfsr", ModelSpec(**{**spec.__dict__, "options": {"unknown_option": 1}}))
