@@ -3,7 +3,9 @@
 Hardest-negative training with an unfrozen CNN can collapse: every embedding
 equal, the VSE++ loss stuck at ``2 * B * margin``. The monitor tracks the mean
 spread of the batch's embeddings and warns once when it falls below a threshold
-for ``patience`` consecutive steps.
+for ``patience`` consecutive steps. It also warns once when an adversarial
+term reports a collapsing generator (mFSR: D1 always right, generated images
+constant across the batch) for ``patience`` consecutive adversary steps.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ class CollapseMonitor:
         self.stuck_steps = 0
         self.warned = False
         self.warned_stuck = False
+        self.adversary_steps = 0
+        self.warned_adversary = False
 
     @staticmethod
     def spread(embeddings: Tensor) -> float:
@@ -76,4 +80,17 @@ class CollapseMonitor:
                 {name: collapsed_values[name] for name in stuck} if collapsed_values else {},
                 self.stuck_steps,
                 batch_size,
+            )
+
+    def update_adversaries(self, reasons: list[str], step: int) -> None:
+        """One adversary step: the adversarial terms' collapse reasons (empty = healthy)."""
+        self.adversary_steps = self.adversary_steps + 1 if reasons else 0
+        if self.adversary_steps >= self.patience and not self.warned_adversary:
+            self.warned_adversary = True
+            log.warning(
+                "step %d: the generator looks collapsed for %d steps: %s. Try a lower "
+                "discriminator lr (its optim group), a pixel term, or fewer D steps.",
+                step,
+                self.adversary_steps,
+                "; ".join(reasons),
             )

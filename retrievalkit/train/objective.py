@@ -154,6 +154,25 @@ class Objective:
                 values.append(module.adversary_loss(tuple(tensors[:-1]), tensors[-1]))
         return torch.stack(values).sum() if values else None
 
+    def adversary_stats(self) -> dict[str, float]:
+        """What the adversarial terms report about their last adversary step (e.g. the
+        mFSR image term's D1 accuracies), as ``<term>.<stat>`` floats."""
+        stats: dict[str, float] = {}
+        for name, _, module, _ in self.terms:
+            report = getattr(module, "adversary_stats", None)
+            if callable(report):
+                stats.update({f"{name}.{key}": value for key, value in report().items()})
+        return stats
+
+    def adversary_collapse(self) -> list[str]:
+        """Reasons, per adversarial term that can tell, why its generator looks collapsed."""
+        reasons: list[str] = []
+        for name, _, module, _ in self.terms:
+            check = getattr(module, "collapse_reasons", None)
+            if callable(check):
+                reasons += [f"{name}: {reason}" for reason in check()]
+        return reasons
+
     def collapsed_values(self, batch_size: int) -> dict[str, float]:
         """Per term, its value at collapse where the loss knows it (VSE++ MH: ``2 B margin``)."""
         values = {}

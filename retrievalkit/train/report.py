@@ -17,6 +17,7 @@ from retrievalkit.train.plots import (
     plot_text_to_image_grid,
     top_k,
 )
+from retrievalkit.train.reconstructions import save_reconstructions
 from retrievalkit.train.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -49,6 +50,32 @@ def retrieval_grid(
         return plot_image_to_image_grid(picks, hits, correct, split.images, out_path)
 
 
+def reconstruction_pictures(
+    trainer: Trainer, split: Any, out_dir: Path, num_pairs: int = 8
+) -> list[Path]:
+    """For a model that reconstructs its inputs (mFSR: it has ``reconstruction_target``):
+    ``reconstructions.png`` and ``captions.txt`` of a few test pairs (each image
+    with its first caption, images picked with the run's seed); else nothing."""
+    model = trainer.model
+    if not callable(getattr(model, "reconstruction_target", None)):
+        return []
+    generator = torch.Generator().manual_seed(trainer.config.seed)
+    picks = torch.randperm(len(split.images), generator=generator)[:num_pairs].tolist()
+    first_caption = {}
+    for caption, image in zip(split.captions, split.caption_image, strict=True):
+        first_caption.setdefault(int(image), caption)
+    picks = [i for i in picks if i in first_caption]
+    device = model_device(model)
+    images = torch.stack([trainer.eval_transform(split.images.load(i)) for i in picks])
+    return save_reconstructions(
+        model,
+        images.to(device),
+        [first_caption[i] for i in picks],
+        [split.image_keys[i] for i in picks],
+        out_dir,
+    )
+
+
 def finish_run(trainer: Trainer, test_split_name: str | None = None) -> dict[str, Any]:
     """Load the best checkpoint, score the test split, write metrics.json and PNGs."""
     run_dir = trainer.run_dir
@@ -67,6 +94,7 @@ def finish_run(trainer: Trainer, test_split_name: str | None = None) -> dict[str
         split = trainer.splits[name]
         results["test"] = trainer.evaluate(split, progress=trainer.progress)
         retrieval_grid(trainer, split, run_dir / "retrieval_grid.png")
+        reconstruction_pictures(trainer, split, run_dir)
     else:
         log.warning("no %r split: no test scores", name)
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))

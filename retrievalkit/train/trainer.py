@@ -300,7 +300,8 @@ class Trainer:
         for group in groups:
             group.optimizer.step()
             group.optimizer.zero_grad(set_to_none=True)
-        return {"adversary": mean}
+        self.monitor.update_adversaries(objective.adversary_collapse(), self.state.step)
+        return {"adversary": mean, **objective.adversary_stats()}
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = self.objectives[stage.name]

@@ -57,6 +57,69 @@ CROSS_MODAL_ADVERSARIAL = {
 }
 
 
+# mFSR (model "mfsr"): separation, a 16-pixel generator and a caption decoder; its
+# discriminators (owned by the mfsr_image term) in their own optimizer group
+_MFSR_TERMS = [
+    {"name": "mfsr_modality", "weight": 0.5},
+    {"name": "mfsr_specific", "weight": 0.5},
+    {"name": "mfsr_caption", "weight": 0.5},
+    {
+        "name": "mfsr_image",
+        "weight": 0.5,
+        "options": {"size": 16, "base_channels": 4, "pixel_weight": 1.0, "max_shift": 2},
+    },
+]
+MFSR = {
+    **CROSS_MODAL,
+    "name": "tiny_mfsr",
+    "model": {
+        "name": "mfsr",
+        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "head": "linear"},
+        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16, "head": "identity"},
+        "embed_dim": 8,
+        "options": {
+            "joint_dim": 16,
+            "generator": {"size": 16, "base_channels": 4},
+            "decoder": {"word_dim": 8, "hidden_dim": 16},
+        },
+    },
+    "optim": {
+        "lr": 1e-3,
+        "warmup_steps": 3,
+        "groups": [
+            {
+                "name": "discriminators",
+                "params": ["loss.mfsr_image"],
+                "lr": 3e-4,
+                "betas": [0.5, 0.999],
+            }
+        ],
+    },
+    "stages": [
+        {
+            "name": "sh",
+            "epochs": 1,
+            "losses": [
+                {
+                    "name": "vse",
+                    "options": {"max_violation": False},
+                    "inputs": {"img": "image.se", "txt": "text.se"},
+                },
+                *_MFSR_TERMS,
+            ],
+        },
+        {
+            "name": "mh",
+            "epochs": 1,
+            "losses": [
+                {"name": "vse", "inputs": {"img": "image.se", "txt": "text.se"}},
+                *_MFSR_TERMS,
+            ],
+        },
+    ],
+}
+
+
 class Killed(Exception):
     pass
 
@@ -65,7 +128,9 @@ def weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / name).tensors
 
 
-@pytest.mark.parametrize("raw", [CROSS_MODAL, CROSS_MODAL_ADVERSARIAL], ids=["vse", "adversarial"])
+@pytest.mark.parametrize(
+    "raw", [CROSS_MODAL, CROSS_MODAL_ADVERSARIAL, MFSR], ids=["vse", "adversarial", "mfsr"]
+)
 def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch, raw):
     config = parse_config(raw)
     full = Trainer(config, tmp_path / "full", progress=False)
