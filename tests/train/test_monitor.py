@@ -48,3 +48,15 @@ def test_healthy_batch_does_not_warn(caplog):
 
 def test_sh_loss_has_no_collapse_value():
     assert VSELoss(max_violation=False).collapsed_value(8) is None
+
+
+def test_a_collapsing_generator_warns_once_after_patience(caplog):
+    monitor = CollapseMonitor(patience=3)
+    reasons = ["mfsr_image: D1 accuracy pinned at 100% real / 100% generated"]
+    with caplog.at_level(logging.WARNING, logger="retrievalkit.train.monitor"):
+        monitor.update_adversaries(reasons, step=1)
+        monitor.update_adversaries([], step=2)  # a healthy step resets the count
+        for step in range(3, 9):
+            monitor.update_adversaries(reasons, step=step)
+    warnings = [r.getMessage() for r in caplog.records if "generator looks collapsed" in r.message]
+    assert len(warnings) == 1 and "step 5" in warnings[0] and "D1 accuracy pinned" in warnings[0]
