@@ -36,7 +36,8 @@ def plot_curves(run_log: RunLog, out_path: Path, title: str = "") -> Path:
         plotted = []
         columns = dict.fromkeys(key for row in steps for key in row)  # stages may add terms
         for column in columns:
-            if column not in _SKIP_STEP_COLUMNS:
+            # ``<term>.<stat>`` columns are adversaries' health numbers, not losses
+            if column not in _SKIP_STEP_COLUMNS and "." not in column:
                 values = np.array([row.get(column, np.nan) for row in steps], dtype=float)
                 ax_loss.plot(xs, values, label=column)
                 plotted.append(values[np.isfinite(values)])
