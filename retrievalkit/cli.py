@@ -14,6 +14,7 @@ import sys
 
 COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.train",
+    "retrievalkit.commands.compare",
     "retrievalkit.commands.eval",
     "retrievalkit.commands.embed",
     "retrievalkit.commands.index",

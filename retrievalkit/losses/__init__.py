@@ -16,6 +16,7 @@ from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.losses.lifted import GeneralizedLiftedStructureLoss, LiftedStructureLoss
 from retrievalkit.losses.memory import CrossBatchMemory, CrossModalMemory
 from retrievalkit.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
+from retrievalkit.losses.pml import PMLLoss
 from retrievalkit.losses.registry import LOSSES, build_loss, register_loss
 from retrievalkit.losses.smooth_ap import SmoothAPLoss
 from retrievalkit.losses.triplet import TripletMarginLoss
@@ -35,6 +36,7 @@ __all__ = [
     "ModalityAdversarialLoss",
     "MultiSimilarityLoss",
     "MultiSimilarityMiner",
+    "PMLLoss",
     "PairBatch",
     "PairLoss",
     "SmoothAPLoss",
