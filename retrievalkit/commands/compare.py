@@ -1,6 +1,6 @@
 """``retrievalkit compare RECIPE [RECIPE ...] --seeds 3 [--set key=value ...] --out DIR``.
 
-Trains every recipe with seeds 0..N-1 (``seed`` of the recipe), scores each run on
+Trains every recipe with seeds 0..N-1 (``--first-seed`` shifts them) (``seed`` of the recipe), scores each run on
 its test split and writes ``DIR/comparison.md`` (mean ± std per metric, wall
 time), ``comparison.json`` and ``comparison.png`` (bars with error bars).
 Finished runs are skipped and interrupted ones resume: run the same command again.
@@ -22,7 +22,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "compare", help="train recipes over several seeds and tabulate their test scores"
     )
     parser.add_argument("recipes", nargs="+", help="recipe files or shipped recipe names")
-    parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3)")
+    parser.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
+    parser.add_argument(
+        "--first-seed",
+        type=int,
+        default=0,
+        help="seeds are FIRST..FIRST+N-1 (default 0); e.g. run --seeds 1 --first-seed 2 in "
+        "parallel with --seeds 2 into the same --out, then --seeds 3 tabulates all",
+    )
     add_overrides_option(parser)
     parser.add_argument("--out", type=Path, required=True, help="comparison directory")
     parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
@@ -59,9 +66,17 @@ def run(args: argparse.Namespace) -> int:
         print("compare: --seeds must be at least 1", file=sys.stderr)
         return 2
     args.out.mkdir(parents=True, exist_ok=True)
-    runs = plan_runs(args.recipes, range(args.seeds), args.overrides, args.out)
+    seeds = range(args.first_seed, args.first_seed + args.seeds)
+    runs = plan_runs(args.recipes, seeds, args.overrides, args.out)
     records = run_all(runs, args.device or default_device(), progress=not args.no_progress)
+    missing = len(runs) - sum(len(r) for r in records.values())
+    if missing:
+        print(f"compare: {missing} run(s) are being trained by another process and are left out")
+    if not records:
+        return 0
     words = ["retrievalkit", "compare", *args.recipes, "--seeds", str(args.seeds)]
+    if args.first_seed:
+        words += ["--first-seed", str(args.first_seed)]
     for override in args.overrides:
         words += ["--set", override]
     command = shlex.join([*words, "--out", str(args.out)])

@@ -5,13 +5,17 @@ Layout under ``out``: ``<recipe name>/seed<k>/`` is an ordinary run directory
 time), plus ``comparison.md``, ``comparison.json`` and ``comparison.png``.
 A run whose ``metrics.json`` holds a wall time is finished and is skipped; any
 other run resumes from its last checkpoint, so an interrupted comparison is
-continued by running the same command again.
+continued by running the same command again. While a run trains, its directory
+holds ``compare.lock`` (the process id); another ``compare`` over the same
+directory (e.g. other seeds in parallel) leaves such a run alone and tabulates
+without it. A lock whose process is gone is taken over.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -76,6 +80,41 @@ def finished_record(run_dir: Path) -> dict[str, Any] | None:
     return record if "wall_s" in record and "test" in record else None
 
 
+LOCK_FILE = "compare.lock"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def claim_run(run_dir: Path) -> bool:
+    """Take ``run_dir``'s lock for this process; False if a live process holds it."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    lock = run_dir / LOCK_FILE
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            try:
+                holder = int(lock.read_text().strip() or "0")
+            except (OSError, ValueError):
+                holder = 0
+            if holder and _alive(holder):
+                return holder == os.getpid()
+            lock.unlink(missing_ok=True)  # stale: its process is gone
+            continue
+        with os.fdopen(fd, "w") as handle:
+            handle.write(str(os.getpid()))
+        return True
+    return False
+
+
 def train_and_score(run: PlannedRun, device: str, progress: bool) -> dict[str, Any]:
     """Train (resuming if the run started before), score the test split, and return
     the ``metrics.json`` record with ``seed``, ``wall_s`` and ``resumed`` added.
@@ -104,15 +143,25 @@ def run_all(
     progress: bool = True,
     train: Callable[[PlannedRun, str, bool], dict[str, Any]] = train_and_score,
 ) -> dict[str, list[dict[str, Any]]]:
-    """Records per recipe name (in order), training only the runs not finished."""
+    """Records per recipe name (in order), training only the runs not finished.
+
+    Runs another live process is training (locked) are left out of the records.
+    """
     records: dict[str, list[dict[str, Any]]] = {}
     for index, run in enumerate(runs, 1):
+        where = f"[{index}/{len(runs)}] {run.name} seed {run.seed}"
         record = finished_record(run.run_dir)
-        if record is None:
-            log.info("[%d/%d] %s seed %d: training", index, len(runs), run.name, run.seed)
-            record = train(run, device, progress)
+        if record is not None:
+            log.info("%s: finished, skipped", where)
+        elif not claim_run(run.run_dir):
+            log.warning("%s: being trained by another process, left out", where)
+            continue
         else:
-            log.info("[%d/%d] %s seed %d: finished, skipped", index, len(runs), run.name, run.seed)
+            log.info("%s: training", where)
+            try:
+                record = train(run, device, progress)
+            finally:
+                (run.run_dir / LOCK_FILE).unlink(missing_ok=True)
         records.setdefault(run.name, []).append(record)
     return records
 

@@ -89,3 +89,27 @@ def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
     capsys.readouterr()
     assert main(argv) == 0
     assert json.loads((out / "tiny_ms/seed1/metrics.json").read_text()) == first
+
+
+def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
+    import os
+
+    from retrievalkit.train.compare import LOCK_FILE, claim_run, run_all
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
+    runs = plan_runs([str(tmp_path / "r.yaml")], [0, 1], [], tmp_path / "out")
+    runs[0].run_dir.mkdir(parents=True)
+    (runs[0].run_dir / LOCK_FILE).write_text(str(os.getppid()))  # a live process
+    (runs[1].run_dir).mkdir(parents=True)
+    (runs[1].run_dir / LOCK_FILE).write_text("999999999")  # a process that is gone
+    trained = []
+
+    def fake_train(run, device, progress):
+        assert (run.run_dir / LOCK_FILE).read_text() == str(os.getpid())
+        trained.append(run.seed)
+        return {"seed": run.seed, "wall_s": 1.0, "test": {"recall@1": 50.0}}
+
+    records = run_all(runs, "cpu", progress=False, train=fake_train)
+    assert trained == [1] and [r["seed"] for r in records["r"]] == [1]
+    assert not (runs[1].run_dir / LOCK_FILE).exists()  # released after training
+    assert not claim_run(runs[0].run_dir)
