@@ -41,7 +41,7 @@ def bare_epoch(trainer: Trainer, images: torch.Tensor, state: dict) -> float:
     loss_fn = next(iter(trainer.losses.values()))
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.Adam(params, lr=config.optim.lr, weight_decay=config.optim.weight_decay)
-    sampler = make_batch_sampler(trainer.train_split, config.data, config.task, config.seed)
+    sampler = make_batch_sampler(trainer.train_split, config.data, False, config.seed)
     sampler.set_epoch(0)
     labels = torch.as_tensor(trainer.train_split.labels, dtype=torch.long)
     start = time.perf_counter()

@@ -106,9 +106,7 @@ class SmallCNN(nn.Module):
                 stages.append(nn.MaxPool2d(2))
                 stride = 1
             stages.append(_conv_block(cin, width, stride, batchnorm))
-            stages += [
-                _conv_block(width, width, 1, batchnorm) for _ in range(blocks_per_stage - 1)
-            ]
+            stages += [_conv_block(width, width, 1, batchnorm) for _ in range(blocks_per_stage - 1)]
             cin = width
         self.features = nn.Sequential(*stages)
         self.pool = pool

@@ -94,9 +94,9 @@ def test_fashion_mnist_recipe_data_path_gives_the_plain_loops_tensors_and_batche
     config = load_config(FASHION[0], ["data.options.limit=3000"])
     split = load_splits(config.data)["train"]
     transform = build_transform("image", config.data, train=True)
-    loader = make_train_loader(split, config.data, transform, "metric", seed=0, epoch=0)
+    loader = make_train_loader(split, config.data, transform, False, seed=0, epoch=0)
     batch = next(iter(loader))
-    sampler = make_batch_sampler(split, config.data, "metric", seed=0)
+    sampler = make_batch_sampler(split, config.data, False, seed=0)
     sampler.set_epoch(0)
     indices = next(iter(sampler))
     raw = np.stack([np.asarray(split.images.load(i)) for i in indices])
