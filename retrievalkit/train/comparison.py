@@ -43,6 +43,9 @@ class Stat:
         return cls(mean, math.sqrt(var), n)
 
     def format(self, digits: int = 1) -> str:
+        """``mean ± std``; the mean alone for one value (no spread to show)."""
+        if self.n == 1:
+            return f"{self.mean:.{digits}f}"
         return f"{self.mean:.{digits}f} ± {self.std:.{digits}f}"
 
 

@@ -36,6 +36,7 @@ def test_stat_is_mean_and_sample_std():
     assert stat.mean == 2.0 and stat.std == pytest.approx(1.0) and stat.n == 3
     assert Stat.of([5.0]).std == 0.0
     assert stat.format() == "2.0 ± 1.0"
+    assert Stat.of([5.0]).format() == "5.0"  # one seed: no spread to show
 
 
 def test_table_bolds_the_best_mean():
