@@ -21,6 +21,7 @@ from retrievalkit.errors import USER_ERROR_EXIT, UserError, one_line
 
 COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.train",
+    "retrievalkit.commands.compare",
     "retrievalkit.commands.eval",
     "retrievalkit.commands.embed",
     "retrievalkit.commands.index",

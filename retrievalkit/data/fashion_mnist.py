@@ -1,7 +1,10 @@
 """Fashion-MNIST from the Debian package ``dataset-fashion-mnist`` (idx files, no download).
 
 Protocols: ``unseen_classes`` (metric learning as on CUB/Cars: classes 0-4 of the
-training file train, classes 5-9 of the test file test; no validation split) and
+training file train, classes 5-9 of the test file test; with ``val_classes=v`` the
+last v training classes (4, 3, ...) become a class-disjoint ``val`` split, so
+choices are made on classes the model did not train on, never on the test
+classes) and
 ``standard`` (all 10 classes; train = first 55,000 training images, val = last
 5,000, test = the 10,000 test images).
 """
@@ -72,9 +75,21 @@ def _split(
 
 @register_dataset("fashion_mnist")
 def load_fashion_mnist(
-    protocol: str = "unseen_classes", root: str | Path = ROOT, limit: int | None = None
+    protocol: str = "unseen_classes",
+    root: str | Path = ROOT,
+    limit: int | None = None,
+    val_classes: int = 0,
 ) -> dict[str, LabelledSplit]:
-    """Splits of Fashion-MNIST; ``limit`` keeps the first N images of each file."""
+    """Splits of Fashion-MNIST; ``limit`` keeps the first N images of each file.
+
+    ``val_classes`` (``unseen_classes`` only, 0..3): training classes held out as
+    the ``val`` split (at least 2 classes stay for training).
+    """
+    if not 0 <= val_classes <= 3 or (val_classes and protocol != "unseen_classes"):
+        raise ValueError(
+            f"fashion_mnist: val_classes must be 0..3 and needs protocol unseen_classes, "
+            f"got {val_classes} with {protocol!r}"
+        )
     root = Path(root)
     train_x = read_idx(root / "train-images-idx3-ubyte.gz")
     train_y = read_idx(root / "train-labels-idx1-ubyte.gz")
@@ -100,12 +115,17 @@ def load_fashion_mnist(
         )
     source = f"{root}/{{train,t10k}}-{{images-idx3,labels-idx1}}-ubyte.gz"
     if protocol == "unseen_classes":
-        return {
+        first_val = 5 - val_classes
+        splits = {
             "train": _split(
-                "train", train_x, train_y, np.flatnonzero(train_y < 5), source, "train"
+                "train", train_x, train_y, np.flatnonzero(train_y < first_val), source, "train"
             ),
             "test": _split("test", test_x, test_y, np.flatnonzero(test_y >= 5), source, "t10k"),
         }
+        if val_classes:
+            held_out = np.flatnonzero((train_y >= first_val) & (train_y < 5))
+            splits["val"] = _split("val", train_x, train_y, held_out, source, "train")
+        return splits
     if protocol == "standard":
         n_val = min(5000, len(train_x) // 12)
         cut = len(train_x) - n_val

@@ -22,6 +22,7 @@ from retrievalkit.losses.mfsr import (
     SpecificLoss,
 )
 from retrievalkit.losses.multi_similarity import MultiSimilarityLoss, MultiSimilarityMiner
+from retrievalkit.losses.pml import PMLLoss
 from retrievalkit.losses.registry import LOSSES, build_loss, register_loss
 from retrievalkit.losses.smooth_ap import SmoothAPLoss
 from retrievalkit.losses.triplet import TripletMarginLoss
@@ -44,6 +45,7 @@ __all__ = [
     "ModalityLoss",
     "MultiSimilarityLoss",
     "MultiSimilarityMiner",
+    "PMLLoss",
     "PairBatch",
     "PairLoss",
     "SmoothAPLoss",

@@ -148,6 +148,13 @@ def test_fashion_mnist_protocols_on_small_idx_files(tmp_path):
     standard = load_dataset("fashion_mnist", root=tmp_path, protocol="standard")
     assert [len(standard[s].labels) for s in ("train", "val", "test")] == [22, 2, 12]
     assert standard["val"].keys == ["train:22", "train:23"]
+    carved = load_dataset("fashion_mnist", root=tmp_path, val_classes=2)
+    assert set(carved["train"].labels.tolist()) == {0, 1, 2}
+    assert set(carved["val"].labels.tolist()) == {3, 4}  # class-disjoint, from the train file
+    assert carved["val"].keys == [f"train:{i}" for i in range(24) if train_y[i] in (3, 4)]
+    assert carved["test"].labels.tolist() == [5, 6, 7, 8, 9]
+    with pytest.raises(ValueError, match="val_classes must be 0..3"):
+        load_dataset("fashion_mnist", root=tmp_path, val_classes=4)
     write_idx(tmp_path / "t10k-labels-idx1-ubyte.gz", test_y[:11])
     with pytest.raises(
         DataError, match=r"t10k-\*-ubyte.gz: images \(12, 28, 28\) and labels \(11,\)"

@@ -101,3 +101,27 @@ def test_generalized_lifted(seed):
         x, y
     )
     check(GeneralizedLiftedStructureLoss(margin=1.0)(x, y), theirs, x)
+
+
+@pytest.mark.parametrize("seed", range(2))
+def test_registered_pml_adapters_are_pml_itself(seed):
+    """The recipe losses ``pml_*`` give exactly PML's value and gradient (its defaults)."""
+    from retrievalkit.losses import build_loss
+
+    x, y = batch(seed)
+    ms = losses.MultiSimilarityLoss(alpha=2, beta=40, base=0.5)
+    mined = miners.MultiSimilarityMiner(epsilon=0.2)(x, y)
+    check(build_loss("pml_multi_similarity", beta=40, epsilon=0.2)(x, y), ms(x, y, mined), x)
+    check(
+        build_loss("pml_multi_similarity", epsilon=None)(x, y),
+        losses.MultiSimilarityLoss()(x, y),
+        x,
+    )
+    triplet = losses.TripletMarginLoss(margin=0.1)
+    check(build_loss("pml_triplet", margin=0.1)(x, y), triplet(x, y), x)
+    hard = miners.BatchHardMiner()(x, y)
+    check(build_loss("pml_triplet", margin=0.1, mining="batch_hard")(x, y), triplet(x, y, hard), x)
+    contrastive = losses.ContrastiveLoss(pos_margin=0.1, neg_margin=0.8)
+    check(build_loss("pml_contrastive", pos_margin=0.1, neg_margin=0.8)(x, y), contrastive(x, y), x)
+    with pytest.raises(ValueError, match="mining must be"):
+        build_loss("pml_triplet", mining="semi_hard")

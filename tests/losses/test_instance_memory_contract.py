@@ -15,6 +15,7 @@ from retrievalkit.losses import (
     MultiSimilarityLoss,
     MultiSimilarityMiner,
     PairLoss,
+    PMLLoss,
     VSELoss,
     build_loss,
 )
@@ -123,6 +124,8 @@ PAIR_LOSSES = [name for name in LOSSES.names() if issubclass(LOSSES.get(name), P
 
 @pytest.mark.parametrize("name", PAIR_LOSSES)
 def test_every_metric_loss_contract(name):
+    if issubclass(LOSSES.get(name), PMLLoss):
+        pytest.importorskip("pytorch_metric_learning")
     loss = build_loss(name)
     x = unit(12, 8, 4, dtype=torch.float32).requires_grad_()
     labels = torch.tensor([0, 0, 0, 1, 1, 2, 2, 2, 3, 3, 4, 4])

@@ -110,3 +110,32 @@ def test_small_cnn_stem_stride_keeps_the_first_stage_at_full_resolution():
     assert fine(x).shape == (2, 3)
     with pytest.raises(ValueError, match="stem_stride must be 1 or 2"):
         build_image_encoder("small_cnn", stem_stride=3)
+
+
+def test_small_cnn_three_conv_form_is_conv_bn_relu_maxpool_then_average():
+    """``blocks_per_stage=1, downsample="maxpool", pool="avg"`` is the plain 3-conv net
+    (conv-BN-ReLU, 2x2 max pool between stages, global average, linear)."""
+    torch.manual_seed(0)
+    net = build_image_encoder(
+        "small_cnn",
+        in_channels=1,
+        widths=[4, 6, 8],
+        out_dim=3,
+        stem_stride=1,
+        blocks_per_stage=1,
+        downsample="maxpool",
+        pool="avg",
+    ).eval()
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    assert len(convs) == 3 and all(c.stride == (1, 1) for c in convs)
+    x = _images(2, 1, 28, 28)
+    h = x
+    for index, (conv, bn) in enumerate(zip(convs, bns, strict=True)):
+        if index:
+            h = torch.nn.functional.max_pool2d(h, 2)
+        h = torch.relu(bn(conv(h)))
+    assert h.shape[-2:] == (7, 7)
+    assert torch.allclose(net(x), net.fc(h.mean(dim=(2, 3))), atol=1e-6)
+    with pytest.raises(ValueError, match="downsample must be"):
+        build_image_encoder("small_cnn", downsample="avgpool")

@@ -84,3 +84,47 @@ def test_recipe_builds_and_steps(path):
     assert torch.isfinite(result.total)
     result.total.backward()
     assert any(p.grad is not None for p in model.parameters())
+
+
+FASHION = [p for p in CONFIGS if p.stem.startswith("fashion_mnist_")]
+
+
+def test_fashion_mnist_recipes_differ_only_in_their_loss():
+    """The loss comparison's premise: same data, batches, encoder, optimizer, epochs."""
+    import dataclasses
+
+    configs = [load_config(p) for p in FASHION]
+    shared = [dataclasses.replace(c, name="", stages=()) for c in configs]
+    assert len(configs) >= 6 and all(s == shared[0] for s in shared)
+    assert {c.stages[0].epochs for c in configs} == {configs[0].stages[0].epochs}
+    assert len({repr(c.stages[0].losses) for c in configs}) == len(configs)
+
+
+@pytest.mark.skipif(
+    not Path("/usr/share/datasets/fashion-mnist").exists(), reason="no dataset-fashion-mnist"
+)
+def test_fashion_mnist_recipe_data_path_gives_the_plain_loops_tensors_and_batches():
+    """What the trainer feeds the model is the plain loop's input (pixels / 255, shifted to
+    [-1, 1]), in P x K batches of 5 classes x 25 with 240 steps an epoch."""
+    import numpy as np
+
+    from retrievalkit.pipeline.build import build_transform, load_splits
+    from retrievalkit.train.data_loading import make_batch_sampler, make_train_loader
+
+    config = load_config(FASHION[0], ["data.options.limit=3000"])
+    split = load_splits(config.data)["train"]
+    transform = build_transform("image", config.data, train=True)
+    loader = make_train_loader(split, config.data, transform, False, seed=0, epoch=0)
+    batch = next(iter(loader))
+    sampler = make_batch_sampler(split, config.data, False, seed=0)
+    sampler.set_epoch(0)
+    indices = next(iter(sampler))
+    raw = np.stack([np.asarray(split.images.load(i)) for i in indices])
+    plain = torch.from_numpy(raw.astype(np.float32) / 255.0)[:, None]
+    assert torch.equal(batch.images, (plain - 0.5) / 0.5)
+    assert torch.equal(batch.ids, torch.as_tensor(split.labels[indices]))
+    assert batch.images.shape == (125, 1, 28, 28)
+    assert torch.equal(torch.bincount(batch.ids, minlength=5)[:5], torch.full((5,), 25))
+    full = load_config(FASHION[0])
+    counts = np.bincount(load_splits(full.data)["train"].labels)
+    assert counts[:5].min() // full.data.samples_per_class == 240

@@ -1,0 +1,116 @@
+"""``retrievalkit compare``: runs every (recipe, seed), skips finished runs, tabulates."""
+
+import json
+
+import pytest
+import yaml
+
+from retrievalkit.cli import main
+from retrievalkit.run.config import ConfigError
+from retrievalkit.train.compare import plan_runs
+from retrievalkit.train.comparison import Stat, markdown_table, summarize
+
+
+def tiny_recipe(name: str, loss: str) -> dict:
+    return {
+        "name": name,
+        "task": "metric",
+        "data": {
+            "name": "synthetic_shape_classes",
+            "options": {"n_images": 192, "size": 16},
+            "image_size": 16,
+            "augment": False,
+            "batch_size": 16,
+            "sampler": "pk",
+            "samples_per_class": 4,
+        },
+        "model": {"image": {"name": "small_cnn", "widths": [8], "out_dim": 8}, "embed_dim": 8},
+        "losses": [{"name": loss}],
+        "epochs": 1,
+        "eval": {"metric": "map_at_r"},
+    }
+
+
+def test_stat_is_mean_and_sample_std():
+    stat = Stat.of([1.0, 2.0, 3.0])
+    assert stat.mean == 2.0 and stat.std == pytest.approx(1.0) and stat.n == 3
+    assert Stat.of([5.0]).std == 0.0
+    assert stat.format() == "2.0 ± 1.0"
+    assert Stat.of([5.0]).format() == "5.0"  # one seed: no spread to show
+
+
+def test_table_bolds_the_best_mean():
+    records = [
+        {"seed": s, "wall_s": 10.0 + s, "test": {"recall@1": r, "map_at_r": m}}
+        for s, r, m in ((0, 50.0, 20.0), (1, 52.0, 22.0))
+    ]
+    worse = [{**r, "test": {"recall@1": 40.0, "map_at_r": 30.0}} for r in records]
+    a = summarize("a", records, ["recall@1", "map_at_r"])
+    b = summarize("b", worse, ["recall@1", "map_at_r"])
+    table = markdown_table([a, b], ["recall@1", "map_at_r"])
+    rows = table.splitlines()
+    assert rows[2] == "| a | 0,1 | **51.0 ± 1.4** | 21.0 ± 1.4 | 10 ± 1 |"
+    assert rows[3] == "| b | 0,1 | 40.0 ± 0.0 | **30.0 ± 0.0** | 10 ± 1 |"
+
+
+def test_two_recipes_with_one_name_are_refused(tmp_path):
+    for file in ("a.yaml", "b.yaml"):
+        (tmp_path / file).write_text(yaml.safe_dump(tiny_recipe("same", "contrastive")))
+    with pytest.raises(ConfigError, match="both named 'same'"):
+        plan_runs([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")], [0], [], tmp_path)
+
+
+def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
+    for name, loss in (("tiny_ms", "multi_similarity"), ("tiny_contrastive", "contrastive")):
+        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(tiny_recipe(name, loss)))
+    out = tmp_path / "cmp"
+    argv = ["compare", str(tmp_path / "tiny_ms.yaml"), str(tmp_path / "tiny_contrastive.yaml")]
+    argv += ["--seeds", "2", "--set", "optim.lr=0.002", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    for name in ("tiny_ms", "tiny_contrastive"):
+        for seed in (0, 1):
+            record = json.loads((out / name / f"seed{seed}" / "metrics.json").read_text())
+            assert record["seed"] == seed and record["wall_s"] > 0
+            config = yaml.safe_load((out / name / f"seed{seed}" / "config.yaml").read_text())
+            assert config["seed"] == seed and config["optim"]["lr"] == 0.002
+    first = json.loads((out / "tiny_ms/seed1/metrics.json").read_text())
+    # the two seeds really differ (the seed reaches the model and the sampler)
+    second = json.loads((out / "tiny_ms/seed0/metrics.json").read_text())
+    assert first["test"]["map_at_r"] != second["test"]["map_at_r"]
+    table = (out / "comparison.md").read_text()
+    assert "| tiny_ms | 0,1 |" in table and "| tiny_contrastive | 0,1 |" in table
+    assert "--seeds 2 --set optim.lr=0.002" in table
+    summary = json.loads((out / "comparison.json").read_text())
+    mean = (first["test"]["recall@1"] + second["test"]["recall@1"]) / 2
+    assert summary["tiny_ms"]["recall@1"]["mean"] == pytest.approx(mean)
+    assert (out / "comparison.png").stat().st_size > 1000
+
+    # a second call trains nothing (finished runs are skipped): same records
+    (out / "tiny_ms/seed1/checkpoints").rename(out / "moved")  # would break a retrain
+    capsys.readouterr()
+    assert main(argv) == 0
+    assert json.loads((out / "tiny_ms/seed1/metrics.json").read_text()) == first
+
+
+def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
+    import os
+
+    from retrievalkit.train.compare import LOCK_FILE, claim_run, run_all
+
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
+    runs = plan_runs([str(tmp_path / "r.yaml")], [0, 1], [], tmp_path / "out")
+    runs[0].run_dir.mkdir(parents=True)
+    (runs[0].run_dir / LOCK_FILE).write_text(str(os.getppid()))  # a live process
+    (runs[1].run_dir).mkdir(parents=True)
+    (runs[1].run_dir / LOCK_FILE).write_text("999999999")  # a process that is gone
+    trained = []
+
+    def fake_train(run, device, progress):
+        assert (run.run_dir / LOCK_FILE).read_text() == str(os.getpid())
+        trained.append(run.seed)
+        return {"seed": run.seed, "wall_s": 1.0, "test": {"recall@1": 50.0}}
+
+    records = run_all(runs, "cpu", progress=False, train=fake_train)
+    assert trained == [1] and [r["seed"] for r in records["r"]] == [1]
+    assert not (runs[1].run_dir / LOCK_FILE).exists()  # released after training
+    assert not claim_run(runs[0].run_dir)
