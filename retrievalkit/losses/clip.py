@@ -30,11 +30,11 @@ is the full-batch loss (see ``losses/distributed.py``).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
+from torch.autograd.function import once_differentiable
 
 from retrievalkit.losses.core import check_embeddings, same_label_mask, similarity_matrix
 from retrievalkit.losses.registry import register_loss
@@ -42,16 +42,67 @@ from retrievalkit.losses.registry import register_loss
 MAX_LOG_SCALE = math.log(100.0)  # open_clip: "clamp to 4.6052 = ln(100), as in the original paper"
 
 
-def _cross_entropy_rows(logits: Tensor, excluded: Tensor | None) -> Tensor:
-    """Per row, ``-log softmax(logits)[i, i]`` with ``excluded`` columns left out.
+def _softmax_(logits: Tensor, dim: int) -> tuple[Tensor, Tensor]:
+    """``softmax(logits, dim)`` written into ``logits`` and the log-probabilities of
+    the diagonal entries ``[B]`` (taken before the exponent, so they do not underflow)."""
+    target = logits.diagonal().clone()
+    top = logits.amax(dim=dim, keepdim=True)
+    probs = logits.sub_(top).exp_()
+    total = probs.sum(dim=dim, keepdim=True)
+    log_target = target - top.squeeze(dim) - total.squeeze(dim).log()
+    return probs.div_(total), log_target
 
-    ``logits [B, R]`` (``R >= B``; column ``i`` is row ``i``'s target), ``excluded``
-    bool ``[B, R]`` or None -> ``[B]``.
+
+class _InfoNCE(torch.autograd.Function):
+    """``sum over dims of mean_q CE(scale * sim, q -> q)``, its gradient made in the forward.
+
+    ``sim [B, R]`` (``R >= B``; entry ``(q, q)`` is query ``q``'s target), ``scale``
+    a 0-d tensor, ``excluded`` bool ``[B, R]`` or None (entries left out of every
+    softmax), ``dims``: ``(1,)`` (queries are rows) or ``(1, 0)`` (square ``sim``,
+    rows and columns both queries: CLIP's two directions on one matrix).
+
+    The gradient w.r.t. the logits is ``sum_dims softmax(logits, dim) - dims * I``
+    over ``B``; it is built in place from the log-softmaxes while they are at hand,
+    so the backward is one scaling and only one ``[B, R]`` matrix outlives the
+    forward (autograd's version keeps the logits, both log-softmaxes and makes two
+    softmaxes again).
     """
-    if excluded is not None:
-        logits = logits.masked_fill(excluded, float("-inf"))
-    target = torch.arange(logits.shape[0], device=logits.device)
-    return F.cross_entropy(logits, target, reduction="none")
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, sim: Tensor, scale: Tensor, excluded: Tensor | None, dims: tuple[int, ...]
+    ) -> Tensor:
+        num_queries = sim.shape[0]
+        logits = sim * scale
+        if excluded is not None:
+            logits.masked_fill_(excluded, float("-inf"))
+        want_grad = ctx.needs_input_grad[0] or ctx.needs_input_grad[1]
+        total = sim.new_zeros(())
+        grad: Tensor | None = None
+        for k, dim in enumerate(dims):
+            if k == len(dims) - 1:  # the last pass may overwrite the logits
+                probs, log_target = _softmax_(logits, dim)
+                total -= log_target.sum() / num_queries
+            else:
+                log_p = torch.log_softmax(logits, dim=dim)
+                total -= log_p.diagonal().sum() / num_queries
+                probs = log_p.exp_()
+            if want_grad:
+                grad = probs if grad is None else grad.add_(probs)
+        del logits, probs
+        if grad is not None:
+            grad.diagonal().sub_(len(dims))
+            grad.div_(num_queries)
+            ctx.grad_scale = grad.reshape(-1) @ sim.reshape(-1)  # d total / d scale
+            ctx.scale = scale.detach()
+            ctx.save_for_backward(grad)
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_out: Tensor) -> tuple[Tensor, Tensor, None, None]:  # type: ignore[override]
+        (grad,) = ctx.saved_tensors
+        return grad * (grad_out * ctx.scale), grad_out * ctx.grad_scale, None, None
 
 
 @register_loss("clip")
@@ -137,11 +188,12 @@ class ClipLoss(nn.Module):
             rows = torch.arange(img.shape[0], device=img.device)
             excluded[rows, rows] = False  # the matched pair stays
         sim_i2t = similarity_matrix(img, all_txt)
-        sim_t2i = sim_i2t.T if all_img is img else similarity_matrix(txt, all_img)
         scale = self._clamped_scale().to(sim_i2t.dtype)
-        i2t = _cross_entropy_rows(scale * sim_i2t, excluded)
-        t2i = _cross_entropy_rows(scale * sim_t2i, excluded)
-        return (i2t.mean() + t2i.mean()) / 2
+        if all_img is img:  # square: text -> image are the columns (the mask is symmetric)
+            return _InfoNCE.apply(sim_i2t, scale, excluded, (1, 0)) / 2
+        sim_t2i = similarity_matrix(txt, all_img)
+        i2t = _InfoNCE.apply(sim_i2t, scale, excluded, (1,))
+        return (i2t + _InfoNCE.apply(sim_t2i, scale, excluded, (1,))) / 2
 
     def extra_repr(self) -> str:
         learned = isinstance(self.log_scale, nn.Parameter)

@@ -73,6 +73,8 @@ def test_shared_image_ids_against_the_loop_values_and_gradients(seed):
     scale = loss.log_scale.exp()
     ref = loop_formula(img, txt, ids.tolist(), scale)
     torch.testing.assert_close(ours, ref, rtol=0, atol=1e-12)
+    with torch.no_grad():  # the forward without the gradient pass gives the same value
+        torch.testing.assert_close(loss(img, txt, ids), ours.detach(), rtol=0, atol=1e-12)
     wrt = (img, txt, loss.log_scale)
     g_ours = torch.autograd.grad(ours, wrt, retain_graph=True)
     g_ref = torch.autograd.grad(ref, wrt)
@@ -135,5 +137,9 @@ def test_registered_under_both_names_and_float16_input():
     img, txt = pair(5, 8, 6)
     value = ClipLoss()(img.half(), txt.half())
     assert value.dtype == torch.float32 and torch.isfinite(value)
+    far = ClipLoss()  # scale 100, positive at -1, negative at +1: large but finite
+    far.log_scale.data.fill_(math.log(100))
+    x = torch.tensor([[1.0, 0.0], [0.0, 1.0]])
+    assert torch.isfinite(far(x, torch.stack([-x[0], x[0]])))
     with pytest.raises(ValueError, match="temperature"):
         ClipLoss(temperature=0.0)
