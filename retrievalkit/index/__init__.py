@@ -14,7 +14,7 @@ from retrievalkit.index.bm25 import BM25Index, word_tokens
 from retrievalkit.index.exact import ExactIndex
 from retrievalkit.index.faiss_index import FaissIndex, ann_recall, overlap_recall
 from retrievalkit.index.milvus_index import MilvusIndex
-from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
+from retrievalkit.index.query_set import Query, emoji_query_file, hit_rate_at_k, load_query_set
 from retrievalkit.index.topk import blockwise_topk
 
 BACKENDS: MappingProxyType[str, type[ExactIndex] | type[MilvusIndex]] = MappingProxyType(
@@ -49,6 +49,7 @@ __all__ = [
     "SearchResult",
     "ann_recall",
     "blockwise_topk",
+    "emoji_query_file",
     "hit_rate_at_k",
     "load_index",
     "load_query_set",
