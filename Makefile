@@ -8,7 +8,7 @@ BIN := $(VENV)/bin
 # x86_64: these two lie on the machines' disk; torchvision from the registry does not
 # import beside torch 2.13.0, so both are pinned together.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= vision,text,index,serve,export,dev
+EXTRAS ?= vision,text,index,milvus,serve,export,dev
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
 # the browser of the page's end-to-end test (Playwright drives it; no browser download)
 DEBIAN_TOOLS := chromium

@@ -40,7 +40,7 @@ METRIC_LOSSES = (
     "binomial",
     "smooth_ap",
 )
-CROSS_MODAL_LOSSES = ("vse_mh", "vse_sh")
+CROSS_MODAL_LOSSES = ("vse_mh", "vse_sh", "clip")
 LOSS_NAMES = METRIC_LOSSES + CROSS_MODAL_LOSSES
 IMPLS = ("floor", "autograd_floor", "ours", "ref")
 
@@ -136,12 +136,15 @@ def ours(name: str) -> Callable:
         "smooth_ap": lambda: L.SmoothAPLoss(0.01, include_self=True),
         "vse_mh": lambda: L.VSELoss(0.2, max_violation=True),
         "vse_sh": lambda: L.VSELoss(0.2, max_violation=False),
+        "clip": lambda: L.ClipLoss(0.07),
     }
     return table[name]()
 
 
 def reference(name: str, b: int) -> Callable | None:
     """The same loss in the library users run today (None when there is none here)."""
+    if name == "clip":
+        return None  # no reference library here (open_clip is not a dependency)
     if name in CROSS_MODAL_LOSSES:
         from retrievalkit.losses.vsepp_reference import vsepp_contrastive
 

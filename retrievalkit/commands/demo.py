@@ -26,32 +26,25 @@ EXAMPLE_QUERIES = (
     "good night",
     "birthday cake",
 )
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, evaluate, index and search emoji")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
-    parser.add_argument("--config", type=Path, default=None, help="default: emoji_vsepp recipe")
+    parser.add_argument(
+        "--config", default="emoji_vsepp", help="recipe path or shipped name (emoji_vsepp)"
+    )
     add_overrides_option(parser)
     parser.add_argument(
         "--queries",
         type=Path,
         default=None,
-        help="query set TSV (default: benchmarks/emoji_queries.tsv)",
+        help="query set TSV (default: the emoji query set shipped in the package)",
     )
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument("--device", default=None)
     parser.add_argument("--no-progress", action="store_true")
     parser.set_defaults(func=run)
-
-
-def find_project_file(relative: str) -> Path:
-    """A project file relative to the working directory, else to the source tree."""
-    for base in (Path.cwd(), REPO_ROOT):
-        if (base / relative).exists():
-            return base / relative
-    raise FileNotFoundError(f"{relative} not found in {Path.cwd()} or {REPO_ROOT}")
 
 
 def emoji_documents(splits: dict[str, Any]) -> tuple[list[str], list[str]]:
@@ -119,6 +112,7 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.commands.train import default_device
+    from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.pipeline.search_engine import SearchEngine, build_index_dir
     from retrievalkit.run.config import load_config
     from retrievalkit.train.report import finish_run
@@ -126,9 +120,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
-    config = load_config(
-        args.config or find_project_file("configs/emoji_vsepp.yaml"), args.overrides
-    )
+    config = load_config(args.config, args.overrides)
     device = args.device or default_device()
     trainer = Trainer(config, args.out, device=device, progress=not args.no_progress)
     trainer.fit(resume=True)  # a finished run is not retrained; a killed one continues
@@ -147,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
         EXAMPLE_QUERIES, engine.search_text(list(EXAMPLE_QUERIES), 5), strict=True
     ):
         print(f"  {query!r:<18} " + "  ".join(f"{h.key} {h.score:.2f}" for h in hits))
-    query_path = args.queries or find_project_file("benchmarks/emoji_queries.tsv")
+    query_path = args.queries or emoji_query_file()
     quality = compare_with_bm25(engine, trainer.splits, query_path)
     results["search_quality"] = quality
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))

@@ -1,4 +1,9 @@
-"""``retrievalkit embed RUN_OR_CHECKPOINT --split test --out emb.npz``: save embeddings."""
+"""``retrievalkit embed RUN_OR_CHECKPOINT --split test --out emb.npz``: save embeddings.
+
+``--shard i/N --out DIR`` instead writes shard ``i`` of ``N`` of an index's items
+(``--split`` then takes a comma-separated list, default train,val,test) for
+``index build --from-shards DIR``; see ``pipeline/shards.py``.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("embed", help="write a split's embeddings to an .npz file")
     parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
     parser.add_argument("--split", default=None, help="split name (default: the recipe's test)")
-    parser.add_argument("--out", type=Path, required=True, help="output .npz")
+    parser.add_argument(
+        "--out", type=Path, required=True, help="output .npz (a directory with --shard)"
+    )
+    parser.add_argument(
+        "--shard",
+        default=None,
+        metavar="I/N",
+        help="embed part I (0-based) of N of the index items into DIR/shard-I-of-N/",
+    )
     parser.add_argument("--device", default=None)
     parser.set_defaults(func=run)
 
@@ -24,6 +37,8 @@ def run(args: argparse.Namespace) -> int:
     from retrievalkit.pipeline.load import load_model
 
     loaded = load_model(args.checkpoint, args.device or default_device())
+    if args.shard is not None:
+        return run_shard(args, loaded)
     config, model = loaded.config, loaded.model
     split = require_split(
         load_splits(config.data), args.split or config.data.test_split, config.data.name
@@ -49,4 +64,16 @@ def run(args: argparse.Namespace) -> int:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     np.savez(args.out, **arrays)
     print(f"wrote {', '.join(f'{k} {v.shape}' for k, v in arrays.items())} to {args.out}")
+    return 0
+
+
+def run_shard(args: argparse.Namespace, loaded: object) -> int:
+    """``--shard i/N``: one shard of the index items (every image of the splits)."""
+    from retrievalkit.pipeline.sharded_embed import embed_shard
+    from retrievalkit.pipeline.shards import ShardSpec
+
+    spec = ShardSpec.parse(args.shard)
+    splits = [s for s in (args.split or "train,val,test").split(",") if s]
+    path = embed_shard(loaded, splits, spec, args.out)  # type: ignore[arg-type]
+    print(f"wrote {path}")
     return 0

@@ -1,4 +1,5 @@
-"""``retrievalkit index build RUN_OR_CHECKPOINT --out DIR [--splits train,val,test]``."""
+"""``retrievalkit index build RUN_OR_CHECKPOINT --out DIR [--splits train,val,test]
+[--backend exact|faiss|...|milvus] [--from-shards DIR]``."""
 
 from __future__ import annotations
 
@@ -19,7 +20,28 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="comma-separated splits to index (all by default)",
     )
     build.add_argument(
-        "--backend", default="exact", choices=["exact", "faiss", "faiss-ivf", "faiss-hnsw"]
+        "--backend",
+        default="exact",
+        choices=["exact", "faiss", "faiss-ivf", "faiss-hnsw", "milvus"],
+    )
+    build.add_argument(
+        "--milvus-uri",
+        default=None,
+        help="milvus: a server URI (http://host:19530; token from $MILVUS_TOKEN) or a "
+        "milvus-lite .db file (default: one inside each side's directory)",
+    )
+    build.add_argument(
+        "--collection",
+        default=None,
+        help="milvus: collection name prefix (default retrievalkit; _images/_captions appended)",
+    )
+    build.add_argument(
+        "--from-shards",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="index the shards written by `embed --shard i/N --out DIR` (one at a time) "
+        "instead of embedding here",
     )
     build.add_argument(
         "--data",
@@ -52,6 +74,8 @@ def run_build(args: argparse.Namespace) -> int:
         backend=args.backend,
         device=args.device or default_device(),
         data_overrides=overrides,
+        index_options={"uri": args.milvus_uri, "collection": args.collection},
+        shards=args.from_shards,
     )
     print(json.dumps(json.loads((out / MANIFEST).read_text()), indent=2))
     print(f"index written to {out}")

@@ -1,4 +1,4 @@
-"""Indexes (exact torch, FAISS) with keys and metadata; BM25 baseline; query sets.
+"""Indexes (exact torch, FAISS, Milvus) with keys and metadata; BM25 baseline; query sets.
 
 Flat (exact) search is the default below about a million items; measure what an
 approximate FAISS index (IVF/HNSW) loses with ``ann_recall``, per query direction.
@@ -13,15 +13,18 @@ from retrievalkit.index.base import Hit, IndexError_, SearchResult, read_manifes
 from retrievalkit.index.bm25 import BM25Index, word_tokens
 from retrievalkit.index.exact import ExactIndex
 from retrievalkit.index.faiss_index import FaissIndex, ann_recall, overlap_recall
-from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
+from retrievalkit.index.milvus_index import MilvusIndex
+from retrievalkit.index.query_set import Query, emoji_query_file, hit_rate_at_k, load_query_set
 from retrievalkit.index.topk import blockwise_topk
 
-BACKENDS: MappingProxyType[str, type[ExactIndex]] = MappingProxyType(
-    {"exact": ExactIndex, "faiss": FaissIndex}
+BACKENDS: MappingProxyType[str, type[ExactIndex] | type[MilvusIndex]] = MappingProxyType(
+    {"exact": ExactIndex, "faiss": FaissIndex, "milvus": MilvusIndex}
 )
 
 
-def load_index(directory: str | Path, device: str | torch.device | None = None) -> ExactIndex:
+def load_index(
+    directory: str | Path, device: str | torch.device | None = None
+) -> ExactIndex | MilvusIndex:
     """Open an index directory with the backend its ``manifest.json`` names."""
     directory = Path(directory)
     manifest = read_manifest(directory)
@@ -41,10 +44,12 @@ __all__ = [
     "FaissIndex",
     "Hit",
     "IndexError_",
+    "MilvusIndex",
     "Query",
     "SearchResult",
     "ann_recall",
     "blockwise_topk",
+    "emoji_query_file",
     "hit_rate_at_k",
     "load_index",
     "load_query_set",

@@ -24,6 +24,13 @@ class Query:
     targets: tuple[str, ...]
 
 
+def emoji_query_file() -> Path:
+    """The emoji demo's typed-query set shipped inside the package
+    (``retrievalkit/data/emoji_queries.tsv``; ``benchmarks/emoji_queries.tsv`` in the
+    source tree links to it), so an installed package finds it too."""
+    return Path(__file__).resolve().parent.parent / "data" / "emoji_queries.tsv"
+
+
 def load_query_set(path: str | Path) -> list[Query]:
     """Read a query TSV; a malformed line raises ``ValueError`` naming file and line.
 

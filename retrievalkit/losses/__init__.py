@@ -5,6 +5,7 @@ Importing this package needs only torch.
 
 from retrievalkit.losses.adversarial import ModalityAdversarialLoss
 from retrievalkit.losses.binomial import BinomialDevianceLoss
+from retrievalkit.losses.clip import ClipLoss
 from retrievalkit.losses.contrastive import ContrastiveLoss
 from retrievalkit.losses.core import PairBatch, PairLoss, build_pairs, similarity_matrix
 from retrievalkit.losses.distributed import (
@@ -32,6 +33,7 @@ __all__ = [
     "LOSSES",
     "BinomialDevianceLoss",
     "CaptionReconstructionLoss",
+    "ClipLoss",
     "ContrastiveLoss",
     "CrossBatchMemory",
     "CrossModalMemory",

@@ -252,11 +252,25 @@ def build_pairs(
     return PairBatch(sim=sim, labels=labels, ref_labels=all_labels)
 
 
+def pml_alias(ref_embeddings: Tensor | None, ref_emb: Tensor | None) -> Tensor | None:
+    """The references given as ``ref_embeddings`` or by PML's keyword ``ref_emb``."""
+    if ref_emb is None:
+        return ref_embeddings
+    if ref_embeddings is not None:
+        raise ValueError("give ref_embeddings or its alias ref_emb, not both")
+    return ref_emb
+
+
 class PairLoss(nn.Module):
     """Base of metric-learning losses written on ``(S, P)``.
 
     Call as ``loss(embeddings [B, D], labels [B], ref_embeddings=None,
     ref_labels=None) -> scalar``. Subclasses implement :meth:`loss_from_pairs`.
+
+    PML's keyword names work too: ``loss(embeddings, labels, ref_emb=R,
+    ref_labels=L)`` is ``loss(embeddings, labels, R, L)``. One difference in
+    meaning: here the batch always stays among the references (``R`` adds rows
+    after it, self-pairs excluded), while PML's ``ref_emb`` replaces them.
 
     Class attributes describe capabilities (contract tests read them):
     ``accepts_references`` (extra reference rows allowed).
@@ -272,7 +286,10 @@ class PairLoss(nn.Module):
         labels: Tensor,
         ref_embeddings: Tensor | None = None,
         ref_labels: Tensor | None = None,
+        *,
+        ref_emb: Tensor | None = None,
     ) -> Tensor:
+        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
         if ref_embeddings is not None and not self.accepts_references:
             raise ValueError(f"{type(self).__name__} does not accept reference embeddings")
         self.check_inputs(embeddings, ref_embeddings)

@@ -36,7 +36,6 @@ import torch.distributed as dist
 from torch import Tensor, nn
 
 from retrievalkit.losses.core import PairLoss
-from retrievalkit.losses.vse import VSELoss
 
 
 def _world() -> tuple[int, int]:
@@ -148,10 +147,15 @@ class DistributedVSELoss(nn.Module):
 
     With ``reduction="sum"`` the ranks' losses add up to the full-batch loss and each
     rank's embedding gradient equals the full-batch gradient of its rows (tested).
+    Any cross-modal loss with VSELoss's reference arguments works the same way
+    (``ClipLoss``: a mean over the batch's rows, so the mean of the ranks' losses is
+    the full-batch loss, as for the pair losses above).
     """
 
-    def __init__(self, loss: VSELoss) -> None:
+    def __init__(self, loss: nn.Module) -> None:
         super().__init__()
+        if not getattr(loss, "accepts_references", False):
+            raise ValueError(f"{type(loss).__name__} takes no references: it cannot gather")
         self.loss = loss
         self.default_inputs = dict(loss.default_inputs)
 

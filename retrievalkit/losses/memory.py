@@ -10,7 +10,8 @@ fill count and the step count are buffers, so checkpoints keep them.
 - :class:`CrossBatchMemory` wraps a metric-learning loss (one queue of
   embeddings + labels; the batch's self-pairs are excluded by the loss, memory
   entries are other samples).
-- :class:`CrossModalMemory` wraps :class:`~retrievalkit.losses.vse.VSELoss`: one
+- :class:`CrossModalMemory` wraps :class:`~retrievalkit.losses.vse.VSELoss` (or
+  :class:`~retrievalkit.losses.clip.ClipLoss`, same reference arguments): one
   queue per modality with the image ids (PML#373): the batch's images are also
   ranked against past captions and its captions against past images; a past
   entry with the same image id is never a negative.
@@ -22,7 +23,6 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.losses.core import PairLoss
-from retrievalkit.losses.vse import VSELoss
 
 
 class EmbeddingQueue(nn.Module):
@@ -122,8 +122,10 @@ class CrossModalMemory(_MemoryWrapper):
     """
 
     def __init__(
-        self, loss: VSELoss, embedding_dim: int, memory_size: int, warmup_steps: int = 0
+        self, loss: nn.Module, embedding_dim: int, memory_size: int, warmup_steps: int = 0
     ) -> None:
+        if not getattr(loss, "accepts_references", False):
+            raise ValueError(f"{type(loss).__name__} takes no references: it cannot use a memory")
         super().__init__(("images", "captions"), embedding_dim, memory_size, warmup_steps)
         self.loss = loss
         self.default_inputs = dict(loss.default_inputs)

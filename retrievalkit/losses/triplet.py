@@ -21,7 +21,13 @@ import torch
 from torch import Tensor
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
-from retrievalkit.losses.core import PairBatch, RowBlock, build_pairs, compute_dtype
+from retrievalkit.losses.core import (
+    PairBatch,
+    RowBlock,
+    build_pairs,
+    compute_dtype,
+    pml_alias,
+)
 from retrievalkit.losses.registry import register_loss
 
 
@@ -77,7 +83,10 @@ class TripletMarginLoss(BlockwiseLoss):
         labels: Tensor,
         ref_embeddings: Tensor | None = None,
         ref_labels: Tensor | None = None,
+        *,
+        ref_emb: Tensor | None = None,
     ) -> Tensor:
+        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
         if self.mining == "all":
             return super().forward(embeddings, labels, ref_embeddings, ref_labels)
         with torch.no_grad():

@@ -41,6 +41,7 @@ class VSELoss(nn.Module):
     """
 
     default_inputs: ClassVar[dict[str, str]] = {"img": "image", "txt": "text", "img_ids": "ids"}
+    accepts_references: bool = True  # ref_img / ref_txt / ref_ids (memory, other ranks)
 
     def __init__(
         self,

@@ -23,12 +23,14 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from PIL import Image
 
 from retrievalkit.errors import InputError, MissingFileError
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.items import ListSource, unique_images
 from retrievalkit.pipeline.load import LoadedModel, load_model
 from retrievalkit.run.checkpoint import (
     CHECKSUM_FILE,
@@ -70,58 +72,43 @@ def _copy_model(checkpoint_dir: Path, out: Path) -> None:
             shutil.copyfile(checkpoint_dir / name, out / name)
 
 
-def _new_index(backend: str, dim: int) -> Any:
-    from retrievalkit.index import ExactIndex, FaissIndex
+def _new_index(backend: str, dim: int, directory: Path, options: dict[str, Any]) -> Any:
+    """An empty index for ``directory`` (one side). ``options`` (milvus): ``uri`` (a
+    server, or a milvus-lite file; default ``directory/milvus.db``) and ``collection``
+    (a prefix; the side's name is appended)."""
+    from retrievalkit.index import ExactIndex, FaissIndex, IndexError_, MilvusIndex
 
     if backend == "exact":
         return ExactIndex(dim)
     if backend.startswith("faiss"):
         kind = backend.partition("-")[2] or "flat"
         return FaissIndex(dim, kind=kind)
-    raise InputError(f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw")
+    if backend == "milvus":
+        uri = options.get("uri") or str(directory / "milvus.db")
+        collection = f"{options.get('collection') or 'retrievalkit'}_{directory.name}"
+        index = MilvusIndex(dim, uri, collection)
+        if len(index):
+            raise IndexError_(
+                f"Milvus collection {collection!r} at {uri} already holds {len(index)} items; "
+                "choose another --collection, or add to it with MilvusIndex.add / upsert"
+            )
+        return index
+    raise InputError(
+        f"unknown index backend {backend!r}; use exact, faiss, faiss-ivf, faiss-hnsw, milvus"
+    )
 
 
-def _unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
-    """(split, index) of every distinct image key over ``splits``, keys and metadata."""
-    seen: dict[str, int] = {}
-    items: list[tuple[Any, int]] = []
-    metadata: list[dict[str, Any]] = []
-    for split in splits:
-        keys = split.image_keys if hasattr(split, "image_keys") else split.keys
-        captions_of: dict[int, list[str]] = {}
-        if hasattr(split, "captions"):
-            for caption, image in zip(split.captions, split.caption_image, strict=True):
-                captions_of.setdefault(int(image), []).append(caption)
-        for index, key in enumerate(keys):
-            if key in seen:
-                continue
-            seen[key] = len(items)
-            items.append((split, index))
-            meta: dict[str, Any] = {"split": split.name}
-            if captions_of:
-                meta["captions"] = captions_of.get(index, [])[:5]
-            if hasattr(split, "labels"):
-                label = int(split.labels[index])
-                meta["label"] = label
-                if split.class_names:
-                    meta["class_name"] = split.class_names[label]
-            metadata.append(meta)
-    return items, list(seen), metadata
+def _fill_from_shards(index: Any, shards: Path, side: str) -> None:
+    """Add a side's rows shard by shard (Milvus: upsert with the global row ids)."""
+    from retrievalkit.pipeline.shards import iter_side
 
-
-class _ListSource:
-    """An ImageSource over (split, index) pairs of several splits."""
-
-    def __init__(self, items: list[tuple[Any, int]]) -> None:
-        self.items = items
-        self.kind = items[0][0].images.kind if items else "image"
-
-    def __len__(self) -> int:
-        return len(self.items)
-
-    def load(self, index: int) -> Any:
-        split, inner = self.items[index]
-        return split.images.load(inner)
+    for part in iter_side(shards, side):
+        vectors = np.array(part.vectors)  # this shard only, read from its memory map
+        if hasattr(index, "upsert"):
+            ids = list(range(part.start, part.start + len(part.keys)))
+            index.upsert(vectors, part.keys, ids, part.metadata)
+        else:
+            index.add(vectors, part.keys, part.metadata)
 
 
 def build_index_dir(
@@ -132,11 +119,32 @@ def build_index_dir(
     device: str | torch.device = "cpu",
     progress: bool = True,
     data_overrides: dict[str, Any] | None = None,
+    index_options: dict[str, Any] | None = None,
+    shards: str | Path | None = None,
 ) -> Path:
-    """Embed every image (and caption) of ``split_names`` and write an index directory."""
+    """Embed every image (and caption) of ``split_names`` and write an index directory.
+
+    ``shards``: a directory of ``embed --shard`` outputs of this model to index
+    instead of embedding here (read one shard at a time; their splits are used).
+    ``index_options``: backend settings (milvus: ``uri``, ``collection``).
+    """
     out = Path(out)
+    options = index_options or {}
     loaded = load_model(checkpoint, device)
     config = loaded.config
+    out.mkdir(parents=True, exist_ok=True)
+    _copy_model(loaded.checkpoint_dir, out / "model")
+    task = "cross_modal" if loaded.model.has_text else "metric"
+    manifest: dict[str, Any] = {
+        "task": task,
+        "recipe": config.name,
+        "backend": backend,
+        "model_sha256": _file_sha256(out / "model" / MODEL_FILE),
+    }
+    if shards is not None:
+        manifest.update(_index_shards(Path(shards), config.name, out, backend, options))
+        (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
+        return out
     data = config.data
     if data_overrides:
         from dataclasses import replace
@@ -144,36 +152,45 @@ def build_index_dir(
         data = replace(data, options={**data.options, **data_overrides})
     splits_by_name = load_splits(data)
     splits = [require_split(splits_by_name, name, data.name) for name in split_names]
-    items, keys, metadata = _unique_images(splits)
-    source = _ListSource(items)
+    items, keys, metadata = unique_images(splits)
+    source = ListSource(items)
     transform = build_transform(source.kind, data, train=False)
     model = loaded.model
     image_emb = embed_images(
         model.encode_image, source, transform, model_device(model), progress=progress
     )
-    out.mkdir(parents=True, exist_ok=True)
-    _copy_model(loaded.checkpoint_dir, out / "model")
-    image_index = _new_index(backend, image_emb.shape[1])
+    image_index = _new_index(backend, image_emb.shape[1], out / "images", options)
     image_index.add(image_emb, keys, metadata)
     image_index.save(out / "images")
-    manifest: dict[str, Any] = {
-        "task": "cross_modal" if model.has_text else "metric",
-        "recipe": config.name,
-        "backend": backend,
-        "splits": list(split_names),
-        "num_images": len(keys),
-        "model_sha256": _file_sha256(out / "model" / MODEL_FILE),
-    }
+    manifest.update({"splits": list(split_names), "num_images": len(keys)})
     if model.has_text:
         captions = [c for split in splits for c in split.captions]
         caption_keys = [split.image_keys[int(i)] for split in splits for i in split.caption_image]
         text_emb = embed_captions(model.encode_text, captions, progress=progress)
-        caption_index = _new_index(backend, text_emb.shape[1])
+        caption_index = _new_index(backend, text_emb.shape[1], out / "captions", options)
         caption_index.add(text_emb, caption_keys, [{"caption": c} for c in captions])
         caption_index.save(out / "captions")
         manifest["num_captions"] = len(captions)
     (out / MANIFEST).write_text(json.dumps(manifest, indent=2))
     return out
+
+
+def _index_shards(
+    shards: Path, recipe: str, out: Path, backend: str, options: dict[str, Any]
+) -> dict[str, Any]:
+    """Index every side of a shard directory under ``out``; the manifest's counts."""
+    from retrievalkit.pipeline.shards import ShardError, open_shards
+
+    first = open_shards(shards)[0][1]
+    if first.get("recipe") != recipe:
+        raise ShardError(f"{shards}: embedded by recipe {first.get('recipe')!r}, not {recipe!r}")
+    counts: dict[str, Any] = {"splits": first.get("splits"), "shards": first["num_shards"]}
+    for side, info in first["sides"].items():
+        index = _new_index(backend, info["dim"], out / side, options)
+        _fill_from_shards(index, shards, side)
+        index.save(out / side)
+        counts[f"num_{side}"] = info["total"]
+    return counts
 
 
 class SearchEngine:

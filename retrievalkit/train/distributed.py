@@ -41,8 +41,8 @@ import torch
 import torch.distributed as dist
 from torch import Tensor, nn
 
+from retrievalkit.losses.core import PairLoss
 from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
-from retrievalkit.losses.vse import VSELoss
 
 log = logging.getLogger(__name__)
 
@@ -161,10 +161,11 @@ def for_ranks(module: nn.Module, runtime: Runtime, gather: bool) -> nn.Module:
     if not runtime.distributed:
         return module
     wrapped = module
-    if gather and isinstance(module, VSELoss):
-        wrapped = DistributedVSELoss(module)
-    elif gather and getattr(module, "accepts_references", False):
+    takes_references = getattr(module, "accepts_references", False)
+    if gather and takes_references and isinstance(module, PairLoss):
         wrapped = DistributedPairLoss(module)
+    elif gather and takes_references:  # cross-modal: VSE, CLIP (ref_img/ref_txt/ref_ids)
+        wrapped = DistributedVSELoss(module)
     elif gather:
         log.info("%s is not gathered across ranks: it sees each rank's rows", type(module).__name__)
     inner = getattr(module, "loss", None)  # a memory wrapper's loss

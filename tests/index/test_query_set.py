@@ -11,9 +11,9 @@ from xml.etree import ElementTree
 import pytest
 
 from retrievalkit.index.bm25 import word_tokens
-from retrievalkit.index.query_set import hit_rate_at_k, load_query_set
+from retrievalkit.index.query_set import emoji_query_file, hit_rate_at_k, load_query_set
 
-QUERIES = Path(__file__).resolve().parents[2] / "benchmarks" / "emoji_queries.tsv"
+QUERIES = emoji_query_file()
 CLDR_DIR = Path("/usr/share/unicode/cldr/common")
 CLDR = CLDR_DIR / "annotations" / "en.xml"
 CLDR_DERIVED = CLDR_DIR / "annotationsDerived" / "en.xml"

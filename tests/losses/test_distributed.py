@@ -10,7 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrievalkit.losses import MultiSimilarityLoss, SmoothAPLoss, TripletMarginLoss, VSELoss
+from retrievalkit.losses import (
+    ClipLoss,
+    MultiSimilarityLoss,
+    SmoothAPLoss,
+    TripletMarginLoss,
+    VSELoss,
+)
 from retrievalkit.losses.distributed import DistributedPairLoss, gather_with_grad
 
 WORLD, PER_RANK, DIM = 2, 8, 6
@@ -22,7 +28,7 @@ WORKER = textwrap.dedent(
     import torch.distributed as dist
     import torch.nn.functional as F
     from retrievalkit.losses import MultiSimilarityLoss, SmoothAPLoss, TripletMarginLoss
-    from retrievalkit.losses import VSELoss
+    from retrievalkit.losses import ClipLoss, VSELoss
     from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
 
     rank, world, init, out = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
@@ -39,7 +45,11 @@ WORKER = textwrap.dedent(
         value = DistributedPairLoss(loss)(x, data["labels"][rows])
         value.backward()
         results[name] = (value.detach(), x.grad)
-    for name, loss in (("vse_mh", VSELoss()), ("vse_sh", VSELoss(max_violation=False))):
+    for name, loss in (
+        ("vse_mh", VSELoss()),
+        ("vse_sh", VSELoss(max_violation=False)),
+        ("clip", ClipLoss(temperature=0.1).double()),
+    ):
         img = data["img"][rows].clone().requires_grad_()
         txt = data["txt"][rows].clone().requires_grad_()
         value = DistributedVSELoss(loss)(img, txt, data["img_ids"][rows])
@@ -148,6 +158,21 @@ def test_vse_two_ranks_equal_one_process(two_rank_results, name, max_violation):
     torch.testing.assert_close(
         torch.cat([r[name][2] for r in two_rank_results]), txt.grad, rtol=0, atol=1e-12
     )
+
+
+def test_clip_two_ranks_equal_one_process(two_rank_results):
+    """ClipLoss averages over its query rows: the mean of the ranks' losses is the
+    full-batch loss (image 3's captions on two ranks left out on both), and each
+    rank's gradient is WORLD x the full-batch gradient of its rows."""
+    img, txt, img_ids = cross_modal_batch()
+    img, txt = img.clone().requires_grad_(), txt.clone().requires_grad_()
+    full = ClipLoss(temperature=0.1).double()(img, txt, img_ids)
+    full.backward()
+    values = torch.stack([r["clip"][0] for r in two_rank_results])
+    torch.testing.assert_close(values.mean(), full.detach(), rtol=0, atol=1e-12)
+    for side, grad in ((1, img.grad), (2, txt.grad)):
+        ranks = torch.cat([r["clip"][side] for r in two_rank_results])
+        torch.testing.assert_close(ranks / WORLD, grad, rtol=0, atol=1e-12)
 
 
 def test_single_process_is_the_plain_loss():

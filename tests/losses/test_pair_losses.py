@@ -315,3 +315,21 @@ def test_positive_index_equals_mask_columns(seed):
         expected = torch.nonzero(pairs.pos[q]).squeeze(1).tolist()
         assert idx[q, : n_pos[q]].tolist() == expected
         assert (idx[q, n_pos[q] :] == 0).all()
+
+
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_pml_keyword_names_are_aliases(name, make, ref):
+    """PML's call ``loss(embeddings, labels, ref_emb=..., ref_labels=...)`` is ours with
+    ``ref_embeddings`` (the batch stays among the references)."""
+    loss = make()
+    x, labels = batch(n=7, classes=3, seed=40)
+    refs, ref_labels = batch(n=5, classes=4, seed=41)
+    if not loss.accepts_references:
+        with pytest.raises(ValueError, match="does not accept reference"):
+            loss(x, labels, ref_emb=refs, ref_labels=ref_labels)
+        return
+    by_alias = loss(embeddings=x, labels=labels, ref_emb=refs, ref_labels=ref_labels)
+    assert torch.equal(by_alias, loss(x, labels, refs, ref_labels))
+    assert not torch.equal(by_alias, loss(x, labels))  # the references were used
+    with pytest.raises(ValueError, match="not both"):
+        loss(x, labels, refs, ref_labels, ref_emb=refs)

@@ -4,7 +4,7 @@
 import pytest
 import torch
 
-from retrievalkit.losses import MultiSimilarityLoss, VSELoss
+from retrievalkit.losses import ClipLoss, MultiSimilarityLoss, VSELoss
 from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.models.image import SmallCNN
@@ -43,6 +43,8 @@ def test_losses_are_gathered_and_sum_reductions_scaled_by_world_size():
     assert isinstance(mean_vse, DistributedVSELoss)
     assert isinstance(for_ranks(MultiSimilarityLoss(), TWO, gather=True), DistributedPairLoss)
     assert isinstance(for_ranks(VSELoss(), TWO, gather=False).loss, VSELoss)
+    clip = for_ranks(ClipLoss(), TWO, gather=True)  # cross-modal, mean over rows: not scaled
+    assert isinstance(clip, DistributedVSELoss) and isinstance(clip.loss, ClipLoss)
     instance = InstanceLoss(num_instances=4, dim=3)
     assert for_ranks(instance, TWO, gather=True) is instance  # per rank, mean: not gathered
     assert not TWO.is_main

@@ -1,0 +1,53 @@
+"""The items an index holds: every distinct image over some splits, with its metadata.
+
+Shared by ``index build`` and the sharded ``embed`` so that both index the same
+items with the same keys and metadata.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+def unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
+    """``(split, index)`` of every distinct image key over ``splits`` (first seen wins),
+    the keys, and each one's metadata (split, up to 5 captions, label and class name)."""
+    seen: dict[str, int] = {}
+    items: list[tuple[Any, int]] = []
+    metadata: list[dict[str, Any]] = []
+    for split in splits:
+        keys = split.image_keys if hasattr(split, "image_keys") else split.keys
+        captions_of: dict[int, list[str]] = {}
+        if hasattr(split, "captions"):
+            for caption, image in zip(split.captions, split.caption_image, strict=True):
+                captions_of.setdefault(int(image), []).append(caption)
+        for index, key in enumerate(keys):
+            if key in seen:
+                continue
+            seen[key] = len(items)
+            items.append((split, index))
+            meta: dict[str, Any] = {"split": split.name}
+            if captions_of:
+                meta["captions"] = captions_of.get(index, [])[:5]
+            if hasattr(split, "labels"):
+                label = int(split.labels[index])
+                meta["label"] = label
+                if split.class_names:
+                    meta["class_name"] = split.class_names[label]
+            metadata.append(meta)
+    return items, list(seen), metadata
+
+
+class ListSource:
+    """An ImageSource over (split, index) pairs of several splits."""
+
+    def __init__(self, items: list[tuple[Any, int]]) -> None:
+        self.items = items
+        self.kind = items[0][0].images.kind if items else "image"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def load(self, index: int) -> Any:
+        split, inner = self.items[index]
+        return split.images.load(inner)
