@@ -26,7 +26,8 @@ def test_there_are_recipes():
         "emoji_textcnn_vsepp",
         "dualpath_coco_resnet",
     } | {
-        f"fashion_mnist_{x}"
+        f"{data}_{x}"
+        for data in ("fashion_mnist", "emoji_id")
         for x in ("ms", "contrastive", "triplet", "lifted", "binomial", "smoothap")
     }
     assert expected <= names
