@@ -44,6 +44,7 @@ from retrievalkit.run.checkpoint import (
 )
 
 MANIFEST = "retrieval.json"
+DEFAULT_IMAGE_WEIGHT = 0.4  # fused text search; see search_text
 
 
 @dataclass(frozen=True)
@@ -294,7 +295,7 @@ class SearchEngine:
         queries: Sequence[str],
         k: int = 10,
         mode: str = "fused",
-        image_weight: float = 0.4,
+        image_weight: float = DEFAULT_IMAGE_WEIGHT,
         distinct_keys: bool = True,
     ) -> list[list[SearchHit]]:
         """Text -> image: the ``k`` best items for each text query.

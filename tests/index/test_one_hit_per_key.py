@@ -44,6 +44,7 @@ def test_index_items_are_distinct_key_and_style():
         ["noto", "twemoji", "noto"],
     )
     items, keys, metadata = _unique_images([split, split])  # the same split twice: no repeats
+    assert [index for _, index in items] == [0, 1, 2]
     assert keys == ["a", "a", "b"]
     assert [m["style"] for m in metadata] == ["noto", "twemoji", "noto"]
     assert metadata[1]["captions"] == ["cap a"]
