@@ -263,3 +263,22 @@ def test_real_icon_sets_when_fetched():
         assert ok.all() and pixels.std() > 20
         info = json.loads((folder / "info.json").read_text())
         assert info["license"]["title"] == style.licence
+
+
+@needs_cldr
+def test_data_info_and_show_on_tiny_icon_sets(tmp_path, capsys):
+    from retrievalkit.cli import main
+
+    chars = {"1f600": "halves", "2764-fe0f": "again", "1f436": "small", "1f431": "halves"}
+    for style in ("twemoji", "openmoji"):
+        write_icon_set(style_directory(STYLES[style], tmp_path / "sets"), chars)
+    options = ["-o", "styles=[twemoji, openmoji]", "-o", f"styles_dir={tmp_path / 'sets'}"]
+    options += ["-o", f"cache_dir={tmp_path / 'cache'}", "-o", "size=16"]
+    assert main(["data", "info", "emoji", *options]) == 0
+    out = capsys.readouterr().out
+    assert "images per style: twemoji 4, openmoji 4" in out
+    assert "emoji drawn in n styles: 1: 0, 2: 4" in out
+    assert "style openmoji: CC BY-SA 4.0; OpenMoji" in out
+    picture = tmp_path / "styles.png"
+    assert main(["data", "show", "emoji", *options, "--split", "train", "--out", str(picture)]) == 0
+    assert "one column per style" in capsys.readouterr().out and picture.stat().st_size > 1000
