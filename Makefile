@@ -8,10 +8,15 @@ BIN := $(VENV)/bin
 # x86_64: these two lie on the machines' disk; torchvision from the registry does not
 # import beside torch 2.13.0, so both are pinned together.
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= vision,text,index,milvus,serve,export,dev
+EXTRAS ?= vision,text,index,milvus,serve,export,emoji,dev
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
 # the browser of the page's end-to-end test (Playwright drives it; no browser download)
 DEBIAN_TOOLS := chromium
+# Emoji art styles (Iconify JSON sets on npm, pinned; see retrievalkit/data/emoji_styles.py):
+# fetched once with `npm pack` into $(EMOJI_STYLES_DIR)/<set>/; a set that cannot be
+# fetched is skipped with a one-line message (the emoji data then has fewer styles).
+EMOJI_NPM := twemoji@1.2.5 openmoji@1.2.29 fluent-emoji-flat@1.2.6
+EMOJI_STYLES_DIR := cache/emoji-styles
 STAMP := $(VENV)/.installed
 
 .PHONY: install data-packages demo test lint format bench clean
@@ -31,6 +36,16 @@ data-packages:
 	  echo "installing Debian packages:$$missing"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
+	@for spec in $(EMOJI_NPM); do \
+	  name=$${spec%@*}; version=$${spec#*@}; dir=$(EMOJI_STYLES_DIR)/$$name; \
+	  [ "$$(cat $$dir/VERSION 2>/dev/null)" = "$$version" ] && continue; \
+	  tmp=$$(mktemp -d); \
+	  if (cd $$tmp && npm pack --silent @iconify-json/$$spec >/dev/null 2>&1) && mkdir -p $$dir \
+	     && tar xzf $$tmp/*.tgz -C $$dir --strip-components=1 package/icons.json package/chars.json package/info.json; then \
+	    echo $$version > $$dir/VERSION; echo "emoji style $$name $$version -> $$dir"; \
+	  else echo "emoji style $$name: npm pack @iconify-json/$$spec failed; this style is skipped"; fi; \
+	  rm -rf $$tmp; \
+	done
 
 demo: install data-packages
 	$(BIN)/retrievalkit demo --out runs/demo

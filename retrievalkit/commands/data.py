@@ -50,7 +50,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             sub.set_defaults(func=run_info)
         else:
             sub.add_argument("--out", type=Path, required=True, help="PNG file to write")
-            sub.add_argument("--split", default="test", help="split to show (default: test)")
+            sub.add_argument(
+                "--split",
+                default="test",
+                help="split to show (default: test); a split with several art styles "
+                "(emoji train) is drawn one emoji per row, one style per column",
+            )
             sub.add_argument("-n", type=int, default=24, help="number of items (default 24)")
             sub.add_argument("--seed", type=int, default=0, help="which items (default 0)")
             sub.set_defaults(func=run_show)
@@ -76,13 +81,18 @@ def run_info(args: argparse.Namespace) -> int:
 
 
 def run_show(args: argparse.Namespace) -> int:
-    from retrievalkit.data.overview import save_grid
+    from retrievalkit.data.overview import save_grid, save_style_grid
 
     splits = _load(args)
     if args.split not in splits:
         raise InputError(
             f"dataset {args.name!r} has no split {args.split!r}; it has {sorted(splits)}"
         )
-    shown = save_grid(splits[args.split], args.out, n=args.n, seed=args.seed)
-    print(f"wrote {args.out}: {len(shown)} items of {splits[args.split].name}")
+    split = splits[args.split]
+    if split.image_styles is not None and len(set(split.image_styles)) > 1:
+        keys = save_style_grid(split, args.out, n=args.n, seed=args.seed)
+        print(f"wrote {args.out}: {len(keys)} emoji of {split.name}, one column per style")
+        return 0
+    shown = save_grid(split, args.out, n=args.n, seed=args.seed)
+    print(f"wrote {args.out}: {len(shown)} items of {split.name}")
     return 0

@@ -1,9 +1,12 @@
 """``retrievalkit demo``: the main job of ``make demo``.
 
-Trains the emoji image <-> text model (recipe ``configs/emoji_vsepp.yaml``),
-scores the test split, indexes every emoji (train + val + test), shows the top
-hits of a few typed queries and rates search quality against a BM25 keyword
-search over the CLDR names and keywords on a fixed query set.
+Trains the emoji image <-> text model on every available art style (recipe
+``configs/emoji_vsepp.yaml``), scores the test split (and each style's view of
+it), indexes every image of every emoji (train + val + test, all styles), shows
+the top hits of a few typed queries and rates search quality on the test part of
+a typed query set: the trained model alone (image embeddings), hybrid (fused with
+caption embeddings), captions alone and BM25. The dev part of the query set is
+scored too (metrics.json) and is the only one used to choose settings.
 """
 
 from __future__ import annotations
@@ -39,7 +42,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--queries",
         type=Path,
         default=None,
-        help="query set TSV (default: the emoji query set shipped in the package)",
+        help="query set TSV (default: the emoji query set shipped in the package); its "
+        "test part is reported, its dev part is scored for choosing settings",
     )
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
     parser.add_argument("--device", default=None)
@@ -47,37 +51,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def emoji_documents(splits: dict[str, Any]) -> tuple[list[str], list[str]]:
-    """One BM25 document per emoji: all its CLDR captions joined. Returns (docs, keys)."""
-    texts: dict[str, list[str]] = {}
-    for split in splits.values():
-        for caption, image in zip(split.captions, split.caption_image, strict=True):
-            texts.setdefault(split.image_keys[int(image)], []).append(caption)
-    keys = list(texts)
-    return [" ; ".join(texts[key]) for key in keys], keys
+def index_splits(splits: dict[str, Any]) -> list[str]:
+    """Splits that together hold every image once: train plus the per-style views of
+    val and test when there are several styles, else train, val, test."""
+    styled = [n for n in splits if n.startswith(("val_", "test_"))]
+    return ["train", *styled] if styled else [n for n in ("train", "val", "test") if n in splits]
 
 
-def compare_with_bm25(engine: Any, splits: dict[str, Any], query_path: Path) -> dict[str, Any]:
-    """Hit@5 / MRR of the learned model and of BM25 on the query set, per kind."""
-    from retrievalkit.index.bm25 import BM25Index
-    from retrievalkit.index.query_set import hit_rate_at_k, load_query_set
-
-    queries = load_query_set(query_path)
-    docs, keys = emoji_documents(splits)
-    bm25 = BM25Index(docs, keys)
-
-    def model_search(mode: str) -> Any:
-        return lambda query, k: [hit.key for hit in engine.search_text([query], k, mode=mode)[0]]
-
-    def bm25_search(query: str, k: int) -> list[str]:
-        return [hit.key for hit in bm25.search(query, k)]
-
+def style_scores(trainer: Any) -> dict[str, dict[str, Any]]:
+    """Test scores of the best model on each style's view of the test split."""
     return {
-        "queries": str(query_path),
-        "num_queries": len(queries),
-        "model": hit_rate_at_k(model_search("fused"), queries, k=5),
-        "model_image_only": hit_rate_at_k(model_search("image"), queries, k=5),
-        "bm25": hit_rate_at_k(bm25_search, queries, k=5),
+        name.removeprefix("test_"): trainer.evaluate(split)
+        for name, split in trainer.splits.items()
+        if name.startswith("test_")
     }
 
 
@@ -96,24 +82,40 @@ def _print_recall(test: dict[str, Any]) -> None:
     print(f"  rsum {test['rsum']:.1f}")
 
 
+def _print_styles(per_style: dict[str, dict[str, Any]]) -> None:
+    if not per_style:
+        return
+    print("\nTest emoji by art style (text->image R@5, image->text R@5, images):")
+    for style, row in per_style.items():
+        print(f"  {style:<9} {row['t2i_r5']:6.1f} {row['i2t_r5']:6.1f}   {row['n_images']}")
+
+
 def _print_quality(quality: dict[str, Any]) -> None:
     print(
-        f"\nSearch quality on {quality['num_queries']} typed queries (hit@5: a right emoji in "
-        "the top 5)"
+        f"\nSearch quality, {quality['num_queries']} test queries (hit@5: a right emoji in "
+        "the top 5; 'paraphrase' = no word shared with any target's CLDR name/keywords,\n"
+        "so BM25 scores 0 there by construction):"
     )
-    print("  kind        model (fused)  model (image only)   BM25")
-    for kind, fused in quality["model"].items():
-        image, bm25 = quality["model_image_only"][kind], quality["bm25"][kind]
+    print("  kind        trained model  hybrid (fused   captions only    BM25")
+    print(f"              (image only)   w={quality['image_weight']:.1f})")
+    for kind, image in quality["image"].items():
+        fused, captions = quality["fused"][kind], quality["captions"][kind]
         print(
-            f"  {kind:<11} {fused['hit_rate']:12.1%}  {image['hit_rate']:17.1%}  "
-            f"{bm25['hit_rate']:6.1%}   (n={fused['count']})"
+            f"  {kind:<11} {image['hit_rate']:12.1%}  {fused['hit_rate']:13.1%}  "
+            f"{captions['hit_rate']:13.1%}  {quality['bm25'][kind]['hit_rate']:6.1%}"
+            f"   (n={image['count']})"
         )
 
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.commands.train import default_device
     from retrievalkit.index.query_set import emoji_query_file
-    from retrievalkit.pipeline.search_engine import SearchEngine, build_index_dir
+    from retrievalkit.pipeline.search_engine import (
+        DEFAULT_IMAGE_WEIGHT,
+        SearchEngine,
+        build_index_dir,
+    )
+    from retrievalkit.pipeline.search_quality import compare_rankings, weight_sweep
     from retrievalkit.run.config import load_config
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
@@ -125,22 +127,29 @@ def run(args: argparse.Namespace) -> int:
     trainer = Trainer(config, args.out, device=device, progress=not args.no_progress)
     trainer.fit(resume=True)  # a finished run is not retrained; a killed one continues
     results = finish_run(trainer)
+    results["test_by_style"] = style_scores(trainer)
     index_dir = build_index_dir(
         args.out / "checkpoints" / "best",
         args.out / "index",
-        ("train", "val", "test"),
+        index_splits(trainer.splits),
         device=device,
         progress=not args.no_progress,
     )
     engine = SearchEngine(index_dir, device=device)
     _print_recall(results["test"])
+    _print_styles(results["test_by_style"])
     print("\nTop hits for typed queries (retrievalkit search runs/demo/index --text ...):")
     for query, hits in zip(
         EXAMPLE_QUERIES, engine.search_text(list(EXAMPLE_QUERIES), 5), strict=True
     ):
         print(f"  {query!r:<18} " + "  ".join(f"{h.key} {h.score:.2f}" for h in hits))
     query_path = args.queries or emoji_query_file()
-    quality = compare_with_bm25(engine, trainer.splits, query_path)
+    weight = DEFAULT_IMAGE_WEIGHT
+    results["search_quality_dev"] = compare_rankings(
+        engine, trainer.splits, query_path, "dev", weight
+    )
+    results["fusion_weight_sweep_dev"] = weight_sweep(engine, query_path, "dev")
+    quality = compare_rankings(engine, trainer.splits, query_path, "test", weight)
     results["search_quality"] = quality
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     _print_quality(quality)

@@ -1,4 +1,10 @@
-"""``retrievalkit search DIR --text "query" | --image PATH | --queries FILE [-k 10] [--json]``."""
+"""``retrievalkit search DIR --text "query" | --image PATH | --queries FILE [-k 10] [--json]``.
+
+Text queries rank by ``--mode fused`` (default: image and caption embeddings, both
+from the trained model) or ``--mode image`` (the image embeddings alone: what the
+trained image tower does by itself). Images sharing a key (an emoji in several art
+styles) give one hit, at the best style; ``--all-styles`` lists every image.
+"""
 
 from __future__ import annotations
 
@@ -22,6 +28,17 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="images",
         help="for --image: image -> image (default) or image -> text",
     )
+    parser.add_argument(
+        "--mode",
+        choices=["fused", "image"],
+        default="fused",
+        help="text queries: fused image + caption embeddings (default) or image embeddings only",
+    )
+    parser.add_argument(
+        "--all-styles",
+        action="store_true",
+        help="one hit per image (every style of an emoji) instead of one per key",
+    )
     parser.add_argument("-k", type=int, default=10, help="number of hits (1..1000)")
     parser.add_argument("--json", action="store_true", help="machine-readable output")
     parser.add_argument("--device", default="cpu")
@@ -35,7 +52,9 @@ def _print_hits(query: str, hits: list, as_json: bool) -> None:
     print(f"query: {query}")
     for hit in hits:
         caption = f"  {hit.caption}" if hit.caption else ""
-        print(f"  {hit.rank:>3}. {hit.score:.3f}  {hit.key}{caption}")
+        style = (hit.metadata or {}).get("style")
+        style_text = f"  [{style}]" if style else ""
+        print(f"  {hit.rank:>3}. {hit.score:.3f}  {hit.key}{style_text}{caption}")
 
 
 def _read_queries(path: Path) -> list[str]:
@@ -64,21 +83,26 @@ def run(args: argparse.Namespace) -> int:
         raise InputError("--text: empty query (expected some text)")
     queries = _read_queries(args.queries) if args.queries is not None else None
     engine = SearchEngine(args.index, device=args.device)
+    text_options = {"mode": args.mode, "distinct_keys": not args.all_styles}
     if args.image is not None:
-        hits = engine.search_image([args.image], args.k, target=args.to)[0]
+        hits = engine.search_image(
+            [args.image], args.k, target=args.to, distinct_keys=not args.all_styles
+        )[0]
         if args.json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         else:
             _print_hits(str(args.image), hits, False)
         return 0
     if args.text is not None:
-        hits = engine.search_text([args.text], args.k)[0]
+        hits = engine.search_text([args.text], args.k, **text_options)[0]
         if args.json:
             print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
         else:
             _print_hits(args.text, hits, False)
         return 0
     assert queries is not None  # the three options are a required exclusive group
-    for query, hits in zip(queries, engine.search_text(queries, args.k), strict=True):
+    for query, hits in zip(
+        queries, engine.search_text(queries, args.k, **text_options), strict=True
+    ):
         _print_hits(query, hits, args.json)
     return 0

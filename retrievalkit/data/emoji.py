@@ -1,4 +1,7 @@
-"""Emoji image <-> text data from Debian packages (no download).
+"""Emoji from Debian packages (no download): CLDR captions and the Noto font renders.
+
+The ``emoji`` and ``emoji_id`` datasets (with the other art styles) are built in
+``retrievalkit.data.emoji_dataset`` from these parts.
 
 Images: every emoji of Noto Color Emoji (``fonts-noto-color-emoji``) rendered by
 PIL at size 109 with embedded color, cropped to a square around the glyph,
@@ -42,8 +45,6 @@ from pathlib import Path
 import numpy as np
 
 from retrievalkit.data.errors import DataError
-from retrievalkit.data.registry import register_dataset
-from retrievalkit.data.splits import ArrayImageSource, CrossModalSplit, grouped_captions_split
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def _draw(key: str, font: object) -> object:
     return layer
 
 
-def _to_square(layer: object, size: int) -> np.ndarray:
+def to_square(layer: object, size: int) -> np.ndarray:
     """Crop the drawn pixels to a centred square, composite on white, resize."""
     from PIL import Image
 
@@ -184,7 +185,7 @@ def render(
             and not (notdef_pixels is not None and np.array_equal(np.asarray(layer), notdef_pixels))
         )
         if good:
-            out[i] = _to_square(layer, size)
+            out[i] = to_square(layer, size)
         ok.append(good)
     return out, ok
 
@@ -218,7 +219,7 @@ def render_cached(
     return pixels, np.asarray(ok)
 
 
-def _render_candidates(
+def render_noto(
     keys: list[str], size: int, limit: int | None, cache_dir: Path | None
 ) -> tuple[np.ndarray, np.ndarray]:
     """Images of ``keys``; with ``limit``, of the shortest prefix with ``limit`` rendered.
@@ -244,41 +245,3 @@ def _render_candidates(
         end = int(np.flatnonzero(ok)[limit - 1]) + 1 if ok.sum() >= limit else len(ok)
         pixels, ok = pixels[:end], ok[:end]
     return pixels, ok
-
-
-@register_dataset("emoji")
-def load_emoji(
-    size: int = 64,
-    lang: str = "en",
-    skin_tones: bool = False,
-    max_keyword_captions: int = 3,
-    limit: int | None = None,
-    cache_dir: str | Path | None = None,
-) -> dict[str, CrossModalSplit]:
-    """Emoji splits ``train``/``val``/``test`` (about 80/10/10 % of the emoji).
-
-    Images are ``size`` x ``size`` RGB (in memory, uint8 ``[N, size, size, 3]``).
-    ``limit`` keeps the first N emoji that render (quick tests); ``lang`` picks
-    the CLDR language of the captions (the split of an emoji does not depend on it).
-    """
-    annotations = [a for a in read_annotations(lang) if is_candidate(a.key, skin_tones)]
-    keys = [a.key for a in annotations]
-    pixels, ok = _render_candidates(keys, size, limit, Path(cache_dir) if cache_dir else None)
-    kept = np.flatnonzero(ok).tolist()
-    skipped = len(ok) - len(kept)
-    log.info("emoji: %d rendered, %d skipped (no glyph in the font)", len(kept), skipped)
-    source = (
-        f"{FONT_PATH} (size {RENDER_SIZE} -> {size}px; {len(kept)} rendered, {skipped} "
-        f"skipped) + {CLDR_ROOT}/annotations{{,Derived}}/{lang}.xml"
-    )
-    splits: dict[str, CrossModalSplit] = {}
-    for split_name in ("train", "val", "test"):
-        members = [i for i in kept if split_of(keys[i]) == split_name]
-        splits[split_name] = grouped_captions_split(
-            f"emoji/{split_name}",
-            ArrayImageSource(pixels[members]),
-            [keys[i] for i in members],
-            [captions_for(annotations[i], max_keyword_captions) for i in members],
-            source,
-        )
-    return splits

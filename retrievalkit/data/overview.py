@@ -30,8 +30,52 @@ def split_summary(split: CrossModalSplit | LabelledSplit) -> dict[str, Any]:
     return row
 
 
+def style_counts(splits: dict[str, CrossModalSplit | LabelledSplit]) -> dict[str, Any] | None:
+    """Distinct (key, style) images over all splits: count per style and how many keys
+    have 1, 2, ... styles; None when the splits carry no styles."""
+    pairs: set[tuple[str, str]] = set()
+    for split in splits.values():
+        if split.image_styles is None:
+            continue
+        keys = split.image_keys if isinstance(split, CrossModalSplit) else split.keys
+        pairs.update(zip(keys, split.image_styles, strict=True))
+    if not pairs:
+        return None
+    per_style: dict[str, int] = {}
+    per_key: dict[str, int] = {}
+    for key, style in pairs:
+        per_style[style] = per_style.get(style, 0) + 1
+        per_key[key] = per_key.get(key, 0) + 1
+    n_styles = len(per_style)
+    coverage = {n: sum(1 for c in per_key.values() if c == n) for n in range(1, n_styles + 1)}
+    return {"images_per_style": per_style, "keys_with_n_styles": coverage}
+
+
+def style_summary(splits: dict[str, CrossModalSplit | LabelledSplit]) -> str:
+    """Lines for ``data info``: images per style, emoji per number of styles, and the
+    licence and attribution of each style ("" when the splits carry no styles)."""
+    from retrievalkit.data.emoji_styles import STYLES
+
+    counts = style_counts(splits)
+    if counts is None:
+        return ""
+    per_style, coverage = counts["images_per_style"], counts["keys_with_n_styles"]
+    order = [s for s in STYLES if s in per_style] + sorted(set(per_style) - set(STYLES))
+    lines = ["images per style: " + ", ".join(f"{s} {per_style[s]}" for s in order)]
+    lines.append("emoji drawn in n styles: " + ", ".join(f"{n}: {c}" for n, c in coverage.items()))
+    for name in order:
+        if name in STYLES:
+            style = STYLES[name]
+            version = f"@{style.version}" if style.version else ""
+            lines.append(
+                f"style {name}: {style.licence}; {style.attribution} [{style.package}{version}]"
+            )
+    return "\n".join(lines)
+
+
 def dataset_summary(splits: dict[str, CrossModalSplit | LabelledSplit]) -> str:
-    """A readable table of :func:`split_summary` for every split, then the sources."""
+    """A readable table of :func:`split_summary` for every split, then the sources
+    (and, for emoji, the styles with their licences)."""
     rows = {name: split_summary(split) for name, split in splits.items()}
     columns = [
         c
@@ -44,7 +88,8 @@ def dataset_summary(splits: dict[str, CrossModalSplit | LabelledSplit]) -> str:
         lines.append(f"{name:<{width}}  " + "  ".join(f"{row.get(c, ''):>18}" for c in columns))
     for source in dict.fromkeys(r["source"] for r in rows.values()):
         lines.append(f"source: {source}")
-    return "\n".join(lines)
+    styles = style_summary(splits)
+    return "\n".join([*lines, styles] if styles else lines)
 
 
 def printable(key: str) -> str:
@@ -101,6 +146,59 @@ def save_grid(
             ax.imshow(array, cmap="gray" if array.ndim == 2 else None, interpolation="nearest")
         ax.set_title(_cell_text(split, index, max_captions), fontsize=7, loc="left")
     fig.suptitle(f"{split.name}: {len(chosen)} of {total} items", fontsize=10)
+    fig.tight_layout()
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=90)
+    plt.close(fig)
+    return chosen
+
+
+def save_style_grid(
+    split: CrossModalSplit | LabelledSplit, out: str | Path, n: int = 24, seed: int = 0
+) -> list[str]:
+    """A PNG with one row per key (seeded choice of ``n // styles`` keys) and one column
+    per style: the same emoji in each art style side by side. Returns the keys shown."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if split.image_styles is None:
+        raise ValueError(f"{split.name} has no image styles")
+    from retrievalkit.data.emoji_styles import STYLES
+
+    keys = split.image_keys if isinstance(split, CrossModalSplit) else split.keys
+    present = set(split.image_styles)
+    styles = [s for s in STYLES if s in present] + sorted(present - set(STYLES))
+    where = {(k, s): i for i, (k, s) in enumerate(zip(keys, split.image_styles, strict=True))}
+    distinct = list(dict.fromkeys(keys))
+    count = min(max(1, n // len(styles)), len(distinct))
+    chosen = [
+        distinct[i]
+        for i in sorted(
+            np.random.default_rng(seed).choice(len(distinct), count, replace=False).tolist()
+        )
+    ]
+    fig, axes = plt.subplots(
+        count, len(styles), figsize=(2.2 * len(styles), 2.4 * count), squeeze=False
+    )
+    for row, key in enumerate(chosen):
+        first = where[next((key, s) for s in styles if (key, s) in where)]
+        label = _cell_text(split, first, 1).replace("\n", " | ")
+        for col, style in enumerate(styles):
+            ax = axes[row, col]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            index = where.get((key, style))
+            if index is None:
+                ax.text(0.5, 0.5, f"no {style} image", ha="center", va="center", fontsize=8)
+            else:
+                ax.imshow(np.asarray(split.images.load(index)), interpolation="nearest")
+            if row == 0:
+                ax.set_title(style, fontsize=10)
+            if col == 0:
+                ax.set_ylabel(textwrap.fill(label, 28), fontsize=7)
+    fig.suptitle(f"{split.name}: {count} emoji in {len(styles)} styles", fontsize=10)
     fig.tight_layout()
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=90)

@@ -104,9 +104,13 @@ class CrossModalSplit:
     """Images and captions; ``caption_image[m]`` is the image of caption ``m``.
 
     Attributes:
-        images: N images. image_keys: N display keys (emoji, file path, COCO id).
+        images: N images. image_keys: N display keys (emoji, file path, COCO id);
+            images sharing a key are pictures of one item (an emoji in several art
+            styles): their captions are the same, so they are never negatives of
+            each other in a batch, and search shows one hit per key.
         captions: M captions. caption_image: int64 ``[M]`` in ``[0, N)``.
         source: where the files came from.
+        image_styles: N style names (emoji art styles), or None.
     """
 
     name: str
@@ -115,12 +119,15 @@ class CrossModalSplit:
     captions: list[str]
     caption_image: np.ndarray
     source: str
+    image_styles: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.image_keys) != len(self.images):
             raise ValueError(
                 f"{self.name}: {len(self.image_keys)} keys for {len(self.images)} images"
             )
+        if self.image_styles is not None and len(self.image_styles) != len(self.images):
+            raise ValueError(f"{self.name}: image_styles must have one entry per image")
         if len(self.captions) != len(self.caption_image):
             raise ValueError(f"{self.name}: caption_image must have one entry per caption")
         if len(self.caption_image) and (
@@ -130,10 +137,18 @@ class CrossModalSplit:
                 f"{self.name}: caption_image points outside the {len(self.images)} images"
             )
 
+    @property
+    def caption_groups(self) -> np.ndarray:
+        """int64 ``[M]``: the key of each caption's image as a number (captions of
+        images with one key share it; equals ``caption_image`` when keys are unique)."""
+        ids: dict[str, int] = {}
+        key_id = np.asarray([ids.setdefault(k, len(ids)) for k in self.image_keys], np.int64)
+        return key_id[self.caption_image] if len(self.caption_image) else self.caption_image
+
 
 @dataclass(frozen=True)
 class LabelledSplit:
-    """Images with class labels (metric learning)."""
+    """Images with class labels (metric learning); ``image_styles``: N style names or None."""
 
     name: str
     images: ImageSource
@@ -141,10 +156,13 @@ class LabelledSplit:
     keys: list[str]
     class_names: list[str] | None
     source: str
+    image_styles: list[str] | None = None
 
     def __post_init__(self) -> None:
         if len(self.labels) != len(self.images) or len(self.keys) != len(self.images):
             raise ValueError(f"{self.name}: labels/keys/images differ in length")
+        if self.image_styles is not None and len(self.image_styles) != len(self.images):
+            raise ValueError(f"{self.name}: image_styles must have one entry per image")
 
 
 def grouped_captions_split(
@@ -153,9 +171,10 @@ def grouped_captions_split(
     image_keys: list[str],
     captions_per_image: Sequence[Sequence[str]],
     source: str,
+    image_styles: list[str] | None = None,
 ) -> CrossModalSplit:
     """A :class:`CrossModalSplit` from the captions of each image, in image order."""
     captions = [c for group in captions_per_image for c in group]
     counts = [len(group) for group in captions_per_image]
     caption_image = np.repeat(np.arange(len(counts), dtype=np.int64), counts)
-    return CrossModalSplit(name, images, image_keys, captions, caption_image, source)
+    return CrossModalSplit(name, images, image_keys, captions, caption_image, source, image_styles)

@@ -1,4 +1,4 @@
-"""The items an index holds: every distinct image over some splits, with its metadata.
+"""The items an index holds: every distinct (image, style) over some splits, with its metadata.
 
 Shared by ``index build`` and the sharded ``embed`` so that both index the same
 items with the same keys and metadata.
@@ -10,23 +10,27 @@ from typing import Any
 
 
 def unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:
-    """``(split, index)`` of every distinct image key over ``splits`` (first seen wins),
-    the keys, and each one's metadata (split, up to 5 captions, label and class name)."""
-    seen: dict[str, int] = {}
+    """``(split, index)`` of every distinct ``(key, style)`` over ``splits`` (first
+    seen wins), the keys, and each one's metadata (split, style when the split has
+    styles, up to 5 captions, label and class name)."""
+    seen: dict[tuple[str, str | None], int] = {}
     items: list[tuple[Any, int]] = []
     metadata: list[dict[str, Any]] = []
     for split in splits:
         keys = split.image_keys if hasattr(split, "image_keys") else split.keys
+        styles = getattr(split, "image_styles", None) or [None] * len(keys)
         captions_of: dict[int, list[str]] = {}
         if hasattr(split, "captions"):
             for caption, image in zip(split.captions, split.caption_image, strict=True):
                 captions_of.setdefault(int(image), []).append(caption)
-        for index, key in enumerate(keys):
-            if key in seen:
+        for index, (key, style) in enumerate(zip(keys, styles, strict=True)):
+            if (key, style) in seen:
                 continue
-            seen[key] = len(items)
+            seen[(key, style)] = len(items)
             items.append((split, index))
             meta: dict[str, Any] = {"split": split.name}
+            if style is not None:
+                meta["style"] = style
             if captions_of:
                 meta["captions"] = captions_of.get(index, [])[:5]
             if hasattr(split, "labels"):
@@ -35,7 +39,7 @@ def unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], 
                 if split.class_names:
                     meta["class_name"] = split.class_names[label]
             metadata.append(meta)
-    return items, list(seen), metadata
+    return items, [key for key, _ in seen], metadata
 
 
 class ListSource:

@@ -6,8 +6,13 @@ Layout written by :func:`build_index_dir`::
     DIR/model/           the checkpoint (weights, recipe, vocabulary), no optimizer
     DIR/images/          index of image embeddings; key = the image's key
                          (emoji string, file path), metadata = its captions/label
+                         and, for emoji, its art style (one item per key and style)
     DIR/captions/        (cross-modal) index of caption embeddings; key = the key of
-                         the caption's image, metadata = {"caption": ...}
+                         the caption's image, metadata = {"caption": ...} (each
+                         distinct (key, caption) once)
+
+Images sharing a key (an emoji in several styles) are one result: searches return
+one hit per key, its best-scoring image (``distinct_keys=False``: every image).
 
 :class:`SearchEngine` opens such a directory once and answers text->image,
 image->image and image->text queries; the CLI and the HTTP service both use it.
@@ -41,6 +46,7 @@ from retrievalkit.run.checkpoint import (
 )
 
 MANIFEST = "retrieval.json"
+DEFAULT_IMAGE_WEIGHT = 0.4  # fused text search; see search_text
 
 
 @dataclass(frozen=True)
@@ -164,8 +170,12 @@ def build_index_dir(
     image_index.save(out / "images")
     manifest.update({"splits": list(split_names), "num_images": len(keys)})
     if model.has_text:
-        captions = [c for split in splits for c in split.captions]
-        caption_keys = [split.image_keys[int(i)] for split in splits for i in split.caption_image]
+        pairs = dict.fromkeys(
+            (split.image_keys[int(i)], caption)
+            for split in splits
+            for caption, i in zip(split.captions, split.caption_image, strict=True)
+        )
+        caption_keys, captions = [k for k, _ in pairs], [c for _, c in pairs]
         text_emb = embed_captions(model.encode_text, captions, progress=progress)
         caption_index = _new_index(backend, text_emb.shape[1], out / "captions", options)
         caption_index.add(text_emb, caption_keys, [{"caption": c} for c in captions])
@@ -193,6 +203,47 @@ def _index_shards(
     return counts
 
 
+def best_by_key(
+    index: Any, emb: torch.Tensor, depth: int
+) -> list[tuple[dict[str, tuple[float, int]], float]]:
+    """Per query of ``emb [Q, D]``: ``{key: (best score, its item)}`` over the top
+    ``depth`` items of ``index``, and the lowest score seen (a bound for unseen keys)."""
+    result = index.search(emb, min(depth, len(index)))
+    out = []
+    for q in range(emb.shape[0]):
+        best: dict[str, tuple[float, int]] = {}
+        for score, i in zip(result.scores[q].tolist(), result.indices[q].tolist(), strict=True):
+            if i < 0:  # an approximate index found fewer items than asked
+                continue
+            key = result.item_keys[i]
+            if key not in best or score > best[key][0]:
+                best[key] = (score, i)
+        seen = [v for v in result.scores[q].tolist() if v != float("-inf")]
+        out.append((best, min(seen) if seen else -2.0))
+    return out
+
+
+def item_hit(index: Any, rank: int, score: float, item: int) -> SearchHit:
+    """A hit for item ``item`` of ``index``: its key, caption (or first caption) and metadata."""
+    meta = dict(index.metadata[item] or {})
+    caption = meta.pop("caption", None)
+    if caption is None and meta.get("captions"):
+        caption = meta["captions"][0]
+    return SearchHit(rank, float(score), index.keys[item], caption, meta or None)
+
+
+def one_hit_per_key(index: Any, emb: torch.Tensor, k: int) -> list[list[SearchHit]]:
+    """Per query of ``emb [Q, D]``: the ``k`` best keys, each at its best-scoring item
+    (e.g. an emoji at its best-matching style); ties broken by key."""
+    hits = []
+    for best, _ in best_by_key(index, emb, max(20 * k, 200)):
+        ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:k]
+        hits.append(
+            [item_hit(index, rank, score, i) for rank, (_, (score, i)) in enumerate(ranked, 1)]
+        )
+    return hits
+
+
 class SearchEngine:
     """Search an index directory with its own model (stateless after opening)."""
 
@@ -217,7 +268,9 @@ class SearchEngine:
             self.captions = load_index(self.directory / "captions")
         self._check_same_model()
         self.transform = build_transform("image", self.loaded.config.data, train=False)
-        self._image_metadata = dict(zip(self.images.keys, self.images.metadata, strict=True))
+        self._image_metadata: dict[str, Any] = {}
+        for key, meta in zip(self.images.keys, self.images.metadata, strict=True):
+            self._image_metadata.setdefault(key, meta)
 
     def _check_same_model(self) -> None:
         """The indexes hold this model's embeddings (same file, same dimension)."""
@@ -250,30 +303,20 @@ class SearchEngine:
             hits.append(SearchHit(hit.rank, float(hit.score), hit.key, caption, meta or None))
         return hits
 
-    def _best_by_key(self, index: Any, emb: torch.Tensor, depth: int) -> list[tuple[dict, float]]:
-        """Per query: ``{key: best score}`` over the top ``depth`` items, and the lowest
-        score seen (a bound for the keys not seen)."""
-        result = index.search(emb, min(depth, len(index)))
-        out = []
-        for q in range(emb.shape[0]):
-            best: dict[str, float] = {}
-            for score, i in zip(result.scores[q].tolist(), result.indices[q].tolist(), strict=True):
-                if i < 0:  # an approximate index found fewer items than asked
-                    continue
-                key = result.item_keys[i]
-                best[key] = max(best.get(key, -2.0), score)
-            seen = [v for v in result.scores[q].tolist() if v != float("-inf")]
-            out.append((best, min(seen) if seen else -2.0))
-        return out
-
     @torch.no_grad()
     def search_text(
-        self, queries: Sequence[str], k: int = 10, mode: str = "fused", image_weight: float = 0.4
+        self,
+        queries: Sequence[str],
+        k: int = 10,
+        mode: str = "fused",
+        image_weight: float = DEFAULT_IMAGE_WEIGHT,
+        distinct_keys: bool = True,
     ) -> list[list[SearchHit]]:
         """Text -> image: the ``k`` best items for each text query.
 
         ``mode="image"`` ranks by the query's similarity to each item's image
-        embedding. ``mode="fused"`` (default, when the index has captions) ranks by
+        embedding (the trained model alone; with ``distinct_keys``, one hit per key
+        at its best image, e.g. an emoji in its best-matching style). ``mode="fused"`` (default, when the index has captions) ranks by
         ``image_weight * s_image + (1 - image_weight) * s_caption``, where
         ``s_caption`` is the best similarity to the item's caption embeddings: both
         are the trained model's embeddings in its joint space (no keyword matching);
@@ -289,40 +332,49 @@ class SearchEngine:
             if not query.strip():
                 raise InputError(f"query {position}: empty (expected some text)")
         emb = embed_captions(self.model.encode_text, list(queries))
+        if (mode == "image" or self.captions is None) and distinct_keys:
+            return one_hit_per_key(self.images, emb, k)
         if mode == "image" or self.captions is None:
             result = self.images.search(emb, k)
             return [self._hits(result, q) for q in range(len(queries))]
         depth = max(20 * k, 200)
-        image_side = self._best_by_key(self.images, emb, depth)
-        caption_side = self._best_by_key(self.captions, emb, 5 * depth)
+        image_side = best_by_key(self.images, emb, depth)
+        caption_side = best_by_key(self.captions, emb, 5 * depth)
         hits = []
         for (img_best, img_floor), (cap_best, cap_floor) in zip(
             image_side, caption_side, strict=True
         ):
             fused = {
-                key: image_weight * img_best.get(key, img_floor)
-                + (1 - image_weight) * cap_best.get(key, cap_floor)
+                key: image_weight * img_best.get(key, (img_floor, -1))[0]
+                + (1 - image_weight) * cap_best.get(key, (cap_floor, -1))[0]
                 for key in set(img_best) | set(cap_best)
             }
             ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
             hits.append(
                 [
-                    self._hit_for_key(rank, score, key)
-                    for rank, (score, key) in enumerate(((s, key) for key, s in ranked), start=1)
+                    self._hit_for_key(rank, score, key, img_best.get(key, (0.0, -1))[1])
+                    for rank, (key, score) in enumerate(ranked, start=1)
                 ]
             )
         return hits
 
-    def _hit_for_key(self, rank: int, score: float, key: str) -> SearchHit:
-        meta = dict(self._image_metadata.get(key) or {})
+    def _hit_for_key(self, rank: int, score: float, key: str, item: int = -1) -> SearchHit:
+        """A fused hit: the metadata of ``item`` (the key's best image) or of its first."""
+        source = self.images.metadata[item] if item >= 0 else self._image_metadata.get(key)
+        meta = dict(source or {})
         captions = meta.get("captions") or [None]
         return SearchHit(rank, score, key, captions[0], meta or None)
 
     @torch.no_grad()
     def search_image(
-        self, paths: Sequence[str | Path], k: int = 10, target: str = "images"
+        self,
+        paths: Sequence[str | Path],
+        k: int = 10,
+        target: str = "images",
+        distinct_keys: bool = True,
     ) -> list[list[SearchHit]]:
-        """Image -> image (``target="images"``) or image -> text (``"captions"``)."""
+        """Image -> image (``target="images"``) or image -> text (``"captions"``);
+        image -> image gives one hit per key unless ``distinct_keys=False``."""
         index = self.images if target == "images" else self.captions
         if index is None:
             raise InputError("this index has no captions: image -> text is not available")
@@ -335,5 +387,7 @@ class SearchEngine:
                 raise InputError(f"{path}: not a readable image ({err})") from err
         model = self.model
         emb = model.encode_image(torch.stack(tensors).to(model_device(model))).float().cpu()
+        if target == "images" and distinct_keys:
+            return one_hit_per_key(index, emb, k)
         result = index.search(emb, k)
         return [self._hits(result, q) for q in range(len(paths))]

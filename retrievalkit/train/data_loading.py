@@ -106,7 +106,7 @@ def make_batch_sampler(split: Any, data: DataConfig, cross_modal: bool, seed: in
         if data.sampler == "pk":
             raise ValueError("sampler 'pk' is for metric learning; use 'unique_images'")
         return CrossModalBatchSampler(
-            split.caption_image,
+            split.caption_groups,  # images sharing a key (emoji styles) share captions
             batch_size=data.batch_size,
             seed=seed,
             allow_same_image=data.sampler == "random",

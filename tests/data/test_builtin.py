@@ -31,7 +31,7 @@ needs_fmnist = pytest.mark.skipif(
 
 @needs_emoji
 def test_emoji_splits_are_by_emoji_with_several_captions():
-    splits = load_dataset("emoji", size=32, limit=300)
+    splits = load_dataset("emoji", styles="noto", size=32, limit=300)
     keys = [set(s.image_keys) for s in splits.values()]
     assert not (keys[0] & keys[1]) and not (keys[0] & keys[2]) and not (keys[1] & keys[2])
     train = splits["train"]
@@ -41,7 +41,7 @@ def test_emoji_splits_are_by_emoji_with_several_captions():
     counts = np.bincount(train.caption_image, minlength=len(train.images))
     assert counts.min() >= 1
     assert all(split_of(k) == "train" for k in train.image_keys)
-    again = load_dataset("emoji", size=32, limit=300)  # deterministic
+    again = load_dataset("emoji", styles="noto", size=32, limit=300)  # deterministic
     assert again["train"].image_keys == train.image_keys
     assert np.array_equal(
         np.asarray(again["train"].images.load(5)), np.asarray(train.images.load(5))
@@ -66,12 +66,12 @@ def test_candidates_and_split_handle_skin_tones_and_fe0f():
 
 @needs_emoji
 def test_emoji_limit_renders_only_a_prefix(tmp_path):
-    splits = load_dataset("emoji", size=16, limit=40, cache_dir=tmp_path)
+    splits = load_dataset("emoji", styles="noto", size=16, limit=40, cache_dir=tmp_path)
     total = sum(len(s.images) for s in splits.values())
     assert total == 40
     assert not list(tmp_path.glob("*.npz"))  # a limited render is not cached
     assert "rendered" in splits["train"].source and "en.xml" in splits["train"].source
-    german = load_dataset("emoji", size=16, limit=40, cache_dir=tmp_path, lang="de")
+    german = load_dataset("emoji", styles="noto", size=16, limit=40, cache_dir=tmp_path, lang="de")
     assert (
         german["train"].image_keys == splits["train"].image_keys[: len(german["train"].image_keys)]
     )
@@ -80,7 +80,7 @@ def test_emoji_limit_renders_only_a_prefix(tmp_path):
 
 @needs_emoji
 def test_emoji_captions_and_images_match_their_emoji(tmp_path):
-    splits = load_dataset("emoji", size=24, limit=120, cache_dir=tmp_path)
+    splits = load_dataset("emoji", styles="noto", size=24, limit=120, cache_dir=tmp_path)
     annotations = {a.key: a for a in read_annotations("en")}
     assert captions_for(annotations["😃"])[0] == "grinning face with big eyes"
     for split in splits.values():

@@ -11,7 +11,12 @@ from xml.etree import ElementTree
 import pytest
 
 from retrievalkit.index.bm25 import word_tokens
-from retrievalkit.index.query_set import emoji_query_file, hit_rate_at_k, load_query_set
+from retrievalkit.index.query_set import (
+    emoji_query_file,
+    hit_rate_at_k,
+    load_query_set,
+    query_part,
+)
 
 QUERIES = emoji_query_file()
 CLDR_DIR = Path("/usr/share/unicode/cldr/common")
@@ -109,3 +114,32 @@ def test_variation_selector_does_not_matter(tmp_path: Path) -> None:
     queries = load_query_set(path)
     assert queries[0].targets == ("\u2764",)
     assert hit_rate_at_k(lambda q, k: ["\u2764\ufe0f"], queries)["all"]["hit_rate"] == 1.0
+
+
+def test_dev_and_test_parts_split_the_set() -> None:
+    every = load_query_set(QUERIES)
+    dev, test = load_query_set(QUERIES, part="dev"), load_query_set(QUERIES, part="test")
+    assert {q.text for q in dev}.isdisjoint(q.text for q in test)
+    assert len(dev) + len(test) == len(every)
+    counts = {
+        (name, kind): sum(q.kind == kind for q in part)
+        for name, part in (("dev", dev), ("test", test))
+        for kind in ("literal", "paraphrase")
+    }  # the numbers written in query_set's docstring
+    assert counts == {
+        ("dev", "literal"): 54,
+        ("dev", "paraphrase"): 36,
+        ("test", "literal"): 51,
+        ("test", "paraphrase"): 49,
+    }
+    assert all(query_part(q.text) == "test" for q in test)
+
+
+def test_part_is_checked(tmp_path: Path) -> None:
+    path = tmp_path / "q.tsv"
+    path.write_text("cake\tliteral\t🎂\n")
+    with pytest.raises(ValueError, match="query part must be one of"):
+        load_query_set(path, part="train")
+    other = "test" if query_part("cake") == "dev" else "dev"
+    with pytest.raises(ValueError, match=f"no queries in part '{other}'"):
+        load_query_set(path, part=other)

@@ -217,6 +217,9 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert all({"rank", "score", "key", "caption"} <= set(h) for h in hits)
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
+    assert main(["search", str(index), "--text", "a red circle", "--mode", "image", "--json"]) == 0
+    image_hits = json.loads(capsys.readouterr().out)
+    assert len(image_hits) == 10 and len({h["key"] for h in image_hits}) == 10
 
     from retrievalkit.pipeline.search_engine import SearchEngine
 

@@ -44,7 +44,8 @@ def test_there_are_recipes():
         "mfsr_f30k",
         "mfsr_coco",
     } | {
-        f"fashion_mnist_{x}"
+        f"{data}_{x}"
+        for data in ("fashion_mnist", "emoji_id")
         for x in ("ms", "contrastive", "triplet", "lifted", "binomial", "smoothap")
     }
     assert expected <= names
