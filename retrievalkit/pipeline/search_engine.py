@@ -205,31 +205,33 @@ def _index_shards(
 
 def best_by_key(
     index: Any, emb: torch.Tensor, depth: int
-) -> list[tuple[dict[str, tuple[float, int]], float]]:
-    """Per query of ``emb [Q, D]``: ``{key: (best score, its item)}`` over the top
-    ``depth`` items of ``index``, and the lowest score seen (a bound for unseen keys)."""
+) -> list[tuple[dict[str, tuple[float, dict[str, Any] | None]], float]]:
+    """Per query of ``emb [Q, D]``: ``{key: (best score, that item's metadata)}`` over
+    the top ``depth`` items of ``index``, and the lowest score seen (a bound for unseen
+    keys). Items are read through the search result (a Milvus result numbers only
+    the items it found), never by position in the index."""
     result = index.search(emb, min(depth, len(index)))
     out = []
     for q in range(emb.shape[0]):
-        best: dict[str, tuple[float, int]] = {}
+        best: dict[str, tuple[float, dict[str, Any] | None]] = {}
         for score, i in zip(result.scores[q].tolist(), result.indices[q].tolist(), strict=True):
             if i < 0:  # an approximate index found fewer items than asked
                 continue
             key = result.item_keys[i]
             if key not in best or score > best[key][0]:
-                best[key] = (score, i)
+                best[key] = (score, result.item_metadata[i])
         seen = [v for v in result.scores[q].tolist() if v != float("-inf")]
         out.append((best, min(seen) if seen else -2.0))
     return out
 
 
-def item_hit(index: Any, rank: int, score: float, item: int) -> SearchHit:
-    """A hit for item ``item`` of ``index``: its key, caption (or first caption) and metadata."""
-    meta = dict(index.metadata[item] or {})
+def item_hit(rank: int, score: float, key: str, metadata: dict[str, Any] | None) -> SearchHit:
+    """A hit for an item: its key, caption (or first caption) and metadata."""
+    meta = dict(metadata or {})
     caption = meta.pop("caption", None)
     if caption is None and meta.get("captions"):
         caption = meta["captions"][0]
-    return SearchHit(rank, float(score), index.keys[item], caption, meta or None)
+    return SearchHit(rank, float(score), key, caption, meta or None)
 
 
 def one_hit_per_key(index: Any, emb: torch.Tensor, k: int) -> list[list[SearchHit]]:
@@ -239,7 +241,10 @@ def one_hit_per_key(index: Any, emb: torch.Tensor, k: int) -> list[list[SearchHi
     for best, _ in best_by_key(index, emb, max(20 * k, 200)):
         ranked = sorted(best.items(), key=lambda item: (-item[1][0], item[0]))[:k]
         hits.append(
-            [item_hit(index, rank, score, i) for rank, (_, (score, i)) in enumerate(ranked, 1)]
+            [
+                item_hit(rank, score, key, meta)
+                for rank, (key, (score, meta)) in enumerate(ranked, 1)
+            ]
         )
     return hits
 
@@ -345,23 +350,24 @@ class SearchEngine:
             image_side, caption_side, strict=True
         ):
             fused = {
-                key: image_weight * img_best.get(key, (img_floor, -1))[0]
-                + (1 - image_weight) * cap_best.get(key, (cap_floor, -1))[0]
+                key: image_weight * img_best.get(key, (img_floor, None))[0]
+                + (1 - image_weight) * cap_best.get(key, (cap_floor, None))[0]
                 for key in set(img_best) | set(cap_best)
             }
             ranked = sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]
             hits.append(
                 [
-                    self._hit_for_key(rank, score, key, img_best.get(key, (0.0, -1))[1])
+                    self._hit_for_key(rank, score, key, img_best.get(key, (0.0, None))[1])
                     for rank, (key, score) in enumerate(ranked, start=1)
                 ]
             )
         return hits
 
-    def _hit_for_key(self, rank: int, score: float, key: str, item: int = -1) -> SearchHit:
-        """A fused hit: the metadata of ``item`` (the key's best image) or of its first."""
-        source = self.images.metadata[item] if item >= 0 else self._image_metadata.get(key)
-        meta = dict(source or {})
+    def _hit_for_key(
+        self, rank: int, score: float, key: str, metadata: dict[str, Any] | None = None
+    ) -> SearchHit:
+        """A fused hit: ``metadata`` (of the key's best image) or its first image's."""
+        meta = dict(metadata if metadata is not None else self._image_metadata.get(key) or {})
         captions = meta.get("captions") or [None]
         return SearchHit(rank, score, key, captions[0], meta or None)
 
