@@ -36,8 +36,9 @@ import torch
 from torch import Tensor, nn
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import check_embeddings, same_label_mask, similarity_matrix
+from retrievalkit.losses.core import same_label_mask, similarity_matrix
 from retrievalkit.losses.registry import register_loss
+from retrievalkit.losses.vse import pairs_with_references
 
 MAX_LOG_SCALE = math.log(100.0)  # open_clip: "clamp to 4.6052 = ln(100), as in the original paper"
 
@@ -161,27 +162,9 @@ class ClipLoss(nn.Module):
         """``img [B, D]``, ``txt [B, D]`` (row ``i`` of each a matched pair), optional
         ``img_ids [B]`` and references ``ref_img [M, D]``, ``ref_txt [M, D]``,
         ``ref_ids [M]`` -> scalar (float32, or float64 for float64 inputs)."""
-        ids = torch.arange(img.shape[0], device=img.device) if img_ids is None else img_ids
-        check_embeddings(img, ids, "img")
-        check_embeddings(txt, ids, "txt")
-        if img.shape[1] != txt.shape[1]:
-            raise ValueError(f"img dim {img.shape[1]} != txt dim {txt.shape[1]}")
-        all_img, all_txt, all_ids = img, txt, ids
-        given = [r is not None for r in (ref_img, ref_txt, ref_ids)]
-        if any(given):
-            if not all(given):
-                raise ValueError("ref_img, ref_txt and ref_ids must be given together")
-            assert ref_img is not None and ref_txt is not None and ref_ids is not None
-            check_embeddings(ref_img, ref_ids, "ref_img")
-            check_embeddings(ref_txt, ref_ids, "ref_txt")
-            if ref_img.shape[1] != img.shape[1] or ref_txt.shape[1] != img.shape[1]:
-                raise ValueError(
-                    f"references have dims {ref_img.shape[1]}/{ref_txt.shape[1]}, "
-                    f"the batch {img.shape[1]}"
-                )
-            all_img = torch.cat([img, ref_img.to(img.dtype)])
-            all_txt = torch.cat([txt, ref_txt.to(txt.dtype)])
-            all_ids = torch.cat([ids, ref_ids.to(ids.device)])
+        ids, all_img, all_txt, all_ids = pairs_with_references(
+            img, txt, img_ids, ref_img, ref_txt, ref_ids
+        )
         excluded = None
         if img_ids is not None or all_ids is not ids:
             excluded = same_label_mask(ids, all_ids)  # [B, B + M]

@@ -30,6 +30,44 @@ def hinge_one_direction(
     return cost.amax(dim=1) if max_violation else cost.sum(dim=1)
 
 
+def pairs_with_references(
+    img: Tensor,
+    txt: Tensor,
+    img_ids: Tensor | None,
+    ref_img: Tensor | None,
+    ref_txt: Tensor | None,
+    ref_ids: Tensor | None,
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """Check a cross-modal batch and append its references (other ranks, a memory).
+
+    Returns ``(ids [B], all_img [B+M, D], all_txt [B+M, D], all_ids [B+M])``; ``ids``
+    is ``arange(B)`` when ``img_ids`` is None, and ``M = 0`` without references.
+
+    Raises:
+        ValueError: shapes or dims disagree, or only some references are given.
+    """
+    ids = torch.arange(img.shape[0], device=img.device) if img_ids is None else img_ids
+    check_embeddings(img, ids, "img")
+    check_embeddings(txt, ids, "txt")
+    if img.shape[1] != txt.shape[1]:
+        raise ValueError(f"img dim {img.shape[1]} != txt dim {txt.shape[1]}")
+    given = [r is not None for r in (ref_img, ref_txt, ref_ids)]
+    if not any(given):
+        return ids, img, txt, ids
+    if not all(given):
+        raise ValueError("ref_img, ref_txt and ref_ids must be given together")
+    assert ref_img is not None and ref_txt is not None and ref_ids is not None
+    check_embeddings(ref_img, ref_ids, "ref_img")
+    check_embeddings(ref_txt, ref_ids, "ref_txt")
+    if ref_img.shape[1] != img.shape[1] or ref_txt.shape[1] != img.shape[1]:
+        raise ValueError(
+            f"references have dims {ref_img.shape[1]}/{ref_txt.shape[1]}, the batch {img.shape[1]}"
+        )
+    all_img = torch.cat([img, ref_img.to(img.dtype)])
+    all_txt = torch.cat([txt, ref_txt.to(txt.dtype)])
+    return ids, all_img, all_txt, torch.cat([ids, ref_ids.to(ids.device)])
+
+
 @register_loss("vse")
 class VSELoss(nn.Module):
     """``loss(img [B, D], txt [B, D], img_ids=None) -> scalar``.
@@ -69,28 +107,9 @@ class VSELoss(nn.Module):
         images are ranked against ``[txt; ref_txt]`` and its captions against
         ``[img; ref_img]``; a reference with the query's id is never a negative.
         The reduction counts the batch's rows only (``mean`` divides by B)."""
-        if img_ids is None:
-            img_ids = torch.arange(img.shape[0], device=img.device)
-        check_embeddings(img, img_ids, "img")
-        check_embeddings(txt, img_ids, "txt")
-        if img.shape[1] != txt.shape[1]:
-            raise ValueError(f"img dim {img.shape[1]} != txt dim {txt.shape[1]}")
-        all_img, all_txt, all_ids = img, txt, img_ids
-        given = [r is not None for r in (ref_img, ref_txt, ref_ids)]
-        if any(given):
-            if not all(given):
-                raise ValueError("ref_img, ref_txt and ref_ids must be given together")
-            assert ref_img is not None and ref_txt is not None and ref_ids is not None
-            check_embeddings(ref_img, ref_ids, "ref_img")
-            check_embeddings(ref_txt, ref_ids, "ref_txt")
-            if ref_img.shape[1] != img.shape[1] or ref_txt.shape[1] != img.shape[1]:
-                raise ValueError(
-                    f"references have dims {ref_img.shape[1]}/{ref_txt.shape[1]}, "
-                    f"the batch {img.shape[1]}"
-                )
-            all_img = torch.cat([img, ref_img.to(img.dtype)])
-            all_txt = torch.cat([txt, ref_txt.to(txt.dtype)])
-            all_ids = torch.cat([img_ids, ref_ids.to(img_ids.device)])
+        img_ids, all_img, all_txt, all_ids = pairs_with_references(
+            img, txt, img_ids, ref_img, ref_txt, ref_ids
+        )
         negatives = ~same_label_mask(img_ids, all_ids)  # [B, B + M]
         # column i < B of each direction is row i's matched pair (the diagonal)
         sim_i2t = similarity_matrix(img, all_txt)
