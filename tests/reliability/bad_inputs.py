@@ -183,7 +183,7 @@ def _(tmp: Path) -> str:
 
 
 @case("recipe-unknown-loss", "recipe", "`losses: [{name: nosuchloss}]`",
-      "error: unknown loss 'nosuchloss'; known: binomial, contrastive, ...", "nothing trained")  # fmt: skip
+      "error: unknown loss 'nosuchloss'; known: binomial, clip, contrastive, ...", "nothing trained")  # fmt: skip
 def _(tmp: Path) -> str:
     return tiny_recipe(tmp, losses=[{"name": "nosuchloss"}])
 
