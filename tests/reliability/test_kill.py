@@ -24,36 +24,12 @@ import torch
 import yaml
 
 from retrievalkit.run.checkpoint import PAUSE_ENV, load_checkpoint
+from tests.train.test_end_to_end import CROSS_MODAL
 
 pytestmark = pytest.mark.slow
 
-# 2 stages x 1 epoch x 12 batches; a checkpoint every 2 steps
-RECIPE = {
-    "name": "kill_me",
-    "task": "cross_modal",
-    "data": {
-        "name": "synthetic_shapes",
-        "options": {"n_images": 48, "size": 16},
-        "image_size": 16,
-        "batch_size": 8,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
-        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
-        "embed_dim": 8,
-    },
-    "optim": {"lr": 1e-3, "warmup_steps": 3},
-    "stages": [
-        {
-            "name": "sh",
-            "epochs": 1,
-            "losses": [{"name": "vse", "options": {"max_violation": False}}],
-        },
-        {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}]},
-    ],
-    "checkpoint_every_steps": 2,
-    "log_every_steps": 1,
-}
+# 2 stages x 1 epoch x 12 batches; a checkpoint every 2 steps (the end-to-end recipe)
+RECIPE = {**CROSS_MODAL, "name": "kill_me"}
 TOTAL_STEPS = 24
 TIMEOUT = 600
 
