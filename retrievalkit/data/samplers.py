@@ -19,6 +19,8 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 import torch
 
+from retrievalkit.errors import InputError
+
 
 class _EpochBatches:
     """Shared epoch/rank/resume logic; subclasses implement ``_global_batches``."""
@@ -159,9 +161,11 @@ class PKBatchSampler(_EpochBatches):
         if self.p < 2 or self.k < 2:
             raise ValueError(f"need P >= 2 and K >= 2, got P={self.p}, K={self.k}")
         if len(usable) < self.p:
-            raise ValueError(
-                f"P x K sampling needs {self.p} classes with at least 2 samples; "
-                f"the labels have {len(usable)}"
+            raise InputError(
+                f"P x K sampling needs P = {self.p} classes with at least 2 samples per "
+                f"batch (data.batch_size / data.samples_per_class), but the training split "
+                f"has {len(usable)}; lower data.batch_size to at most "
+                f"{len(usable)} x samples_per_class"
             )
         self.usable = usable
 

@@ -64,8 +64,13 @@ def _collate_labelled(items: list[tuple[Any, ...]]) -> TrainBatch:
 
 
 class _SeededItems(Dataset):
-    """``dataset[index]`` under ``torch.manual_seed(item_seed)``, for keys
-    ``(item_seed, index)``; the caller's RNG state is left as it was."""
+    """``dataset[index]`` with the CPU generator seeded by ``item_seed``, for keys
+    ``(item_seed, index)``; the caller's RNG state is left as it was.
+
+    Only the CPU generator is seeded (item transforms run on the CPU):
+    ``torch.manual_seed`` would also queue a lazy CUDA seeding, which records
+    the Python stack on every call and cost 40 % of a Fashion-MNIST epoch on a
+    CPU machine (benchmarks/trainer_overhead.py)."""
 
     def __init__(self, dataset: Any) -> None:
         self.dataset = dataset
@@ -76,7 +81,7 @@ class _SeededItems(Dataset):
     def __getitem__(self, key: tuple[int, int]) -> Any:
         item_seed, index = key
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(item_seed)
+            torch.default_generator.manual_seed(item_seed)
             return self.dataset[index]
 
 

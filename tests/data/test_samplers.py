@@ -78,7 +78,7 @@ def test_pk_batches_are_exactly_p_classes_times_k():
 
 
 def test_pk_needs_enough_classes():
-    with pytest.raises(ValueError, match="needs 4 classes"):
+    with pytest.raises(ValueError, match="needs P = 4 classes.*has 3; lower data.batch_size"):
         PKBatchSampler(np.repeat([0, 1, 2], 5), classes_per_batch=4, samples_per_class=2)
 
 
