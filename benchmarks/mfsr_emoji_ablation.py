@@ -22,7 +22,7 @@ from pathlib import Path
 VSE = "{name: vse, options: {margin: 0.2, max_violation: false}, inputs: {img: image.se, txt: text.se}}"
 MO_SP = "{name: mfsr_modality, options: {margin: 1.0}}, {name: mfsr_specific}"
 CAPTION = "{name: mfsr_caption}"
-IMAGE = "{name: mfsr_image, options: {size: 32, base_channels: 16}}"
+IMAGE = "{name: mfsr_image, options: {size: 32, base_channels: 16, pixel_weight: 10.0}}"
 NO_GENERATOR = ["model.options.generator=null", "optim.groups=[]"]
 NO_DECODER = ["model.options.decoder=null"]
 
