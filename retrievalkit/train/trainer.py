@@ -39,7 +39,7 @@ from retrievalkit.run.checkpoint import (
 )
 from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
 from retrievalkit.train.backward import loss_backward
-from retrievalkit.train.data_loading import TrainBatch, make_train_loader
+from retrievalkit.train.data_loading import TrainBatch, make_train_loader, prepare_train_images
 from retrievalkit.train.distributed import (
     Runtime,
     average_gradients,
@@ -133,6 +133,9 @@ class Trainer:
         )
         self.eval_transform = build_transform(
             self.train_split.images.kind, config.data, train=False
+        )
+        self.loader_split, self.loader_transform = prepare_train_images(
+            self.train_split, self.train_transform, config.data.augment
         )
         self._warm_text_cache()
         self.state = TrainerState()
@@ -306,9 +309,9 @@ class Trainer:
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = self.objectives[stage.name]
         loader = make_train_loader(
-            self.train_split,
+            self.loader_split,
             self.config.data,
-            self.train_transform,
+            self.loader_transform,
             self.model.has_text,
             seed=self.config.seed,
             epoch=epoch,

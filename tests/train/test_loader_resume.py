@@ -8,7 +8,7 @@ import torch
 
 from retrievalkit.pipeline.build import build_transform, load_splits
 from retrievalkit.run.config import parse_config
-from retrievalkit.train.data_loading import make_train_loader
+from retrievalkit.train.data_loading import PreparedImages, make_train_loader, prepare_train_images
 
 RAW = {
     "name": "loader",
@@ -39,3 +39,36 @@ def test_augmentation_does_not_depend_on_workers_or_start():
     tail = _epoch(2, start_batch=3)
     assert len(tail) == len(full) - 3
     assert all(torch.equal(a, b) for a, b in zip(full[3:], tail, strict=True))
+
+
+def _loader_images(augment: bool, prepare: bool, limit: int = 2**30) -> list[torch.Tensor]:
+    config = parse_config({**RAW, "data": {**RAW["data"], "augment": augment}})
+    split = load_splits(config.data)["train"]
+    transform = build_transform(split.images.kind, config.data, train=True)
+    if prepare:
+        split, transform = prepare_train_images(split, transform, augment, limit)
+    loader = make_train_loader(split, config.data, transform, True, seed=3, epoch=1)
+    return [batch.images for batch in loader]
+
+
+def test_images_prepared_once_without_augmentation_give_the_same_batches():
+    config = parse_config({**RAW, "data": {**RAW["data"], "augment": False}})
+    split = load_splits(config.data)["train"]
+    transform = build_transform(split.images.kind, config.data, train=True)
+    prepared, identity = prepare_train_images(split, transform, False)
+    assert isinstance(prepared.images, PreparedImages) and len(prepared.images) == 16
+    assert prepared.images.images.shape == (16, 3, 12, 12)
+    first = prepared.images.load(0)
+    assert identity(first) is first  # the loader indexes the prepared tensors as they are
+    per_item, once = _loader_images(False, False), _loader_images(False, True)
+    assert len(per_item) == 8
+    assert all(torch.equal(a, b) for a, b in zip(per_item, once, strict=True))
+
+
+def test_images_are_not_prepared_with_augmentation_or_over_the_memory_limit():
+    config = parse_config({**RAW, "data": {**RAW["data"], "augment": True}})
+    split = load_splits(config.data)["train"]
+    transform = build_transform(split.images.kind, config.data, train=True)
+    assert prepare_train_images(split, transform, True) == (split, transform)
+    tiny_limit = 16 * 3 * 12 * 12 * 4 - 1  # one byte short of the 16 images
+    assert prepare_train_images(split, transform, False, tiny_limit) == (split, transform)
