@@ -109,6 +109,7 @@ def bar_chart(
     width = 0.8 / max(len(summaries), 1)
     fig, ax = plt.subplots(figsize=(max(6.0, 1.6 * len(shown) + 0.4 * len(summaries)), 4.8))
     x = np.arange(len(shown))
+    palette = plt.get_cmap("tab10" if len(summaries) <= 10 else "tab20")
     for index, summary in enumerate(summaries):
         means = [summary.stats[k].mean for k in shown]
         stds = [summary.stats[k].std for k in shown]
@@ -118,6 +119,7 @@ def bar_chart(
             width,
             yerr=stds,
             capsize=3,
+            color=palette(index % palette.N),
             label=f"{summary.name} (n={len(summary.seeds)})",
         )
     ax.set_xticks(x, shown)
