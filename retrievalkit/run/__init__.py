@@ -2,6 +2,7 @@
 
 ``config``: the recipe, parsed once into frozen dataclasses. ``checkpoint``: the
 checkpoint directories (atomic writes, ``weights_only`` reads). ``recipes``: the
-recipes shipped inside the package, found by name. Nothing here imports the
+recipes shipped inside the package, found by name. ``provenance``: results
+files written atomically under a header (command, commit, date, machine, seeds). Nothing here imports the
 trainer, so serving or evaluating a model never does either.
 """

@@ -1,0 +1,227 @@
+"""Results files that say where they came from: a header the writer adds itself.
+
+Every results file under ``results/`` starts with the same facts, collected here at
+write time rather than typed by hand:
+
+- ``command``: the command line that produced the file (default: this process's);
+- ``commit``: the git commit of the source tree, ``<hash> (dirty)`` when tracked
+  files differ from it or untracked files lie outside ``results/``;
+- ``date``: UTC, ISO 8601, to the second;
+- ``machine``: CPU count and model, torch version and its intra-op threads;
+- ``seeds``: when the caller gives them.
+
+``write_results(path, body, seeds=...)`` writes header + body atomically (a
+temporary file in the same directory, fsynced, then renamed), so a reader never
+sees half a file. The header's form follows the file's suffix: Markdown gets a
+quoted block, JSON a ``"provenance"`` object beside ``"results"``, any other text
+``# key: value`` comment lines. ``read_header`` parses it back (used by the tests
+and by anyone checking a file's origin).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shlex
+import subprocess
+import sys
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+
+SOURCE_ROOT = Path(__file__).resolve().parents[2]
+MARKDOWN_TITLE = "> Provenance (written by the script, not by hand)"
+
+
+@dataclass(frozen=True)
+class Provenance:
+    """The facts a results file's header states (all plain strings, ready to print)."""
+
+    command: str
+    commit: str
+    date: str
+    machine: str
+    seeds: str | None = None
+
+    def items(self) -> list[tuple[str, str]]:
+        """``(key, value)`` pairs in header order; ``seeds`` only when given."""
+        pairs = [
+            ("command", self.command),
+            ("commit", self.commit),
+            ("date", self.date),
+            ("machine", self.machine),
+        ]
+        return pairs + ([("seeds", self.seeds)] if self.seeds is not None else [])
+
+
+def default_command(argv: Sequence[str] | None = None) -> str:
+    """This process's command line, as a reader would retype it.
+
+    A script (``argv[0]`` ending in ``.py``) becomes ``python <path>`` with the path
+    relative to the source root when it lies inside it; ``python -m retrievalkit``
+    (``argv[0]`` is the package's ``__main__.py``) becomes ``retrievalkit``.
+    """
+    words = list(sys.argv if argv is None else argv)
+    if not words:
+        return "python"
+    first = Path(words[0])
+    if first.name == "__main__.py" and first.parent.name == "retrievalkit":
+        return shlex.join(["retrievalkit", *words[1:]])
+    if first.suffix == ".py":
+        try:
+            shown = str(first.resolve().relative_to(SOURCE_ROOT))
+        except ValueError:
+            shown = str(first)
+        return shlex.join(["python", shown, *words[1:]])
+    return shlex.join([first.name, *words[1:]])
+
+
+def _git(root: Path, *words: str) -> str:
+    command = ["git", "-C", str(root), *words]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def git_commit(root: Path = SOURCE_ROOT) -> str:
+    """``<short hash>``, ``<short hash> (dirty)`` or ``unknown (<why>)``.
+
+    Dirty means: a tracked file differs from the commit, or an untracked, not ignored
+    file exists outside ``results/`` (a results file being written is not a source
+    change; a new, uncommitted script is).
+    """
+    try:
+        head = _git(root, "rev-parse", "--short", "HEAD").strip()
+        status = _git(root, "status", "--porcelain").splitlines()
+    except FileNotFoundError:
+        return "unknown (git not installed)"
+    except subprocess.CalledProcessError:
+        return "unknown (not a git checkout)"
+    changed = [line for line in status if not line[3:].startswith("results/")]
+    return head + (" (dirty)" if changed else "")
+
+
+def cpu_model() -> str:
+    """The CPU's model name from /proc/cpuinfo, else what ``platform`` knows."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown CPU"
+
+
+def machine() -> str:
+    """One line: CPU count and model, torch version, torch's intra-op thread count."""
+    return (
+        f"{os.cpu_count()} CPUs ({cpu_model()}), torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads"
+    )
+
+
+def collect(
+    command: str | Sequence[str] | None = None, seeds: Sequence[int] | None = None
+) -> Provenance:
+    """The header's facts now. ``command``: a string, a word list, or None (this process)."""
+    if command is None:
+        shown = default_command()
+    elif isinstance(command, str):
+        shown = command
+    else:
+        shown = shlex.join(list(command))
+    date = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    seed_text = None if seeds is None else ", ".join(str(int(s)) for s in seeds)
+    return Provenance(shown, git_commit(), date, machine(), seed_text)
+
+
+def render(path: Path, body: Any, prov: Provenance) -> str:
+    """The file's full text: header in the form the suffix calls for, then ``body``.
+
+    ``body`` is text, except for ``.json`` where it is any JSON-serialisable value.
+    """
+    if path.suffix == ".json":
+        return json.dumps({"provenance": dict(prov.items()), "results": body}, indent=2) + "\n"
+    if not isinstance(body, str):
+        raise TypeError(f"{path}: body must be text for a {path.suffix or 'plain'} file")
+    if path.suffix == ".md":
+        header = [MARKDOWN_TITLE, ">"] + [f"> - {k}: `{v}`" for k, v in prov.items()]
+        return "\n".join(header) + "\n\n" + body.rstrip("\n") + "\n"
+    header = [f"# {k}: {v}" for k, v in prov.items()]
+    return "\n".join(header) + "\n" + body.rstrip("\n") + "\n"
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_results(
+    path: str | Path,
+    body: Any,
+    *,
+    command: str | Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+    provenance: Provenance | None = None,
+) -> Path:
+    """Write ``body`` under a provenance header to ``path``, atomically; return the path.
+
+    Args:
+        path: the results file; its suffix picks the header's form (see ``render``).
+        body: the file's content (text; any JSON value for ``.json``).
+        command: the command line to state (default: this process's).
+        seeds: the seeds the figures come from, when there are any.
+        provenance: facts collected earlier (e.g. at the start of a long run);
+            overrides ``command`` and ``seeds``.
+    """
+    path = Path(path)
+    prov = provenance or collect(command, seeds)
+    atomic_write_text(path, render(path, body, prov))
+    return path
+
+
+def read_header(path: str | Path) -> dict[str, str]:
+    """The header's ``key -> value`` pairs of a file written by ``write_results``.
+
+    Raises ValueError (naming the file) when the file has no such header.
+    """
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if path.suffix == ".json":
+        data = json.loads(text)
+        if not isinstance(data, dict) or "provenance" not in data:
+            raise ValueError(f"{path}: no 'provenance' object at the top level")
+        return {str(k): str(v) for k, v in data["provenance"].items()}
+    lines = text.splitlines()
+    pairs: dict[str, str] = {}
+    if path.suffix == ".md":
+        if not lines or lines[0] != MARKDOWN_TITLE:
+            raise ValueError(f"{path}:1: expected the line {MARKDOWN_TITLE!r}")
+        for line in lines[2:]:
+            if not line.startswith("> - "):
+                break
+            key, value = line[4:].split(": ", 1)
+            pairs[key] = value.strip("`")
+    else:
+        for line in lines:
+            if not line.startswith("# ") or ": " not in line:
+                break
+            key, value = line[2:].split(": ", 1)
+            pairs[key] = value
+    if "command" not in pairs or "commit" not in pairs:
+        raise ValueError(f"{path}: the header lacks 'command' or 'commit'")
+    return pairs
