@@ -46,8 +46,8 @@ def choose_weight(runs: list[dict[str, Any]]) -> float:
 
 
 def search_quality(run_dir: Path, weight: float) -> dict[str, Any]:
-    from retrievalkit.pipeline.search_engine import SearchEngine
-    from retrievalkit.pipeline.search_quality import compare_rankings
+    from retrievalkit.search import SearchEngine
+    from retrievalkit.search.quality import compare_rankings
 
     engine = SearchEngine(run_dir / "index")
     splits = _splits(engine)

@@ -3,7 +3,7 @@
     python benchmarks/emoji_search_quality.py RUN_OR_CHECKPOINT --index DIR [--weight W]
 
 Builds an index of every image (all styles; skipped when DIR already holds one),
-then prints hit@5 of the four rankings of ``retrievalkit.pipeline.search_quality``
+then prints hit@5 of the four rankings of ``retrievalkit.search.quality``
 (trained model image-only, hybrid fused, captions only, BM25) per query kind,
 and the dev sweep of the fusion weight. Only the test part is for reporting.
 """
@@ -19,12 +19,12 @@ def main() -> None:
     from retrievalkit.commands.demo import index_splits
     from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.pipeline.build import load_splits
-    from retrievalkit.pipeline.search_engine import (
+    from retrievalkit.search import (
         DEFAULT_IMAGE_WEIGHT,
         SearchEngine,
         build_index_dir,
     )
-    from retrievalkit.pipeline.search_quality import compare_rankings, weight_sweep
+    from retrievalkit.search.quality import compare_rankings, weight_sweep
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("checkpoint", type=Path)

@@ -19,7 +19,18 @@ __version__ = "0.1.0"
 
 _API = {"load", "SearchEngine", "Encoder"}
 # ``train`` is the callable sub-package (see retrievalkit/train/__init__.py)
-_SUBMODULES = {"losses", "eval", "models", "data", "index", "pipeline", "run", "serve", "train"}
+_SUBMODULES = {
+    "losses",
+    "eval",
+    "models",
+    "data",
+    "index",
+    "pipeline",
+    "search",
+    "run",
+    "serve",
+    "train",
+}
 
 if TYPE_CHECKING:
     from retrievalkit.api import Encoder, SearchEngine, load, train

@@ -21,7 +21,7 @@ from torch import Tensor
 
 from retrievalkit.pipeline.build import build_transform
 from retrievalkit.pipeline.load import LoadedModel, load_model
-from retrievalkit.pipeline.search_engine import SearchEngine
+from retrievalkit.search import SearchEngine
 
 __all__ = ["Encoder", "SearchEngine", "load", "train"]
 

@@ -110,13 +110,13 @@ def _print_quality(quality: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.commands.train import default_device
     from retrievalkit.index.query_set import emoji_query_file
-    from retrievalkit.pipeline.search_engine import (
+    from retrievalkit.run.config import load_config
+    from retrievalkit.search import (
         DEFAULT_IMAGE_WEIGHT,
         SearchEngine,
         build_index_dir,
     )
-    from retrievalkit.pipeline.search_quality import compare_rankings, weight_sweep
-    from retrievalkit.run.config import load_config
+    from retrievalkit.search.quality import compare_rankings, weight_sweep
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 

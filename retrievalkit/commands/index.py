@@ -59,7 +59,7 @@ def run_build(args: argparse.Namespace) -> int:
     import yaml
 
     from retrievalkit.commands.train import default_device
-    from retrievalkit.pipeline.search_engine import MANIFEST, build_index_dir
+    from retrievalkit.search import MANIFEST, build_index_dir
 
     overrides = {}
     for item in args.data_options:

@@ -75,7 +75,7 @@ def _read_queries(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.pipeline.search_engine import SearchEngine
+    from retrievalkit.search import SearchEngine
 
     if not 1 <= args.k <= 1000:
         raise InputError(f"-k must be between 1 and 1000, got {args.k}")

@@ -31,7 +31,6 @@ training starts.
 from __future__ import annotations
 
 import errno
-import hashlib
 import json
 import logging
 import os
@@ -47,6 +46,7 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from retrievalkit.errors import UserError
+from retrievalkit.run.files import file_sha256, fsync_dir
 
 log = logging.getLogger(__name__)
 
@@ -89,22 +89,6 @@ def _plain_tensors(state: dict[str, torch.Tensor], prefix: str) -> dict[str, tor
     return {f"{prefix}.{k}": v.detach().cpu().contiguous().clone() for k, v in state.items()}
 
 
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _pause_for_test(point: str, trainer_state: dict[str, Any]) -> None:
     """Test-only: sleep at ``point`` when :data:`PAUSE_ENV` names this step."""
     wanted = os.environ.get(PAUSE_ENV)
@@ -137,12 +121,12 @@ def _write_files(
         torch.save(optimizer_state, tmp / OPTIMIZER_FILE)
     for name, source in extra_files.items():
         shutil.copyfile(source, tmp / name)
-    sums = {p.name: {"sha256": _sha256(p), "bytes": p.stat().st_size} for p in tmp.iterdir()}
+    sums = {p.name: {"sha256": file_sha256(p), "bytes": p.stat().st_size} for p in tmp.iterdir()}
     (tmp / CHECKSUM_FILE).write_text(json.dumps(sums, indent=2, sort_keys=True))
     for item in tmp.iterdir():
         with open(item, "rb") as handle:
             os.fsync(handle.fileno())
-    _fsync_dir(tmp)
+    fsync_dir(tmp)
 
 
 def save_checkpoint(
@@ -190,7 +174,7 @@ def save_checkpoint(
         directory.rename(prev)
     _pause_for_test("swap", trainer_state)
     tmp.rename(directory)
-    _fsync_dir(directory.parent)
+    fsync_dir(directory.parent)
     if not keep_previous and prev.exists():
         shutil.rmtree(prev)
     return directory
@@ -270,7 +254,7 @@ def _verify(directory: Path) -> None:
             raise CheckpointError(
                 f"{file}: truncated or damaged ({size} bytes, {expected['bytes']} written)"
             )
-        if _sha256(file) != expected["sha256"]:
+        if file_sha256(file) != expected["sha256"]:
             raise CheckpointError(f"{file}: damaged (its sha256 differs from {CHECKSUM_FILE})")
 
 

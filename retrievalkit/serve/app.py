@@ -179,7 +179,7 @@ def create_app(
 
 def app_for_index(directory: str | Path, device: str = "cpu", **options: Any) -> FastAPI:
     """Open an index directory (``retrievalkit index build``) and serve it."""
-    from retrievalkit.pipeline.search_engine import SearchEngine
+    from retrievalkit.search import SearchEngine
 
     engine = SearchEngine(directory, device=device)
     return create_app(

@@ -20,7 +20,7 @@ from retrievalkit.serve.metrics import ServiceMetrics
 
 
 class TextSearcher(Protocol):
-    """What the service needs from :class:`~retrievalkit.pipeline.search_engine.SearchEngine`."""
+    """What the service needs from :class:`~retrievalkit.search.engine.SearchEngine`."""
 
     def search_text(
         self, queries: list[str], k: int = 10, mode: str = "fused"

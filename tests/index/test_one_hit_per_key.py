@@ -6,7 +6,7 @@ import torch
 from retrievalkit.data.splits import ArrayImageSource, grouped_captions_split
 from retrievalkit.index import ExactIndex
 from retrievalkit.pipeline.items import unique_images
-from retrievalkit.pipeline.search_engine import best_by_key, one_hit_per_key
+from retrievalkit.search.ranking import best_by_key, one_hit_per_key
 
 
 def styled_index() -> ExactIndex:

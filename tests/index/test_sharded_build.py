@@ -9,8 +9,8 @@ import pytest
 import yaml
 
 from retrievalkit.cli import main
-from retrievalkit.pipeline.search_engine import SearchEngine
 from retrievalkit.pipeline.shards import ShardError, ShardSpec, open_shards
+from retrievalkit.search import SearchEngine
 
 TINY = {
     "name": "tiny_shapes",

@@ -269,7 +269,7 @@ def _trained(tmp: Path) -> Path:
 
 
 def _index(tmp: Path) -> Path:
-    from retrievalkit.pipeline.search_engine import build_index_dir
+    from retrievalkit.search import build_index_dir
 
     index = tmp.parent / "shared_index"
     if not (index / "retrieval.json").exists():

@@ -41,8 +41,8 @@ def served_index(tmp_path_factory) -> Path:
     """An index directory (``retrievalkit index build``) of a freshly trained tiny model."""
     import torch
 
-    from retrievalkit.pipeline.search_engine import build_index_dir
     from retrievalkit.run.config import parse_config
+    from retrievalkit.search import build_index_dir
     from retrievalkit.train.trainer import Trainer
 
     root = tmp_path_factory.mktemp("served")

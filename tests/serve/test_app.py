@@ -11,7 +11,7 @@ import pytest
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient
 
-from retrievalkit.pipeline.search_engine import SearchHit
+from retrievalkit.search import SearchHit
 from retrievalkit.serve.app import create_app
 from retrievalkit.serve.metrics import ServiceMetrics
 from retrievalkit.serve.runner import BatchingRunner

@@ -221,7 +221,7 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     image_hits = json.loads(capsys.readouterr().out)
     assert len(image_hits) == 10 and len({h["key"] for h in image_hits}) == 10
 
-    from retrievalkit.pipeline.search_engine import SearchEngine
+    from retrievalkit.search import SearchEngine
 
     engine = SearchEngine(index)
     image_only = engine.search_text(["a red circle"], 4, mode="image")[0]
