@@ -19,6 +19,7 @@ import numpy as np
 from torch import Tensor
 
 from retrievalkit.errors import UserError
+from retrievalkit.run.files import atomic_write_text
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -68,12 +69,6 @@ class SearchResult:
             Hit(rank, score, self.item_keys[i], self.item_metadata[i])
             for rank, (score, i) in enumerate(((s, i) for s, i in pairs if i >= 0), start=1)
         ]
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
 
 
 def atomic_save_npy(path: Path, array: np.ndarray) -> None:

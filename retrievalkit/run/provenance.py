@@ -26,7 +26,6 @@ import platform
 import shlex
 import subprocess
 import sys
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -34,6 +33,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from retrievalkit.run.files import atomic_write_text
 
 SOURCE_ROOT = Path(__file__).resolve().parents[2]
 MARKDOWN_TITLE = "> Provenance (written by the script, not by hand)"
@@ -153,21 +154,6 @@ def render(path: Path, body: Any, prov: Provenance) -> str:
         return "\n".join(header) + "\n\n" + body.rstrip("\n") + "\n"
     header = [f"# {k}: {v}" for k, v in prov.items()]
     return "\n".join(header) + "\n" + body.rstrip("\n") + "\n"
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see the old file or the new one, never half."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_results(
