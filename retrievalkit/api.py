@@ -110,10 +110,6 @@ def train(
     (default ``runs/<recipe name>``) and return the run directory; its test
     scores are in ``metrics.json``. ``overrides`` are ``key.path=value`` strings,
     as ``--set`` takes them. Under ``torchrun`` each rank calls it."""
-    from retrievalkit.run.config import load_config
-    from retrievalkit.train.launch import train_run
+    from retrievalkit.train.launch import train_recipe
 
-    config = load_config(recipe, list(overrides))
-    run_dir = Path(out) if out is not None else Path("runs") / config.name
-    train_run(config, run_dir, device, resume=resume, progress=progress)
-    return run_dir
+    return train_recipe(recipe, out, overrides, device, resume=resume, progress=progress)[0]

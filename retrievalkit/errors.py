@@ -23,6 +23,10 @@ class InputError(UserError, ValueError):
     """A value given by the user is not acceptable (an empty query, an unknown mode)."""
 
 
+class ConfigError(UserError, ValueError):
+    """A recipe is malformed: the message names the file and the key path."""
+
+
 class MissingFileError(UserError, FileNotFoundError):
     """A path given by the user (or named in a recipe) does not exist."""
 

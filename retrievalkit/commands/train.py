@@ -44,13 +44,15 @@ def default_device() -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.run.config import load_config
-    from retrievalkit.train.launch import train_run
+    from retrievalkit.train.launch import train_recipe
 
-    config = load_config(args.config, args.overrides)
-    run_dir = args.out or Path("runs") / config.name
-    results = train_run(
-        config, run_dir, args.device, resume=args.resume, progress=not args.no_progress
+    run_dir, results = train_recipe(
+        args.config,
+        args.out,
+        args.overrides,
+        args.device,
+        resume=args.resume,
+        progress=not args.no_progress,
     )
     if results is not None:  # rank 0 (or the only process)
         print(json.dumps(results, indent=2))

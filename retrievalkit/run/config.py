@@ -17,11 +17,9 @@ from typing import Any, Literal
 
 import yaml
 
-from retrievalkit.errors import UserError
-
-
-class ConfigError(UserError, ValueError):
-    """A recipe is malformed: the message names the file and the key path."""
+from retrievalkit.errors import ConfigError
+from retrievalkit.run.recipes import resolve_recipe
+from retrievalkit.run.strict_yaml import YAMLInputError, load_yaml
 
 
 @dataclass(frozen=True)
@@ -316,9 +314,6 @@ def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
 def load_config(path: str | Path, overrides: list[str] | None = None) -> RunConfig:
     """Read a YAML recipe (a path or a shipped recipe's name), apply ``--set``
     overrides, validate, return it."""
-    from retrievalkit.run.recipes import resolve_recipe
-    from retrievalkit.run.strict_yaml import YAMLInputError, load_yaml
-
     path = resolve_recipe(path)
     try:
         raw = load_yaml(path.read_text(encoding="utf-8"), path)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from retrievalkit.run.config import ConfigError
+from retrievalkit.errors import ConfigError
 
 RECIPE_DIR = Path(__file__).resolve().parent.parent / "configs"
 
