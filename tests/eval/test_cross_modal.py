@@ -215,9 +215,24 @@ def test_half_precision_on_cpu_is_widened():
 
 
 def test_gradients_are_not_tracked():
+    """Scoring embeddings that require grad builds no autograd graph: autograd saves no
+    tensor for a backward pass (the hook sees every save) and the inputs get no grad."""
     img, txt, t2i = random_set(10, 2, 4, seed=1)
     img.requires_grad_(True)
-    assert cross_modal_recall(img, txt, t2i)["n_images"] == 10
+    saved: list[torch.Size] = []
+
+    def pack(t: torch.Tensor) -> torch.Tensor:
+        saved.append(t.shape)
+        return t
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+        (img @ txt.T).sum()  # control: a tracked matmul is seen by the hook
+        assert saved, "the hook must see what autograd saves"
+        saved.clear()
+        scores = cross_modal_recall(img, txt, t2i)
+    assert saved == []
+    assert scores["n_images"] == 10 and img.grad is None
+    assert all(not isinstance(v, torch.Tensor) or not v.requires_grad for v in scores.values())
 
 
 @pytest.mark.parametrize(

@@ -91,11 +91,25 @@ def test_low_precision_inputs_computed_in_fp32(dtype):
     assert torch.allclose(low, ref, rtol=2e-2, atol=2e-2)
 
 
-def test_under_autocast():
+@pytest.mark.parametrize("max_violation", [False, True])
+def test_under_autocast(max_violation):
+    """Under bfloat16 autocast the similarities are still computed in float32: loss and
+    gradients equal the float32 ones (1e-6), while bfloat16 matmul inputs would
+    move the loss by far more than that (checked below, so the test can fail)."""
     img, txt = embeddings(8, 16, seed=6, dtype=torch.float32)
+    loss_fn = VSELoss(max_violation=max_violation)
+    ref = loss_fn(img, txt)
+    ref_grads = torch.autograd.grad(ref, (img, txt))
     with torch.autocast("cpu", dtype=torch.bfloat16):
-        loss = VSELoss()(img, txt)
-    assert loss.dtype == torch.float32 and torch.isfinite(loss)
+        loss = loss_fn(img, txt)
+    grads = torch.autograd.grad(loss, (img, txt))
+    assert loss.dtype == torch.float32
+    torch.testing.assert_close(loss, ref, rtol=1e-6, atol=1e-6)
+    for got, want in zip(grads, ref_grads):
+        torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+    # inputs rounded to bfloat16, as an autocast matmul would take them
+    low = loss_fn(img.detach().bfloat16().float(), txt.detach().bfloat16().float())
+    assert (low - ref).abs().item() > 1e-4  # what bfloat16 arithmetic would have cost
 
 
 def test_bad_shapes_are_clear_errors():
