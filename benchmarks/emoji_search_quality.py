@@ -19,6 +19,7 @@ def main() -> None:
     from retrievalkit.commands.demo import index_splits
     from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.pipeline.build import load_splits
+    from retrievalkit.run.provenance import stdout_to_results
     from retrievalkit.search import (
         DEFAULT_IMAGE_WEIGHT,
         SearchEngine,
@@ -31,6 +32,12 @@ def main() -> None:
     parser.add_argument("--index", type=Path, required=True)
     parser.add_argument("--weight", type=float, default=DEFAULT_IMAGE_WEIGHT)
     parser.add_argument("--queries", type=Path, default=None)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/emoji/search_quality.md)",
+    )
     args = parser.parse_args()
     path = args.checkpoint
     if (path / "checkpoints" / "best").is_dir():
@@ -40,23 +47,25 @@ def main() -> None:
 
         splits = load_splits(load_model(path).config.data)
         build_index_dir(path, args.index, index_splits(splits), progress=False)
-    engine = SearchEngine(args.index)
-    splits = load_splits(engine.loaded.config.data)
-    queries = args.queries or emoji_query_file()
-    out = {"checkpoint": str(path)}
-    for part in ("dev", "test"):
-        out[part] = compare_rankings(engine, splits, queries, part, args.weight)
-    out["fusion_weight_sweep_dev"] = weight_sweep(engine, queries, "dev")
-    print(json.dumps(out))
-    for part in ("dev", "test"):
-        quality = out[part]
-        print(f"\n{part}: {quality['num_queries']} queries, hit@5 % (weight {args.weight})")
-        print("kind        image-only  fused  captions  BM25")
-        for kind in ("literal", "paraphrase", "all"):
-            cells = [
-                100 * quality[r][kind]["hit_rate"] for r in ("image", "fused", "captions", "bm25")
-            ]
-            print(f"{kind:<11} " + "  ".join(f"{c:8.1f}" for c in cells))
+    with stdout_to_results(args.out or "results/emoji/search_quality.md"):
+        engine = SearchEngine(args.index)
+        splits = load_splits(engine.loaded.config.data)
+        queries = args.queries or emoji_query_file()
+        out = {"checkpoint": str(path)}
+        for part in ("dev", "test"):
+            out[part] = compare_rankings(engine, splits, queries, part, args.weight)
+        out["fusion_weight_sweep_dev"] = weight_sweep(engine, queries, "dev")
+        print(json.dumps(out))
+        for part in ("dev", "test"):
+            quality = out[part]
+            print(f"\n{part}: {quality['num_queries']} queries, hit@5 % (weight {args.weight})")
+            print("kind        image-only  fused  captions  BM25")
+            for kind in ("literal", "paraphrase", "all"):
+                cells = [
+                    100 * quality[r][kind]["hit_rate"]
+                    for r in ("image", "fused", "captions", "bm25")
+                ]
+                print(f"{kind:<11} " + "  ".join(f"{c:8.1f}" for c in cells))
 
 
 if __name__ == "__main__":

@@ -1,70 +1,90 @@
-"""Score one emoji checkpoint on each art style's view of the test split.
+"""Score emoji checkpoints on each art style's view of the test split (held-out style).
 
-    python benchmarks/emoji_style_views.py RUN_OR_CHECKPOINT [--json]
+    python benchmarks/emoji_style_views.py RUN [RUN ...] [--out FILE]
 
-For a run trained with ``--set data.options.held_out_style=STYLE`` this is the
+For runs trained with ``--set data.options.held_out_style=STYLE`` this is the
 held-out-style protocol: text -> image R@5 on the unseen style against the mean
 over the seen styles (same test emoji, each view scored on its own: one image
 per emoji, the CLDR captions as queries). Goal in issue 10: ratio >= 0.80.
+Several runs (e.g. seeds 0, 1, 2) give one row each and the mean ± sample std.
+Printed and written under a provenance header to ``--out`` (default
+``results/emoji/style_views.md``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 from pathlib import Path
+from typing import Any
 
 
-def main() -> None:
+def score_run(path: Path) -> dict[str, Any]:
+    """Per-style t2i / i2t R@5 of one run's best checkpoint, its seed and held-out style."""
     from retrievalkit.pipeline.build import build_transform, load_splits
     from retrievalkit.pipeline.evaluate import evaluate_cross_modal
     from retrievalkit.pipeline.load import load_model
 
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("checkpoint", type=Path)
-    parser.add_argument("--json", action="store_true")
-    args = parser.parse_args()
-    path = args.checkpoint
     if (path / "checkpoints" / "best").is_dir():
         path = path / "checkpoints" / "best"
     loaded = load_model(path)
     data = loaded.config.data
     splits = load_splits(data)
     transform = build_transform("image", data, train=False)
-    held_out = data.options.get("held_out_style")
-    rows = {}
-    for name, split in splits.items():
-        if name.startswith("test_"):
-            record = evaluate_cross_modal(loaded.model, split, transform)
-            rows[name.removeprefix("test_")] = record
-    seen = [r["t2i_r5"] for s, r in rows.items() if s != held_out]
-    result = {
-        "checkpoint": str(path),
-        "held_out_style": held_out,
-        "t2i_r5": {s: r["t2i_r5"] for s, r in rows.items()},
-        "i2t_r5": {s: r["i2t_r5"] for s, r in rows.items()},
-        "n_images": {s: r["n_images"] for s, r in rows.items()},
+    rows = {
+        name.removeprefix("test_"): evaluate_cross_modal(loaded.model, split, transform)
+        for name, split in splits.items()
+        if name.startswith("test_")
     }
+    held_out = data.options.get("held_out_style")
+    result = {"run": str(path), "seed": loaded.config.seed, "held_out": held_out, "rows": rows}
     if held_out:
-        result["ratio_unseen_to_seen_t2i_r5"] = rows[held_out]["t2i_r5"] / statistics.mean(seen)
-    if args.json:
-        print(json.dumps(result))
-        return
-    print(f"{path} (held-out style: {held_out or 'none'})")
-    print("style      t2i R@5  i2t R@5  images")
-    for style, record in rows.items():
-        mark = "  <- never seen in training" if style == held_out else ""
-        print(
-            f"{style:<10} {record['t2i_r5']:7.1f}  {record['i2t_r5']:7.1f}  "
-            f"{record['n_images']:6d}{mark}"
+        seen = [r["t2i_r5"] for s, r in rows.items() if s != held_out]
+        result["seen_t2i_r5"] = statistics.mean(seen)
+        result["ratio"] = rows[held_out]["t2i_r5"] / result["seen_t2i_r5"]
+    return result
+
+
+def mean_std(values: list[float], digits: int = 1) -> str:
+    spread = statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{statistics.mean(values):.{digits}f} ± {spread:.{digits}f}"
+
+
+def main() -> None:
+    from retrievalkit.run.provenance import stdout_to_results
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", type=Path, nargs="+", help="run directories or checkpoints")
+    parser.add_argument("--out", type=Path, default=Path("results/emoji/style_views.md"))
+    args = parser.parse_args()
+    results = [score_run(run) for run in args.runs]
+    styles = list(results[0]["rows"])
+    held = {r["held_out"] for r in results}
+    with stdout_to_results(args.out, seeds=[r["seed"] for r in results]):
+        print(f"# Test split per art style, held-out style: {', '.join(map(str, held))}\n")
+        head = " | ".join(f"{s} t2i / i2t R@5" for s in styles)
+        print(f"| run | seed | {head} | unseen / seen t2i R@5 |")
+        print("|" + "---|" * (len(styles) + 3))
+        for r in results:
+            cells = " | ".join(
+                f"{r['rows'][s]['t2i_r5']:.1f} / {r['rows'][s]['i2t_r5']:.1f}" for s in styles
+            )
+            ratio = f"{r['ratio']:.2f}" if "ratio" in r else "-"
+            print(f"| {r['run']} | {r['seed']} | {cells} | {ratio} |")
+        cells = " | ".join(
+            mean_std([r["rows"][s]["t2i_r5"] for r in results])
+            + " / "
+            + mean_std([r["rows"][s]["i2t_r5"] for r in results])
+            for s in styles
         )
-    if held_out:
-        print(
-            f"unseen / mean of seen styles, t2i R@5: {rows[held_out]['t2i_r5']:.1f} / "
-            f"{statistics.mean(seen):.1f} = {result['ratio_unseen_to_seen_t2i_r5']:.2f} "
-            "(goal >= 0.80)"
-        )
+        ratios = [r["ratio"] for r in results if "ratio" in r]
+        ratio = mean_std(ratios, 2) if ratios else "-"
+        print(f"| mean ± std | {len(results)} runs | {cells} | {ratio} |")
+        if ratios:
+            seen = mean_std([r["seen_t2i_r5"] for r in results])
+            print(f"\nmean t2i R@5 over the seen styles, per run: {seen}; goal: ratio >= 0.80")
+        images = ", ".join(f"{s} {results[0]['rows'][s]['n_images']}" for s in styles)
+        print(f"test emoji per view: {images}")
 
 
 if __name__ == "__main__":

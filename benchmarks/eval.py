@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -35,6 +36,7 @@ import torch.nn.functional as F
 from peak_memory import median_probe, print_peak_growth
 
 from retrievalkit.eval.vsepp_reference import vsepp_i2t_t2i, vsepp_scores
+from retrievalkit.run.provenance import stdout_to_results
 
 METHODS = ("matmul", "ours", "vsepp")
 CAPS_PER_IMAGE = 5  # vsepp's layout; ours reads the mapping
@@ -181,6 +183,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory-probe", metavar="METHOD", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/bench/eval.md; with --quick: printed only)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.images, args.dim = 1000, 256
@@ -191,44 +199,47 @@ def main(argv: list[str] | None = None) -> None:
     if args.memory_probe:
         memory_probe(args.memory_probe, args.images, args.dim, args.noise, args.chunk)
         return
-    n, m = args.images, args.images * CAPS_PER_IMAGE
-    n64 = n if args.check64 is None else min(args.check64, n)
-    print(f"command: python benchmarks/eval.py {' '.join(sys.argv[1:] if argv is None else argv)}")
-    print(f"torch {torch.__version__}, numpy {np.__version__}, threads {args.threads}")
-    print(f"load average before: {loadavg()}")
-    wrong32 = None  # --vsepp-rounds 0: no full-size vsepp run at all
-    if args.vsepp_rounds > 0:
-        wrong32 = check_equal(n, args.dim, args.noise, torch.float32, args.chunk)
-    if n64 > 0:  # --check64 0: timing only
-        check_equal(n64, args.dim, args.noise, torch.float64, args.chunk)
-    print(
-        f"ranks differing from vsepp: float32 {wrong32} of {n + m}, "
-        f"float64 0 of {n64 + n64 * CAPS_PER_IMAGE} (asserted; 0 of 0: not checked)"
-    )
-    same32 = "-" if wrong32 is None else "yes" if wrong32 == 0 else f"{wrong32} differ"
-    times = time_methods(n, args.dim, args.noise, args.chunk, args.rounds, args.vsepp_rounds)
-    med = {k: statistics.median(v) for k, v in times.items() if v}
-    mem = {k: peak_memory_mb(k, args) for k in ("ours", "matmul")}
-    cells = [
-        f"{n:,} x {m:,}, {args.dim}",
-        "auto" if args.chunk is None else str(args.chunk),
-        str(args.threads),
-        f"{med['ours']:.2f}",
-        f"{med['matmul']:.2f}",
-        f"{med['ours'] / med['matmul']:.2f}",
-        f"{med['vsepp']:.1f}" if "vsepp" in med else "-",
-        f"{med['vsepp'] / med['ours']:.0f}" if "vsepp" in med else "-",
-        f"{mem['ours']:.0f}",
-        f"{mem['matmul']:.0f}",
-        f"{n * m * 4 / 2**20:.0f}",
-        f"{same32} / " + (f"yes ({n64:,} img)" if n64 else "-"),
-    ]
-    print("\n" + HEADER)
-    print("| " + " | ".join(cells) + " |")
-    print(f"\nper-round seconds: { {k: [round(x, 3) for x in v] for k, v in times.items()} }")
-    ratios = [o / mm for o, mm in zip(times["ours"], times["matmul"], strict=True)]
-    print(f"per-round ours / matmul: {[round(r, 2) for r in ratios]}")
-    print(f"load average after: {loadavg()}")
+    with stdout_to_results(args.out or (None if args.quick else "results/bench/eval.md")):
+        n, m = args.images, args.images * CAPS_PER_IMAGE
+        n64 = n if args.check64 is None else min(args.check64, n)
+        print(
+            f"command: python benchmarks/eval.py {' '.join(sys.argv[1:] if argv is None else argv)}"
+        )
+        print(f"torch {torch.__version__}, numpy {np.__version__}, threads {args.threads}")
+        print(f"load average before: {loadavg()}")
+        wrong32 = None  # --vsepp-rounds 0: no full-size vsepp run at all
+        if args.vsepp_rounds > 0:
+            wrong32 = check_equal(n, args.dim, args.noise, torch.float32, args.chunk)
+        if n64 > 0:  # --check64 0: timing only
+            check_equal(n64, args.dim, args.noise, torch.float64, args.chunk)
+        print(
+            f"ranks differing from vsepp: float32 {wrong32} of {n + m}, "
+            f"float64 0 of {n64 + n64 * CAPS_PER_IMAGE} (asserted; 0 of 0: not checked)"
+        )
+        same32 = "-" if wrong32 is None else "yes" if wrong32 == 0 else f"{wrong32} differ"
+        times = time_methods(n, args.dim, args.noise, args.chunk, args.rounds, args.vsepp_rounds)
+        med = {k: statistics.median(v) for k, v in times.items() if v}
+        mem = {k: peak_memory_mb(k, args) for k in ("ours", "matmul")}
+        cells = [
+            f"{n:,} x {m:,}, {args.dim}",
+            "auto" if args.chunk is None else str(args.chunk),
+            str(args.threads),
+            f"{med['ours']:.2f}",
+            f"{med['matmul']:.2f}",
+            f"{med['ours'] / med['matmul']:.2f}",
+            f"{med['vsepp']:.1f}" if "vsepp" in med else "-",
+            f"{med['vsepp'] / med['ours']:.0f}" if "vsepp" in med else "-",
+            f"{mem['ours']:.0f}",
+            f"{mem['matmul']:.0f}",
+            f"{n * m * 4 / 2**20:.0f}",
+            f"{same32} / " + (f"yes ({n64:,} img)" if n64 else "-"),
+        ]
+        print("\n" + HEADER)
+        print("| " + " | ".join(cells) + " |")
+        print(f"\nper-round seconds: { {k: [round(x, 3) for x in v] for k, v in times.items()} }")
+        ratios = [o / mm for o, mm in zip(times["ours"], times["matmul"], strict=True)]
+        print(f"per-round ours / matmul: {[round(r, 2) for r in ratios]}")
+        print(f"load average after: {loadavg()}")
 
 
 if __name__ == "__main__":

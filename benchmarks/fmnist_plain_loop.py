@@ -15,7 +15,10 @@ Each switch moves one factor to what a recipe does, for controlled experiments:
     python benchmarks/fmnist_plain_loop.py --encoder small_cnn   # the recipes' encoder
     python benchmarks/fmnist_plain_loop.py --dim 128 --k 16 --batch 80 --epochs 5 --clip 10
 
-Prints one JSON line: the switches, the test scores and the training wall time.
+Prints one JSON line (the switches, the test scores, the training wall time) and
+writes it under a provenance header to ``--out`` (default
+``results/fashion_mnist/plain_loop[_SETTING...]_seedS.json``; ``benchmarks/seed_stats.py``
+reads it as recipe ``plain_loop``).
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -32,6 +36,7 @@ from torch import Tensor, nn
 from retrievalkit.data.fashion_mnist import ROOT, read_idx
 from retrievalkit.eval import metric_learning_scores
 from retrievalkit.losses import MultiSimilarityLoss
+from retrievalkit.run.provenance import write_results
 
 KEYS = ("recall@1", "recall@2", "recall@4", "recall@8", "map_at_r", "r_precision", "nmi")
 
@@ -126,6 +131,12 @@ def main() -> None:
     parser.add_argument(
         "--curve", action="store_true", help="also print test scores after every epoch (diagnosis)"
     )
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (.json; default results/fashion_mnist/plain_loop[_SETTINGS]_seedS.json)",
+    )
     args = parser.parse_args()
 
     torch.manual_seed(args.seed)
@@ -159,17 +170,25 @@ def main() -> None:
             )
     train_s = time.perf_counter() - start
     scores = metric_learning_scores(embed(model, test_x), test_y)
-    keys = KEYS
-    print(
-        json.dumps(
-            {
-                **vars(args),
-                "steps": steps,
-                "train_s": round(train_s, 1),
-                **{k: round(scores[k], 2) for k in keys},
-            }
-        )
+    row = {"recipe": "plain_loop", "seed": args.seed, "train_s": round(train_s, 1), "steps": steps}
+    row["test"] = {k: round(scores[k], 2) for k in KEYS}
+    settings = {k: v for k, v in vars(args).items() if k != "out"}
+    print(json.dumps({**settings, **row}))
+    write_results(
+        args.out or default_out(parser, args),
+        {"settings": settings, "runs": [row]},
+        seeds=[args.seed],
     )
+
+
+def default_out(parser: argparse.ArgumentParser, args: argparse.Namespace) -> Path:
+    """results/fashion_mnist/plain_loop[_<non-default setting>...]_seed<S>.json"""
+    changed = [
+        f"_{k}{v}"
+        for k, v in vars(args).items()
+        if k not in ("seed", "out", "curve") and v != parser.get_default(k)
+    ]
+    return Path("results/fashion_mnist") / f"plain_loop{''.join(changed)}_seed{args.seed}.json"
 
 
 if __name__ == "__main__":

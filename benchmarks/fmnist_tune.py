@@ -10,8 +10,9 @@ hold P = 3 classes, so batches are 3 x 42 = 126 images (the recipes: 5 x 25 = 12
 Each candidate is an ordinary ``retrievalkit compare`` run in
 ``OUT/<recipe>/<key>=<value>/``; finished runs are skipped, so several copies of
 this script can run at once over the same ``--out`` (each takes the runs no other
-copy holds) and a last call tabulates. Writes ``OUT/tuning.md`` (every candidate's
-validation MAP@R and R@1, the chosen value per recipe) and ``OUT/chosen.json``.
+copy holds) and a last call tabulates. Writes ``RESULTS/tuning_val.md`` (every candidate's
+validation MAP@R and R@1, the chosen value per recipe) and ``RESULTS/tuning_chosen.json``
+(``--results``, default ``results/fashion_mnist``), both under a provenance header.
 
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/fmnist_tune.py --out runs/fmnist_tune
 """
@@ -19,10 +20,10 @@ validation MAP@R and R@1, the chosen value per recipe) and ``OUT/chosen.json``.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
+from retrievalkit.run.provenance import write_results
 from retrievalkit.train.compare import plan_runs, run_all
 
 VALIDATION = [
@@ -56,6 +57,12 @@ def main() -> int:
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--recipes", nargs="*", default=list(GRIDS), choices=list(GRIDS))
     parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=Path("results/fashion_mnist"),
+        help="where tuning_val.md and tuning_chosen.json go (default: %(default)s)",
+    )
     args = parser.parse_args()
     rows: list[str] = []
     chosen: dict[str, dict[str, float]] = {}
@@ -85,8 +92,8 @@ def main() -> int:
         "|---|---|---|---|",
         *rows,
     ]
-    (args.out / "tuning.md").write_text("\n".join(table) + "\n")
-    (args.out / "chosen.json").write_text(json.dumps(chosen, indent=2))
+    write_results(args.results / "tuning_val.md", "\n".join(table), seeds=[0])
+    write_results(args.results / "tuning_chosen.json", chosen, seeds=[0])
     print("\n".join(table))
     return 0
 

@@ -14,6 +14,7 @@ import argparse
 import statistics
 import sys
 import time
+from pathlib import Path
 
 import torch
 from peak_memory import median_probe, print_peak_growth
@@ -22,6 +23,7 @@ from retrievalkit.data import Vocabulary
 from retrievalkit.losses import VSELoss
 from retrievalkit.pipeline.build import build_model
 from retrievalkit.run.config import parse_config
+from retrievalkit.run.provenance import stdout_to_results
 from retrievalkit.train.grad_cache import grad_cache_backward
 
 WORDS = [
@@ -95,30 +97,34 @@ def main() -> None:
     parser.add_argument("--chunks", type=int, nargs="+", default=[64, 128])
     parser.add_argument("--reps", type=int, default=3)
     parser.add_argument("--probe", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default: results/bench/grad_cache.md)"
+    )
     args = parser.parse_args()
     if args.probe:
         chunk = None if args.probe[1] == "none" else int(args.probe[1])
         step = make_step(int(args.probe[0]), chunk)
         print_peak_growth(step)
         return
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B = {args.batch}")
-    print("| step | B | chunk | time (s) | peak MiB |")
-    print("|---|---|---|---|---|")
-    for chunk in [None, *args.chunks]:
-        step = make_step(args.batch, chunk)
-        step()  # warm-up
-        times = []
-        for _ in range(args.reps):
-            start = time.perf_counter()
-            step()
-            times.append(time.perf_counter() - start)
-        label = "none" if chunk is None else str(chunk)
-        mib = median_probe([sys.executable, __file__, "--probe", str(args.batch), label])
-        name = "plain" if chunk is None else "grad cache"
-        print(
-            f"| {name} | {args.batch} | {label} | {statistics.median(times):.2f} | {mib:.0f} |",
-            flush=True,
-        )
+    with stdout_to_results(args.out or "results/bench/grad_cache.md"):
+        print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B = {args.batch}")
+        print("| step | B | chunk | time (s) | peak MiB |")
+        print("|---|---|---|---|---|")
+        for chunk in [None, *args.chunks]:
+            step = make_step(args.batch, chunk)
+            step()  # warm-up
+            times = []
+            for _ in range(args.reps):
+                start = time.perf_counter()
+                step()
+                times.append(time.perf_counter() - start)
+            label = "none" if chunk is None else str(chunk)
+            mib = median_probe([sys.executable, __file__, "--probe", str(args.batch), label])
+            name = "plain" if chunk is None else "grad cache"
+            print(
+                f"| {name} | {args.batch} | {label} | {statistics.median(times):.2f} | {mib:.0f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

@@ -17,8 +17,11 @@ import argparse
 import os
 import statistics
 import time
+from pathlib import Path
 
 import torch
+
+from retrievalkit.run.provenance import stdout_to_results
 
 
 def count_passes(
@@ -45,34 +48,38 @@ def main() -> None:
     parser.add_argument("--captions", type=int, default=25_000)
     parser.add_argument("--blocks", type=int, nargs="+", default=[42, 168, 671])
     parser.add_argument("--rounds", type=int, default=5)
-    args = parser.parse_args()
-    g = torch.Generator().manual_seed(0)
-    s0 = torch.randn(args.rows, args.captions, generator=g)
-    best, own = torch.randn(args.rows, generator=g), torch.randn(args.captions, generator=g)
-    s = s0.clone()
-    sizes = [*args.blocks, args.rows]
-    want = count_passes(s0.clone(), best, own, args.rows)
-    times: dict[int, list[float]] = {b: [] for b in sizes}
-    print(
-        f"torch {torch.__version__}, {torch.get_num_threads()} threads, S [{args.rows}, {args.captions}]"
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default: results/bench/row_blocks.md)"
     )
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
-    for _ in range(args.rounds):
+    args = parser.parse_args()
+    with stdout_to_results(args.out or "results/bench/row_blocks.md"):
+        g = torch.Generator().manual_seed(0)
+        s0 = torch.randn(args.rows, args.captions, generator=g)
+        best, own = torch.randn(args.rows, generator=g), torch.randn(args.captions, generator=g)
+        s = s0.clone()
+        sizes = [*args.blocks, args.rows]
+        want = count_passes(s0.clone(), best, own, args.rows)
+        times: dict[int, list[float]] = {b: [] for b in sizes}
+        print(
+            f"torch {torch.__version__}, {torch.get_num_threads()} threads, S [{args.rows}, {args.captions}]"
+        )
+        print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+        for _ in range(args.rounds):
+            for block in sizes:
+                s.copy_(s0)
+                start = time.perf_counter()
+                got = count_passes(s, best, own, block)
+                times[block].append(time.perf_counter() - start)
+                assert all(torch.equal(x, y) for x, y in zip(got, want, strict=True))
+        print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+        whole = statistics.median(times[args.rows])
+        print("| rows per pass | MiB per pass | passes | median ms | / whole chunk |")
+        print("|---|---|---|---|---|")
         for block in sizes:
-            s.copy_(s0)
-            start = time.perf_counter()
-            got = count_passes(s, best, own, block)
-            times[block].append(time.perf_counter() - start)
-            assert all(torch.equal(x, y) for x, y in zip(got, want, strict=True))
-    print(f"load average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
-    whole = statistics.median(times[args.rows])
-    print("| rows per pass | MiB per pass | passes | median ms | / whole chunk |")
-    print("|---|---|---|---|---|")
-    for block in sizes:
-        med = statistics.median(times[block])
-        mib = min(block, args.rows) * args.captions * 4 / 2**20
-        passes = 4 * -(-args.rows // block)
-        print(f"| {block} | {mib:.0f} | {passes} | {1000 * med:.0f} | {med / whole:.2f} |")
+            med = statistics.median(times[block])
+            mib = min(block, args.rows) * args.captions * 4 / 2**20
+            passes = 4 * -(-args.rows // block)
+            print(f"| {block} | {mib:.0f} | {passes} | {1000 * med:.0f} | {med / whole:.2f} |")
 
 
 if __name__ == "__main__":

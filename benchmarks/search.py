@@ -28,6 +28,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,6 +36,7 @@ from peak_memory import status_kib
 from tqdm import tqdm
 
 from retrievalkit.index import ExactIndex, FaissIndex, overlap_recall
+from retrievalkit.run.provenance import stdout_to_results
 
 BACKENDS = ("exact", "flat", "ivf", "hnsw")
 CHUNK = 65536  # items generated / added to FAISS at a time
@@ -113,61 +115,68 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--ef-search", type=int, default=64)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--quick", action="store_true", help="20,000 items, 200 queries")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/bench/search.md; with --quick: printed only)",
+    )
     args = parser.parse_args(argv)
     if args.quick:
         args.items, args.queries, args.nlist = 20_000, 200, 64
-    torch.set_num_threads(args.threads)
-    import faiss
+    with stdout_to_results(args.out or (None if args.quick else "results/bench/search.md")):
+        torch.set_num_threads(args.threads)
+        import faiss
 
-    faiss.omp_set_num_threads(args.threads)
-    clusters = args.clusters or max(1, args.items // 100)
-    print(
-        f"command: python benchmarks/search.py {' '.join(sys.argv[1:] if argv is None else argv)}"
-    )
-    print(
-        f"torch {torch.__version__}, faiss {faiss.__version__}, threads {args.threads}; "
-        f"{args.items:,} x {args.dim} float32 items in {clusters:,} clusters, "
-        f"{args.queries:,} queries, top-{args.k}"
-    )
-    print(f"load average before: {loadavg()}")
-    g = torch.Generator().manual_seed(0)
-    centres = F.normalize(torch.randn(clusters, args.dim, generator=g), dim=1)
-    items = make_vectors(args.items, centres, args.noise, seed=1)
-    queries = make_vectors(args.queries, centres, args.noise, seed=2)
-    indexes, facts = {}, {}
-    for name in ("exact", *[b for b in args.backends if b != "exact"]):
-        indexes[name], facts[name] = build(name, items, args)
-        if name == "exact":
-            del items  # the exact index holds the (normalized) copy used from here on
-            items = indexes["exact"].vectors
-        print(f"built {name}: {facts[name]['build_s']:.1f} s", flush=True)
-    calls = {n: (lambda i=i: i.search(queries, args.k)) for n, i in indexes.items()}
-    times, results = time_rounds(calls, args.rounds)
-    truth = results["exact"]
-    med = {n: statistics.median(t) for n, t in times.items()}
-    print(f"load average after: {loadavg()}\n")
-    print(
-        f"| backend | settings | search s ({args.queries:,} queries) | ms / query | time / exact | time / faiss flat "
-        "| recall@k vs exact | bytes / item (nbytes) | RSS growth / item | build s |"
-    )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    settings = {
-        "exact": "torch blockwise top-k",
-        "flat": "IndexFlatIP",
-        "ivf": f"IVFFlat nlist {args.nlist}, nprobe {args.nprobe}",
-        "hnsw": f"HNSWFlat M {args.hnsw_m}, efSearch {args.ef_search}",
-    }
-    for name in indexes:
-        recall = overlap_recall(results[name].indices, truth.indices)
-        flat = f"{med[name] / med['flat']:.2f}" if "flat" in med else "-"
+        faiss.omp_set_num_threads(args.threads)
+        clusters = args.clusters or max(1, args.items // 100)
         print(
-            f"| {name} | {settings[name]} | {med[name]:.2f} | {1000 * med[name] / args.queries:.2f} "
-            f"| {med[name] / med['exact']:.2f} | {flat} | {recall:.3f} "
-            f"| {facts[name]['nbytes'] / args.items:.0f} "
-            f"| {facts[name]['rss_bytes'] / args.items:.0f} | {facts[name]['build_s']:.1f} |"
+            f"command: python benchmarks/search.py {' '.join(sys.argv[1:] if argv is None else argv)}"
         )
-    rounded = {n: [round(x, 2) for x in t] for n, t in times.items()}
-    print(f"\nper-round seconds: {rounded}")
+        print(
+            f"torch {torch.__version__}, faiss {faiss.__version__}, threads {args.threads}; "
+            f"{args.items:,} x {args.dim} float32 items in {clusters:,} clusters, "
+            f"{args.queries:,} queries, top-{args.k}"
+        )
+        print(f"load average before: {loadavg()}")
+        g = torch.Generator().manual_seed(0)
+        centres = F.normalize(torch.randn(clusters, args.dim, generator=g), dim=1)
+        items = make_vectors(args.items, centres, args.noise, seed=1)
+        queries = make_vectors(args.queries, centres, args.noise, seed=2)
+        indexes, facts = {}, {}
+        for name in ("exact", *[b for b in args.backends if b != "exact"]):
+            indexes[name], facts[name] = build(name, items, args)
+            if name == "exact":
+                del items  # the exact index holds the (normalized) copy used from here on
+                items = indexes["exact"].vectors
+            print(f"built {name}: {facts[name]['build_s']:.1f} s", flush=True)
+        calls = {n: (lambda i=i: i.search(queries, args.k)) for n, i in indexes.items()}
+        times, results = time_rounds(calls, args.rounds)
+        truth = results["exact"]
+        med = {n: statistics.median(t) for n, t in times.items()}
+        print(f"load average after: {loadavg()}\n")
+        print(
+            f"| backend | settings | search s ({args.queries:,} queries) | ms / query | time / exact | time / faiss flat "
+            "| recall@k vs exact | bytes / item (nbytes) | RSS growth / item | build s |"
+        )
+        print("|---|---|---|---|---|---|---|---|---|---|")
+        settings = {
+            "exact": "torch blockwise top-k",
+            "flat": "IndexFlatIP",
+            "ivf": f"IVFFlat nlist {args.nlist}, nprobe {args.nprobe}",
+            "hnsw": f"HNSWFlat M {args.hnsw_m}, efSearch {args.ef_search}",
+        }
+        for name in indexes:
+            recall = overlap_recall(results[name].indices, truth.indices)
+            flat = f"{med[name] / med['flat']:.2f}" if "flat" in med else "-"
+            print(
+                f"| {name} | {settings[name]} | {med[name]:.2f} | {1000 * med[name] / args.queries:.2f} "
+                f"| {med[name] / med['exact']:.2f} | {flat} | {recall:.3f} "
+                f"| {facts[name]['nbytes'] / args.items:.0f} "
+                f"| {facts[name]['rss_bytes'] / args.items:.0f} | {facts[name]['build_s']:.1f} |"
+            )
+        rounded = {n: [round(x, 2) for x in t] for n, t in times.items()}
+        print(f"\nper-round seconds: {rounded}")
 
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
+from retrievalkit.run.provenance import stdout_to_results
 from retrievalkit.serve.loadtest import rss_mib, run_level, wait_until_healthy
 
 QUERIES = Path(__file__).with_name("emoji_queries.tsv")
@@ -146,19 +147,23 @@ def main() -> int:
     parser.add_argument("--log-dir", default=os.environ.get("TMPDIR", "/tmp"))
     parser.add_argument("--repeats", type=int, default=1, help="rounds over the access modes")
     parser.add_argument("--json", type=Path, default=None)
+    parser.add_argument(
+        "--out", type=Path, default=None, help="results file (default: results/bench/serve_load.md)"
+    )
     args = parser.parse_args()
-    queries = load_queries()
-    print(HEADER, flush=True)
-    rows = []
-    for repeat in range(args.repeats):  # modes interleaved, so a busy spell hits both
-        for access in args.access:
-            rows += [{**row, "repeat": repeat} for row in run_mode(args, access, queries)]
-    print()
-    print(summary(rows))
-    if args.json:
-        args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps(rows, indent=2))
-    return 1 if any(r["errors"] for r in rows) else 0
+    with stdout_to_results(args.out or "results/bench/serve_load.md"):
+        queries = load_queries()
+        print(HEADER, flush=True)
+        rows = []
+        for repeat in range(args.repeats):  # modes interleaved, so a busy spell hits both
+            for access in args.access:
+                rows += [{**row, "repeat": repeat} for row in run_mode(args, access, queries)]
+        print()
+        print(summary(rows))
+        if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
+            args.json.write_text(json.dumps(rows, indent=2))
+        return 1 if any(r["errors"] for r in rows) else 0
 
 
 if __name__ == "__main__":

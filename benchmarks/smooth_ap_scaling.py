@@ -28,10 +28,13 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from peak_memory import median_probe, print_peak_growth
+
+from retrievalkit.run.provenance import stdout_to_results
 
 METHODS = ("ours", "ours_self", "floor", "autograd", "pml")
 
@@ -151,26 +154,33 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--pml-max", type=int, default=512, help="largest B run with PML")
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--memory-probe", nargs=2, metavar=("METHOD", "B"), help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/bench/smooth_ap_scaling.md)",
+    )
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     if args.memory_probe:
         memory_probe(args.memory_probe[0], int(args.memory_probe[1]), args.dim)
         return
-    print(f"torch {torch.__version__}, threads {args.threads}, D={args.dim}, 4 samples/class")
-    print(f"command: python benchmarks/smooth_ap_scaling.py {' '.join(sys.argv[1:])}")
-    print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
-    print(HEADER)
-    for batch in args.sizes:
-        methods = ["ours", "ours_self", "floor", "autograd"]
-        times = time_methods(batch, args.dim, methods, args.repeats, args.min_seconds)
-        if batch <= args.pml_max:
-            pml = time_methods(batch, args.dim, ["pml", *methods], args.pml_repeats)
-            times = {m: times.get(m, []) + pml[m] for m in pml}
-        mem = {m: peak_memory_mb(m, batch, args.dim, args.threads) for m in ("ours", "floor")}
-        if batch <= args.pml_max:
-            mem["pml"] = peak_memory_mb("pml", batch, args.dim, args.threads)
-        print(table_row(batch, times, mem), flush=True)
-    print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    with stdout_to_results(args.out or "results/bench/smooth_ap_scaling.md"):
+        print(f"torch {torch.__version__}, threads {args.threads}, D={args.dim}, 4 samples/class")
+        print(f"command: python benchmarks/smooth_ap_scaling.py {' '.join(sys.argv[1:])}")
+        print(f"load average before: {' '.join(f'{v:.2f}' for v in os.getloadavg())}\n")
+        print(HEADER)
+        for batch in args.sizes:
+            methods = ["ours", "ours_self", "floor", "autograd"]
+            times = time_methods(batch, args.dim, methods, args.repeats, args.min_seconds)
+            if batch <= args.pml_max:
+                pml = time_methods(batch, args.dim, ["pml", *methods], args.pml_repeats)
+                times = {m: times.get(m, []) + pml[m] for m in pml}
+            mem = {m: peak_memory_mb(m, batch, args.dim, args.threads) for m in ("ours", "floor")}
+            if batch <= args.pml_max:
+                mem["pml"] = peak_memory_mb("pml", batch, args.dim, args.threads)
+            print(table_row(batch, times, mem), flush=True)
+        print(f"\nload average after: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
 
 
 if __name__ == "__main__":

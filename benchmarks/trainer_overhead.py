@@ -27,6 +27,7 @@ import torch
 
 from retrievalkit.pipeline.build import load_splits
 from retrievalkit.run.config import load_config
+from retrievalkit.run.provenance import stdout_to_results
 from retrievalkit.run.recipes import resolve_recipe
 from retrievalkit.train.data_loading import make_batch_sampler
 from retrievalkit.train.trainer import Trainer
@@ -71,34 +72,43 @@ def main() -> None:
     parser.add_argument("recipe", help="a metric-learning recipe (file or shipped name)")
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--reps", type=int, default=3)
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="results file (default: results/bench/trainer_overhead_RECIPE.md)",
+    )
     args = parser.parse_args()
 
-    config = load_config(resolve_recipe(args.recipe), [*args.overrides, "epochs=1"])
-    if config.task != "metric" or len(config.stages[0].losses) != 1 or config.data.augment:
-        raise SystemExit(
-            "trainer_overhead: needs a metric recipe with one loss term and augment: false"
-        )
-    splits = load_splits(config.data)
-    with tempfile.TemporaryDirectory() as tmp:
-        reference = Trainer(config, Path(tmp), device="cpu", progress=False, splits=splits)
-    state = copy.deepcopy(reference.model.state_dict())
-    source = reference.train_split.images
-    images = torch.stack([reference.eval_transform(source.load(i)) for i in range(len(source))])
-    bare, full = [], []
-    for _ in range(args.reps):
-        bare.append(bare_epoch(reference, images, state))
-        seconds, steps = trainer_epoch(config, splits, state)
-        full.append(seconds)
-    row = {
-        "recipe": config.name,
-        "overrides": args.overrides,
-        "steps_per_epoch": steps,
-        "threads": torch.get_num_threads(),
-        "bare_s": [round(t, 2) for t in bare],
-        "trainer_s": [round(t, 2) for t in full],
-        "ratio_of_medians": round(statistics.median(full) / statistics.median(bare), 3),
-    }
-    print(json.dumps(row))
+    with stdout_to_results(
+        args.out or f"results/bench/trainer_overhead_{Path(args.recipe).stem}.md"
+    ):
+        config = load_config(resolve_recipe(args.recipe), [*args.overrides, "epochs=1"])
+        if config.task != "metric" or len(config.stages[0].losses) != 1 or config.data.augment:
+            raise SystemExit(
+                "trainer_overhead: needs a metric recipe with one loss term and augment: false"
+            )
+        splits = load_splits(config.data)
+        with tempfile.TemporaryDirectory() as tmp:
+            reference = Trainer(config, Path(tmp), device="cpu", progress=False, splits=splits)
+        state = copy.deepcopy(reference.model.state_dict())
+        source = reference.train_split.images
+        images = torch.stack([reference.eval_transform(source.load(i)) for i in range(len(source))])
+        bare, full = [], []
+        for _ in range(args.reps):
+            bare.append(bare_epoch(reference, images, state))
+            seconds, steps = trainer_epoch(config, splits, state)
+            full.append(seconds)
+        row = {
+            "recipe": config.name,
+            "overrides": args.overrides,
+            "steps_per_epoch": steps,
+            "threads": torch.get_num_threads(),
+            "bare_s": [round(t, 2) for t in bare],
+            "trainer_s": [round(t, 2) for t in full],
+            "ratio_of_medians": round(statistics.median(full) / statistics.median(bare), 3),
+        }
+        print(json.dumps(row))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ write time rather than typed by hand:
 temporary file in the same directory, fsynced, then renamed), so a reader never
 sees half a file. The header's form follows the file's suffix: Markdown gets a
 quoted block, JSON a ``"provenance"`` object beside ``"results"``, any other text
-``# key: value`` comment lines. ``read_header`` parses it back (used by the tests
+``# key: value`` comment lines. ``stdout_to_results(path)`` turns what a script prints into such a
+file. ``read_header`` parses it back (used by the tests
 and by anyone checking a file's origin).
 """
 
@@ -26,7 +27,8 @@ import platform
 import shlex
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -178,6 +180,51 @@ def write_results(
     prov = provenance or collect(command, seeds)
     atomic_write_text(path, render(path, body, prov))
     return path
+
+
+class _Tee:
+    """A text stream that writes through to ``stream`` and keeps a copy."""
+
+    def __init__(self, stream: Any) -> None:
+        self.stream, self.parts = stream, []
+
+    def write(self, text: str) -> int:
+        self.parts.append(text)
+        return self.stream.write(text)
+
+    def flush(self) -> None:
+        self.stream.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
+@contextmanager
+def stdout_to_results(
+    path: str | Path | None,
+    *,
+    command: str | Sequence[str] | None = None,
+    seeds: Sequence[int] | None = None,
+) -> Iterator[None]:
+    """Everything printed inside the block also becomes the results file ``path``.
+
+    The header's facts are collected when the block starts (the commit and machine
+    the run began on); the file is written atomically when the block ends normally.
+    If the block raises, nothing is written and an older file stays. ``path=None``
+    only prints (e.g. a quick run that should not replace the kept results).
+    """
+    if path is None:
+        yield
+        return
+    prov = collect(command, seeds)
+    tee = _Tee(sys.stdout)
+    sys.stdout = tee
+    try:
+        yield
+    finally:
+        sys.stdout = tee.stream
+    write_results(path, "".join(tee.parts), provenance=prov)
+    print(f"results written to {path}", file=sys.stderr)
 
 
 def read_header(path: str | Path) -> dict[str, str]:

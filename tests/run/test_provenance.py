@@ -114,3 +114,29 @@ def test_default_command_shows_scripts_relative_to_the_source_root() -> None:
 def test_collect_without_command_uses_this_process() -> None:
     assert collect().command == default_command()
     assert collect().seeds is None
+
+
+def test_printed_output_becomes_the_results_file(tmp_path: Path, capsys) -> None:
+    out = tmp_path / "bench.md"
+    with provenance.stdout_to_results(out, command="python b.py", seeds=[1]):
+        print("| x |\n|---|\n| 2 |")
+    assert "| 2 |" in capsys.readouterr().out
+    assert read_header(out) | {"date": "", "machine": "", "commit": ""} == {
+        "command": "python b.py",
+        "seeds": "1",
+        "date": "",
+        "machine": "",
+        "commit": "",
+    }
+    assert out.read_text().endswith("| x |\n|---|\n| 2 |\n")
+
+
+def test_a_failing_run_writes_no_results_file(tmp_path: Path) -> None:
+    out = tmp_path / "bench.md"
+    with pytest.raises(RuntimeError), provenance.stdout_to_results(out, command="c"):
+        print("half a table")
+        raise RuntimeError("stopped")
+    assert not out.exists()
+    with provenance.stdout_to_results(None):
+        print("printed only")
+    assert not out.exists()

@@ -1,0 +1,210 @@
+"""Do the seeds support a comparison? Welch and paired t-tests from kept per-seed scores.
+
+    python benchmarks/seed_stats.py --source results/fashion_mnist/losses_3seeds.md \
+        --pair fashion_mnist_triplet fashion_mnist_pml_contrastive --metric map_at_r \
+        --out results/fashion_mnist/stats_losses.md
+
+Sources (repeatable ``--source``), each giving per-seed test scores per recipe:
+- a ``comparison.md`` written by ``retrievalkit compare`` (its ``## Runs`` table);
+- a ``retrievalkit compare --out`` directory (``RECIPE/seedS/metrics.json``, ``test``);
+- a ``.json`` results file whose ``results.runs`` is a list of
+  ``{"recipe", "seed", "test": {metric: value}}`` (e.g. ``fmnist_plain_loop.py``'s).
+``--rename OLD=NEW`` gives a recipe another label (two sources holding the same recipe
+name at different settings). Every ``--pair A B`` is tested on every ``--metric``:
+Welch's t-test (unequal variances, two-sided) and, when both have the same seeds, a
+paired t-test over seeds (seed s of A against seed s of B), shown for information.
+The verdict is Welch's: "established" when p < 0.05, else "not established". The output file
+(``--out``, under ``results/``) carries the provenance header and the per-seed values
+the tests used, so the p-values can be checked by hand.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import statistics
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from scipy import stats
+
+from retrievalkit.run.provenance import write_results
+
+Scores = dict[str, dict[int, dict[str, float]]]  # recipe -> seed -> metric -> value
+
+
+def _cells(line: str) -> list[str]:
+    return [c.strip() for c in line.strip().strip("|").split("|")]
+
+
+def read_comparison_md(path: Path) -> Scores:
+    """Per-seed scores from the ``## Runs`` table of a ``retrievalkit compare`` file."""
+    lines = path.read_text().splitlines()
+    try:
+        start = lines.index("## Runs")
+    except ValueError:
+        raise ValueError(f"{path}: no '## Runs' table (not a retrievalkit compare file)") from None
+    table = [line for line in lines[start + 1 :] if line.startswith("|")]
+    header = _cells(table[0])
+    if header[:2] != ["recipe", "seed"]:
+        raise ValueError(f"{path}:{start + 3}: expected the columns 'recipe | seed | ...'")
+    metrics = [h for h in header[2:] if h not in ("wall (s)", "resumed")]
+    out: Scores = {}
+    for line in table[2:]:
+        row = dict(zip(header, _cells(line)))
+        values = {m: float(row[m]) for m in metrics}
+        out.setdefault(row["recipe"], {})[int(row["seed"])] = values
+    return out
+
+
+def read_compare_dir(path: Path) -> Scores:
+    """Per-seed test scores from ``DIR/RECIPE/seedS/metrics.json``."""
+    out: Scores = {}
+    for metrics in sorted(path.glob("*/seed*/metrics.json")):
+        seed = int(metrics.parent.name.removeprefix("seed"))
+        test = json.loads(metrics.read_text())["test"]
+        numbers = {k: float(v) for k, v in test.items() if isinstance(v, (int, float))}
+        out.setdefault(metrics.parent.parent.name, {})[seed] = numbers
+    if not out:
+        raise ValueError(f"{path}: no RECIPE/seedS/metrics.json below it")
+    return out
+
+
+def read_runs_json(path: Path) -> Scores:
+    """Per-seed scores from a results file ``{"results": {"runs": [...]}}``."""
+    out: Scores = {}
+    for i, run in enumerate(json.loads(path.read_text())["results"]["runs"]):
+        try:
+            test = {k: float(v) for k, v in run["test"].items()}
+            out.setdefault(run["recipe"], {})[int(run["seed"])] = test
+        except (KeyError, TypeError, ValueError) as err:
+            raise ValueError(f"{path}: results.runs[{i}]: expected recipe, seed, test") from err
+    return out
+
+
+def read_source(path: Path) -> Scores:
+    if path.is_dir():
+        return read_compare_dir(path)
+    if path.suffix == ".json":
+        return read_runs_json(path)
+    return read_comparison_md(path)
+
+
+@dataclass(frozen=True)
+class Test:
+    """One comparison of recipe ``a`` against ``b`` on ``metric``."""
+
+    a: str
+    b: str
+    metric: str
+    a_values: list[float]
+    b_values: list[float]
+    welch_t: float
+    welch_df: float
+    welch_p: float
+    paired_p: float | None
+
+    def row(self) -> str:
+        def ms(v: list[float]) -> str:
+            return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}"
+
+        diff = statistics.mean(self.a_values) - statistics.mean(self.b_values)
+        paired = "-" if self.paired_p is None else f"{self.paired_p:.3f}"
+        verdict = "established (p < 0.05)" if self.welch_p < 0.05 else "not established"
+        return (
+            f"| {self.metric} | {self.a} | {ms(self.a_values)} | {self.b} | {ms(self.b_values)} "
+            f"| {diff:+.2f} | {self.welch_t:.2f} | {self.welch_df:.1f} | {self.welch_p:.3f} "
+            f"| {paired} | {verdict} |"
+        )
+
+
+def compare(scores: Scores, a: str, b: str, metric: str) -> Test:
+    """Welch's t-test of ``a`` vs ``b`` on ``metric``; paired too when the seeds match."""
+    for name in (a, b):
+        if name not in scores:
+            raise ValueError(f"--pair: no recipe {name!r} in the sources ({sorted(scores)})")
+        if len(scores[name]) < 2:
+            raise ValueError(f"--pair: {name!r} has {len(scores[name])} seed(s); need >= 2")
+    av = [scores[a][s][metric] for s in sorted(scores[a])]
+    bv = [scores[b][s][metric] for s in sorted(scores[b])]
+    welch = stats.ttest_ind(av, bv, equal_var=False)
+    va, vb = statistics.variance(av) / len(av), statistics.variance(bv) / len(bv)
+    df = (va + vb) ** 2 / (va**2 / (len(av) - 1) + vb**2 / (len(bv) - 1)) if va + vb else math.inf
+    paired = None
+    if sorted(scores[a]) == sorted(scores[b]):
+        paired = float(stats.ttest_rel(av, bv).pvalue)
+    return Test(a, b, metric, av, bv, float(welch.statistic), df, float(welch.pvalue), paired)
+
+
+def per_seed_table(scores: Scores, names: list[str], metrics: list[str]) -> list[str]:
+    lines = ["| recipe | seed | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
+    for name in names:
+        for seed in sorted(scores[name]):
+            values = " | ".join(f"{scores[name][seed][m]:.2f}" for m in metrics)
+            lines.append(f"| {name} | {seed} | {values} |")
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--source", type=Path, action="append", required=True)
+    parser.add_argument("--rename", action="append", default=[], metavar="SOURCE:OLD=NEW")
+    parser.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
+    parser.add_argument("--metric", action="append", required=True)
+    parser.add_argument("--title", default="Seed statistics")
+    parser.add_argument("--out", type=Path, required=True)
+    args = parser.parse_args(argv)
+    scores: Scores = {}
+    renames = dict(item.split("=", 1) for item in args.rename)
+    for source in args.source:
+        try:
+            found = read_source(source)
+        except (OSError, ValueError, KeyError) as err:
+            print(f"seed_stats: {err}", file=sys.stderr)
+            return 2
+        for name, runs in found.items():
+            label = renames.get(f"{source}:{name}", name)
+            if set(runs) & set(scores.get(label, {})):
+                print(
+                    f"seed_stats: {label!r} has the same seed in two sources; use --rename",
+                    file=sys.stderr,
+                )
+                return 2
+            scores.setdefault(label, {}).update(runs)  # e.g. one file per seed
+    try:
+        tests = [compare(scores, a, b, m) for a, b in args.pair for m in args.metric]
+    except (ValueError, KeyError) as err:
+        print(f"seed_stats: {err}", file=sys.stderr)
+        return 2
+    names = list(dict.fromkeys(n for pair in args.pair for n in pair))
+    body = [
+        f"# {args.title}",
+        "",
+        "Sources: " + ", ".join(f"`{s}`" for s in args.source),
+        "",
+        "Mean ± sample std over seeds. Welch: two-sided t-test with unequal variances;",
+        "paired: two-sided t-test of the per-seed differences (same seeds on both sides).",
+        "verdict: 'established' when Welch's p < 0.05, else 'not established' (the paired",
+        "p is shown for information; the verdict does not pick the smaller of the two).",
+        "",
+        "| metric | A | A mean ± std | B | B mean ± std | A - B | Welch t | df | Welch p "
+        "| paired p | verdict |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
+        *(t.row() for t in tests),
+        "",
+        "## Per-seed values used",
+        "",
+        *per_seed_table(scores, names, args.metric),
+    ]
+    text = "\n".join(body)
+    seeds = sorted({s for n in names for s in scores[n]})
+    write_results(args.out, text, seeds=seeds)
+    print(text)
+    print(f"written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
