@@ -5,14 +5,16 @@ A run directory holds ``config.yaml`` (resolved recipe), ``train_log.csv``,
 ``val_log.jsonl``, ``checkpoints/{last,best}`` and, at the end, ``curves.png``.
 Under ``torchrun`` every rank trains its share of each batch (``distributed.py``);
 rank 0 alone writes the run directory and evaluates.
+
+The :class:`Trainer` keeps the loop (``fit``, the epoch, validation); the run's
+set-up is ``setup.py``, one optimizer step ``step.py``, checkpoints and resume
+``resume.py``.
 """
 
 from __future__ import annotations
 
 import logging
-import math
 import random
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -20,53 +22,27 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from retrievalkit.pipeline.build import (
-    build_model,
-    build_transform,
-    build_vocab,
-    load_splits,
-    load_vocab,
-    require_split,
-)
 from retrievalkit.pipeline.evaluate import evaluate
-from retrievalkit.run.checkpoint import (
-    VOCAB_FILE,
-    check_writable,
-    checkpoint_bytes,
-    load_checkpoint,
-    previous_dir,
-    save_checkpoint,
-)
-from retrievalkit.run.config import ConfigError, RunConfig, StageConfig, config_to_dict
-from retrievalkit.train.backward import loss_backward
-from retrievalkit.train.data_loading import TrainBatch, make_train_loader, prepare_train_images
-from retrievalkit.train.distributed import (
-    Runtime,
-    average_gradients,
-    barrier,
-    for_ranks,
-    gather_objects,
-    mean_over_ranks,
-    sync_batchnorm,
-    wrap_model,
-)
-from retrievalkit.train.guard import StepGuard
-from retrievalkit.train.monitor import CollapseMonitor
-from retrievalkit.train.objective import (
-    Objective,
-    adversary_parameters,
-    build_loss_modules,
-    loss_keys,
-    trainable_loss_parameters,
-)
-from retrievalkit.train.optim import (
-    ParamGroup,
-    build_param_groups,
-    learning_rate,
-    set_learning_rate,
-)
+from retrievalkit.run.checkpoint import check_writable, checkpoint_bytes, previous_dir
+from retrievalkit.run.config import RunConfig, StageConfig, config_to_dict
+from retrievalkit.train.data_loading import TrainBatch, make_train_loader
+from retrievalkit.train.distributed import Runtime, barrier, gather_objects, wrap_model
+from retrievalkit.train.objective import Objective
+from retrievalkit.train.optim import ParamGroup, learning_rate, set_learning_rate
+from retrievalkit.train.resume import restore_run, run_tensors, write_run_checkpoint
 from retrievalkit.train.run_log import RunLog
-from retrievalkit.train.state import TrainerState, capture_rng_state, restore_rng_state
+from retrievalkit.train.setup import (
+    build_objectives,
+    build_optimizers,
+    build_run_losses,
+    build_run_model,
+    build_run_vocab,
+    build_train_inputs,
+    load_run_splits,
+    warm_text_cache,
+)
+from retrievalkit.train.state import TrainerState, capture_rng_state
+from retrievalkit.train.step import StepRunner
 
 log = logging.getLogger(__name__)
 
@@ -97,51 +73,30 @@ class Trainer:
         check_writable(self.run_dir)
         torch.manual_seed(config.seed)
         random.seed(config.seed)
-        self.splits = splits if splits is not None else load_splits(config.data)
-        self.train_split = require_split(self.splits, config.data.train_split, config.data.name)
-        self.val_split = self.splits.get(config.data.val_split) if config.data.val_split else None
-        self.vocab = build_vocab(config.model, self.train_split)
-        self.vocab_path: Path | None = None
-        if self.vocab is not None:
-            self.vocab_path = self.run_dir / VOCAB_FILE
-            if self.is_main:
-                self.vocab.save(self.vocab_path)
-        self.model = build_model(config, self.vocab).to(self.device)
-        if config.distributed.sync_batchnorm:
-            self.model = sync_batchnorm(self.model, self.runtime)
-        self.forward_model: torch.nn.Module = self.model  # DDP-wrapped per stage in fit()
-        self._wrapped_stage: int | None = None
+        self.splits, self.train_split, self.val_split = load_run_splits(config.data, splits)
+        self.vocab, self.vocab_path = build_run_vocab(
+            config, self.train_split, self.run_dir, write=self.is_main
+        )
+        self.model = build_run_model(config, self.vocab, self.runtime)
+        self._wrapped_stage: int | None = None  # DDP-wrapped per stage in fit()
         self.initially_trainable = {
             name: p.requires_grad for name, p in self.model.named_parameters()
         }
-        context = {"num_instances": len(self.train_split.images), "dim": config.model.embed_dim}
-        self.losses = build_loss_modules(config, context).to(self.device)
-        self.rank_losses = torch.nn.ModuleDict(  # as each rank calls them (gathered, scaled)
-            {
-                key: for_ranks(module, self.runtime, config.distributed.gather)
-                for key, module in self.losses.items()
-            }
-        )
-        self.objectives = self._build_objectives()
-        self.groups: dict[str, ParamGroup] = build_param_groups(
-            config.optim,
-            self._trainable_named_parameters(),
-            {id(p) for p in adversary_parameters(self.losses)},
-        )
-        self.train_transform = build_transform(
-            self.train_split.images.kind, config.data, train=True
-        )
-        self.eval_transform = build_transform(
-            self.train_split.images.kind, config.data, train=False
-        )
-        self.loader_split, self.loader_transform = prepare_train_images(
-            self.train_split, self.train_transform, config.data.augment
-        )
-        self._warm_text_cache()
+        self.losses, self.rank_losses = build_run_losses(config, self.train_split, self.runtime)
+        self.objectives = build_objectives(config, self.model, self.rank_losses)
+        self.groups: dict[str, ParamGroup] = build_optimizers(config.optim, self.model, self.losses)
+        (
+            self.train_transform,
+            self.eval_transform,
+            self.loader_split,
+            self.loader_transform,
+        ) = build_train_inputs(config.data, self.train_split)
+        warm_text_cache(self.model, self.train_split, self.val_split, self.progress)
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
-        self.monitor = CollapseMonitor()
-        self.guard = StepGuard(config.optim.nonfinite, config.optim.max_loss)
+        self.steps = StepRunner(
+            config, self.model, self.losses, self.groups, self.runtime, self.run_dir
+        )
         if self.is_main:
             (self.run_dir / "config.yaml").write_text(
                 yaml.safe_dump(config_to_dict(config), sort_keys=False)
@@ -160,36 +115,6 @@ class Trainer:
         """The default adversary group's optimizer (discriminators of loss terms), if any."""
         group = self.groups.get("adversary")
         return group.optimizer if group is not None else None
-
-    def _trainable_named_parameters(self) -> list[tuple[str, torch.nn.Parameter]]:
-        """Model parameters by module name, then the losses' as ``loss.<term>.…``."""
-        named = [(n, p) for n, p in self.model.named_parameters() if p.requires_grad]
-        named += [(f"loss.{n}", p) for n, p in self.losses.named_parameters() if p.requires_grad]
-        return named
-
-    def _build_objectives(self) -> dict[str, Objective]:
-        """One objective per stage, its inputs checked against the model's outputs."""
-        available = set(self.model.output_names) | {"ids", "images"}
-        model_name = f"model {self.config.model.name or type(self.model).__name__!r}"
-        keys = loss_keys(self.config)
-        objectives = {}
-        for stage in self.config.stages:
-            try:
-                objectives[stage.name] = Objective(
-                    stage, self.rank_losses, keys, available, model_name
-                )
-            except ConfigError as err:
-                raise ConfigError(f"{self.config.name}: {err}") from None
-        return objectives
-
-    def _warm_text_cache(self) -> None:
-        """Let a frozen text encoder encode all captions once, in large batches."""
-        text_encoder = getattr(self.model, "text_encoder", None)
-        if text_encoder is not None and hasattr(text_encoder, "warm_cache"):
-            captions = list(self.train_split.captions)
-            if self.val_split is not None:
-                captions += list(self.val_split.captions)
-            text_encoder.warm_cache(captions, progress=self.progress)
 
     # ----------------------------------------------------------------- stages
     def stage_at(self, epoch: int) -> tuple[int, StageConfig, int]:
@@ -213,98 +138,9 @@ class Trainer:
             self.model.get_submodule(prefix).eval()  # frozen BN keeps its statistics
 
     # ------------------------------------------------------------------ steps
-    def _autocast(self) -> Any:
-        if self.config.amp and self.device.type == "cuda":
-            return torch.autocast("cuda", dtype=torch.bfloat16)
-        return nullcontext()
-
-    def _zero_grad(self) -> None:
-        for group in self.groups.values():
-            group.optimizer.zero_grad(set_to_none=True)
-
     def train_step(self, batch: TrainBatch, objective: Objective) -> dict[str, float] | None:
-        """One optimizer step; returns the loss parts, or None if skipped (non-finite).
-
-        The loss is computed and back-propagated first; only when it is finite do
-        the adversaries step (on the detached outputs of this same forward pass)
-        and then every other group. Under DDP the parts are the mean over ranks
-        (the full batch's loss), and all ranks decide the skip from them together.
-        """
-        batch = batch.to(self.device)
-        problem = self._batch_problem(batch)
-        if problem is not None:
-            return self._skip(problem)
-        chunk = self.config.optim.grad_cache_chunk
-        with self._autocast():
-            step = loss_backward(
-                self.model, self.forward_model, objective, batch.fields(), chunk, self.runtime
-            )
-        namespace, parts = step.namespace, step.parts
-        problem = self.guard.loss_problem(parts)  # not finite, or above max_loss (all ranks)
-        if problem is not None:
-            return self._skip(problem)
-        # what DDP's hooks did not average: the losses' parameters, and the towers
-        # of a gradient-cached step (called directly, not through the DDP wrapper)
-        outside = trainable_loss_parameters(self.losses)
-        if chunk:
-            outside = [p for p in self.model.parameters() if p.requires_grad] + outside
-        average_gradients(outside, self.runtime)
-        adversary_parts = self._adversary_step(objective, namespace)
-        trained = [group for group in self.groups.values() if not group.adversary]
-        clip = self.config.optim.grad_clip
-        if clip:
-            params = [p for g in trained for pg in g.optimizer.param_groups for p in pg["params"]]
-            torch.nn.utils.clip_grad_norm_(params, clip)
-        for group in trained:
-            group.optimizer.step()
-        self._zero_grad()
-        retrieval = tuple(
-            namespace[name] for name in self.model.retrieval.values() if name in namespace
-        )
-        global_batch = len(batch.ids) * self.runtime.world_size
-        self.monitor.update(
-            retrieval, parts, global_batch, objective.collapsed_values(global_batch)
-        )
-        return {**parts, **adversary_parts}
-
-    def _batch_problem(self, batch: TrainBatch) -> str | None:
-        """What is wrong with this rank's batch; under DDP every rank skips together."""
-        problem = self.guard.batch_problem(batch.images, batch.ids)
-        if self.runtime.distributed:
-            flags = mean_over_ranks({"bad": float(problem is not None)}, self.runtime)
-            if flags["bad"] > 0 and problem is None:
-                problem = "another rank's share of this batch is bad"
-        return problem
-
-    def _skip(self, problem: str) -> None:
-        """Leave the weights as they are (or stop, as the recipe says) and count it."""
-        self.guard.handle(self.state.step, problem, self.run_dir / "checkpoints" / "last")
-        self.state.skipped_steps += 1
-        self._zero_grad()
-
-    def _adversary_step(self, objective: Objective, namespace: dict[str, Any]) -> dict[str, float]:
-        """Step the adversary groups on their terms' loss over the detached inputs."""
-        groups = [group for group in self.groups.values() if group.adversary]
-        if not groups or not objective.has_adversary:
-            return {}
-        for group in groups:  # drop what the main loss left on the discriminators
-            group.optimizer.zero_grad(set_to_none=True)
-        value = objective.adversary_loss(namespace)
-        assert value is not None
-        mean = mean_over_ranks({"adversary": float(value.detach())}, self.runtime)["adversary"]
-        if not math.isfinite(mean):
-            log.warning(
-                "step %d: non-finite adversary loss, adversary step skipped", self.state.step
-            )
-            return {"adversary": float("nan")}
-        value.backward()
-        params = [p for g in groups for pg in g.optimizer.param_groups for p in pg["params"]]
-        average_gradients(params, self.runtime)
-        for group in groups:
-            group.optimizer.step()
-            group.optimizer.zero_grad(set_to_none=True)
-        self.monitor.update_adversaries(objective.adversary_collapse(), self.state.step)
-        return {"adversary": mean, **objective.adversary_stats()}
+        """One optimizer step (:meth:`StepRunner.step`); the loss parts, or None if skipped."""
+        return self.steps.step(batch, objective, self.state)
 
     def _train_epoch(self, epoch: int, stage: StageConfig, epoch_in_stage: int) -> float:
         objective = self.objectives[stage.name]
@@ -390,7 +226,7 @@ class Trainer:
 
     # ------------------------------------------------------------- checkpoints
     def _tensors(self) -> dict[str, dict[str, torch.Tensor]]:
-        return {"model": self.model.state_dict(), "loss": self.losses.state_dict()}
+        return run_tensors(self.model, self.losses)
 
     def save(self, name: str) -> Path | None:
         """Write checkpoint ``name`` ("last" keeps its previous version to fall back
@@ -402,51 +238,24 @@ class Trainer:
         return path
 
     def _write(self, name: str, rng_states: list[dict[str, Any]]) -> Path:
-        extra = {VOCAB_FILE: self.vocab_path} if self.vocab_path is not None else {}
-        optimizers = {name: g.optimizer.state_dict() for name, g in self.groups.items()}
-        return save_checkpoint(
+        return write_run_checkpoint(
             self.run_dir / "checkpoints" / name,
-            keep_previous=name == "last",
-            tensors=self._tensors(),
-            config=config_to_dict(self.config),
-            trainer_state=self.state.to_dict(),
-            optimizer_state={
-                "optimizers": optimizers,
-                "rng": rng_states[0],
-                "rng_ranks": rng_states,
-            },
-            extra_files=extra,
+            self.config,
+            self._tensors(),
+            self.groups,
+            self.state,
+            rng_states,
+            self.vocab_path,
         )
 
     def restore(self, path: str | Path) -> None:
         """Load model, losses, optimizer, RNG and progress from a checkpoint."""
-        content = load_checkpoint(path, with_optimizer=True)
-        self.model.load_state_dict(content.prefixed("model"))
-        self.losses.load_state_dict(content.prefixed("loss"))
-        assert content.optimizer_state is not None
-        saved = content.optimizer_state["optimizers"]
-        if set(saved) != set(self.groups):
-            raise ConfigError(
-                f"{content.path}: optimizer groups {sorted(saved)} differ from the recipe's "
-                f"{sorted(self.groups)}"
-            )
-        for name, group in self.groups.items():
-            group.optimizer.load_state_dict(saved[name])
-        per_rank = content.optimizer_state.get("rng_ranks") or []
-        same_world = len(per_rank) == self.runtime.world_size
-        restore_rng_state(
-            per_rank[self.runtime.rank] if same_world else content.optimizer_state["rng"]
+        self.state, read = restore_run(
+            path, self.model, self.losses, self.groups, self.runtime, self.vocab
         )
-        self.state = TrainerState.from_dict(content.trainer_state)
-        if (content.path / VOCAB_FILE).exists() and self.vocab is not None:
-            saved = load_vocab(content.path / VOCAB_FILE)
-            if saved.words != self.vocab.words:
-                raise RuntimeError(f"{content.path}: vocabulary differs from the data's")
         if self.is_main:
             self.run_log.truncate_after(self.state.step, self.state.epoch)
-        log.info(
-            "resumed from %s at epoch %d, step %d", content.path, self.state.epoch, self.state.step
-        )
+        log.info("resumed from %s at epoch %d, step %d", read, self.state.epoch, self.state.step)
 
     # --------------------------------------------------------------------- fit
     def fit(self, resume: bool = False) -> TrainerState:
@@ -463,7 +272,7 @@ class Trainer:
             stage_index, stage, epoch_in_stage = self.stage_at(epoch)
             self._apply_freezing(stage)
             if self._wrapped_stage != stage_index:  # DDP syncs what is trainable when made
-                self.forward_model = wrap_model(
+                self.steps.forward_model = wrap_model(
                     self.model, self.runtime, self.config.distributed.find_unused_parameters
                 )
                 self._wrapped_stage = stage_index
