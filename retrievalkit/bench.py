@@ -31,17 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-METRIC_LOSSES = (
-    "multi_similarity",
-    "contrastive",
-    "triplet_batch_hard",
-    "lifted_generalized",
-    "lifted",
-    "binomial",
-    "smooth_ap",
-)
-CROSS_MODAL_LOSSES = ("vse_mh", "vse_sh", "clip")
-LOSS_NAMES = METRIC_LOSSES + CROSS_MODAL_LOSSES
+from retrievalkit.bench_names import CROSS_MODAL_LOSSES, LOSS_NAMES, METRIC_LOSSES
+
 IMPLS = ("floor", "autograd_floor", "ours", "ref")
 
 D = 512

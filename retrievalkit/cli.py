@@ -4,10 +4,16 @@ Each module in ``COMMAND_MODULES`` has ``register(subparsers)`` which adds its
 parser and sets ``func`` (called with the parsed namespace, returns an exit code).
 Modules are imported lazily per command so ``retrievalkit --help`` stays fast.
 
-Errors: a :class:`~retrievalkit.errors.UserError` (bad recipe, data, checkpoint,
-index, option) prints ``error: <message>`` on one line and exits with code 2;
-any other exception is a bug and keeps its traceback. ``--debug`` shows the
-traceback of every error.
+The grammar every command shares (README "The command line"; the shared options
+live in :mod:`retrievalkit.commands.options`): ``--set KEY=VALUE`` for overrides,
+a positional ``RECIPE``, ``RUN`` or ``INDEX``, ``--split`` taking a list,
+``--device auto``, ``--no-progress``, ``--json``.
+
+Errors: a usage error (an unknown option, a missing argument) and a
+:class:`~retrievalkit.errors.UserError` (bad recipe, data, checkpoint, index,
+option) print ``error: <message>`` on one line and exit with code 2; any other
+exception is a bug and keeps its traceback. ``--debug`` shows the traceback of
+every error. Building the parser imports no torch, so ``--help`` is fast.
 """
 
 from __future__ import annotations
@@ -15,8 +21,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import os
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import NoReturn
 
+from retrievalkit.commands.options import show_progress
 from retrievalkit.errors import USER_ERROR_EXIT, UserError, one_line
 
 COMMAND_MODULES: tuple[str, ...] = (
@@ -34,8 +45,40 @@ COMMAND_MODULES: tuple[str, ...] = (
 )
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """A parser (and, by inheritance, its sub-parsers) whose usage errors are one
+    line, ``error: <prog>: <message> (see <prog> --help)``, exit code 2."""
+
+    def error(self, message: str) -> NoReturn:
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(USER_ERROR_EXIT)
+
+
+QUIET_BARS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+
+
+@contextmanager
+def library_bars(shown: bool) -> Iterator[None]:
+    """While a command runs without bars (``--no-progress``, or stderr not a
+    terminal), the libraries show none either (tqdm, Hugging Face model loading);
+    the environment is restored afterwards."""
+    if shown:
+        yield
+        return
+    saved = {name: os.environ.get(name) for name in QUIET_BARS}
+    os.environ.update(QUIET_BARS)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="retrievalkit", description="Train, evaluate and serve retrieval embeddings."
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -55,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
-        return int(args.func(args) or 0)
+        with library_bars(show_progress(args)):
+            return int(args.func(args) or 0)
     except UserError as err:
         if args.debug:
             raise

@@ -11,17 +11,19 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
+
+from retrievalkit.bench_names import LOSS_NAMES
+from retrievalkit.commands.options import add_progress_option
+from retrievalkit.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    from retrievalkit.bench import LOSS_NAMES
-
     parser = subparsers.add_parser("bench", help="time the losses on this machine")
     parser.add_argument("--sizes", type=int, nargs="+", default=[256, 1024], help="batch sizes B")
     parser.add_argument("--losses", nargs="+", default=list(LOSS_NAMES), choices=LOSS_NAMES)
     parser.add_argument("--reps", type=int, default=3, help="interleaved repetitions (median)")
     parser.add_argument("--json", help="also write the raw timings here")
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -31,8 +33,7 @@ def run(args: argparse.Namespace) -> int:
     from retrievalkit.bench import benchmark_rows, table_header
 
     if any(b < 2 for b in args.sizes) or args.reps < 1:
-        print("--sizes must be >= 2 and --reps >= 1", file=sys.stderr)
-        return 2
+        raise InputError(f"--sizes must be >= 2 and --reps >= 1, got {args.sizes} and {args.reps}")
     print(f"# torch {torch.__version__}, {torch.get_num_threads()} threads, D = 512, 4 per class")
     print(table_header())
     rows = []

@@ -11,17 +11,24 @@ from __future__ import annotations
 import argparse
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
-from retrievalkit.commands.train import add_overrides_option
+from retrievalkit.commands.options import (
+    add_device_option,
+    add_progress_option,
+    add_set_option,
+    show_progress,
+)
+from retrievalkit.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser(
         "compare", help="train recipes over several seeds and tabulate their test scores"
     )
-    parser.add_argument("recipes", nargs="+", help="recipe files or shipped recipe names")
+    parser.add_argument(
+        "recipes", nargs="+", metavar="RECIPE", help="recipe files or shipped recipe names"
+    )
     parser.add_argument("--seeds", type=int, default=3, help="number of seeds (default 3)")
     parser.add_argument(
         "--first-seed",
@@ -30,10 +37,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="seeds are FIRST..FIRST+N-1 (default 0); e.g. run --seeds 1 --first-seed 2 in "
         "parallel with --seeds 2 into the same --out, then --seeds 3 tabulates all",
     )
-    add_overrides_option(parser)
+    add_set_option(parser, help_text="override a value of every recipe, e.g. --set epochs=2")
     parser.add_argument("--out", type=Path, required=True, help="comparison directory")
-    parser.add_argument("--device", default=None, help="cpu, cuda, ... (default: cuda if any)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -54,16 +61,16 @@ def _commit() -> str | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.commands.train import default_device
+    from retrievalkit.run.device import resolve_device
     from retrievalkit.train.compare import plan_runs, run_all, write_comparison
 
     if args.seeds < 1:
-        print("compare: --seeds must be at least 1", file=sys.stderr)
-        return 2
+        raise InputError(f"--seeds must be at least 1, got {args.seeds}")
     args.out.mkdir(parents=True, exist_ok=True)
     seeds = range(args.first_seed, args.first_seed + args.seeds)
     runs = plan_runs(args.recipes, seeds, args.overrides, args.out)
-    records = run_all(runs, args.device or default_device(), progress=not args.no_progress)
+    device = str(resolve_device(args.device))
+    records = run_all(runs, device, progress=show_progress(args))
     missing = len(runs) - sum(len(r) for r in records.values())
     if missing:
         print(f"compare: {missing} run(s) are being trained by another process and are left out")

@@ -1,7 +1,8 @@
 """``retrievalkit data info NAME`` and ``retrievalkit data show NAME --out grid.png``.
 
-Dataset options are passed as ``-o key=value`` (values parsed as YAML), e.g.
-``retrievalkit data info karpathy -o json_path=dataset_coco.json -o image_root=coco``.
+Dataset options are passed as ``--set key=value`` (values parsed as YAML), e.g.
+``retrievalkit data info karpathy --set json_path=dataset_coco.json --set image_root=coco``
+(``-o`` / ``--option``, the old spelling, still works and says so).
 """
 
 from __future__ import annotations
@@ -11,6 +12,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+from retrievalkit.commands.options import (
+    add_progress_option,
+    add_set_option,
+    add_split_option,
+    split_names,
+)
 from retrievalkit.errors import InputError
 
 
@@ -22,7 +29,7 @@ def parse_options(items: list[str]) -> dict[str, Any]:
     for item in items:
         key, sep, value = item.partition("=")
         if not sep or not key.strip():
-            raise InputError(f"-o {item!r}: expected key=value")
+            raise InputError(f"--set {item!r}: expected key=value")
         options[key.strip()] = yaml.safe_load(value) if value else ""
     return options
 
@@ -36,25 +43,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     ):
         sub = actions.add_parser(name, help=help_text)
         sub.add_argument("name", help="dataset name, e.g. emoji, fashion-mnist, karpathy")
-        sub.add_argument(
-            "-o",
-            "--option",
-            dest="options",
-            action="append",
-            default=[],
-            metavar="KEY=VALUE",
-            help="dataset option (repeatable)",
+        add_set_option(
+            sub,
+            help_text="a dataset option, e.g. --set size=32 (repeatable)",
+            deprecated=("-o", "--option"),
         )
+        add_progress_option(sub)
         if name == "info":
             sub.add_argument("--json", action="store_true", help="print JSON")
             sub.set_defaults(func=run_info)
         else:
             sub.add_argument("--out", type=Path, required=True, help="PNG file to write")
-            sub.add_argument(
-                "--split",
-                default="test",
-                help="split to show (default: test); a split with several art styles "
-                "(emoji train) is drawn one emoji per row, one style per column",
+            add_split_option(
+                sub,
+                "test",
+                "split(s) to show, one grid each (FILE-SPLIT.png for several); a split with "
+                "several art styles (emoji train) is drawn one emoji per row, one style per "
+                "column",
             )
             sub.add_argument("-n", type=int, default=24, help="number of items (default 24)")
             sub.add_argument("--seed", type=int, default=0, help="which items (default 0)")
@@ -65,7 +70,7 @@ def _load(args: argparse.Namespace) -> dict[str, Any]:
     """The dataset's splits; bad data or options are a UserError (one line from the CLI)."""
     from retrievalkit.data import load_dataset
 
-    return load_dataset(args.name, **parse_options(args.options))
+    return load_dataset(args.name, **parse_options(args.overrides))
 
 
 def run_info(args: argparse.Namespace) -> int:
@@ -84,15 +89,19 @@ def run_show(args: argparse.Namespace) -> int:
     from retrievalkit.data.overview import save_grid, save_style_grid
 
     splits = _load(args)
-    if args.split not in splits:
-        raise InputError(
-            f"dataset {args.name!r} has no split {args.split!r}; it has {sorted(splits)}"
-        )
-    split = splits[args.split]
-    if split.image_styles is not None and len(set(split.image_styles)) > 1:
-        keys = save_style_grid(split, args.out, n=args.n, seed=args.seed)
-        print(f"wrote {args.out}: {len(keys)} emoji of {split.name}, one column per style")
-        return 0
-    shown = save_grid(split, args.out, n=args.n, seed=args.seed)
-    print(f"wrote {args.out}: {len(shown)} items of {split.name}")
+    names = split_names(args, ["test"])
+    for name in names:
+        if name not in splits:
+            raise InputError(
+                f"dataset {args.name!r} has no split {name!r}; it has {sorted(splits)}"
+            )
+    for name in names:
+        split = splits[name]
+        out = args.out if len(names) == 1 else args.out.with_name(f"{args.out.stem}-{name}.png")
+        if split.image_styles is not None and len(set(split.image_styles)) > 1:
+            keys = save_style_grid(split, out, n=args.n, seed=args.seed)
+            print(f"wrote {out}: {len(keys)} emoji of {split.name}, one column per style")
+        else:
+            shown = save_grid(split, out, n=args.n, seed=args.seed)
+            print(f"wrote {out}: {len(shown)} items of {split.name}")
     return 0

@@ -17,7 +17,12 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from retrievalkit.commands.train import add_overrides_option
+from retrievalkit.commands.options import (
+    add_device_option,
+    add_progress_option,
+    add_set_option,
+    show_progress,
+)
 
 EXAMPLE_QUERIES = (
     "sad rainy day",
@@ -35,9 +40,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, evaluate, index and search emoji")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument(
-        "--config", default="emoji_vsepp", help="recipe path or shipped name (emoji_vsepp)"
+        "--recipe", default="emoji_vsepp", help="recipe path or shipped name (emoji_vsepp)"
     )
-    add_overrides_option(parser)
+    parser.add_argument("--config", dest="recipe", help=argparse.SUPPRESS)  # the old name
+    add_set_option(parser)
     parser.add_argument(
         "--queries",
         type=Path,
@@ -46,8 +52,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "test part is reported, its dev part is scored for choosing settings",
     )
     parser.add_argument("--fresh", action="store_true", help="delete --out first")
-    parser.add_argument("--device", default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -108,7 +114,6 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.commands.train import default_device
     from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.run.config import load_config
     from retrievalkit.search import (
@@ -116,15 +121,17 @@ def run(args: argparse.Namespace) -> int:
         SearchEngine,
         build_index_dir,
     )
+    from retrievalkit.run.device import resolve_device
     from retrievalkit.search.quality import compare_rankings, weight_sweep
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)
-    config = load_config(args.config, args.overrides)
-    device = args.device or default_device()
-    trainer = Trainer(config, args.out, device=device, progress=not args.no_progress)
+    config = load_config(args.recipe, args.overrides)
+    device = resolve_device(args.device)
+    progress = show_progress(args)
+    trainer = Trainer(config, args.out, device=device, progress=progress)
     trainer.fit(resume=True)  # a finished run is not retrained; a killed one continues
     results = finish_run(trainer)
     results["test_by_style"] = style_scores(trainer)
@@ -133,7 +140,7 @@ def run(args: argparse.Namespace) -> int:
         args.out / "index",
         index_splits(trainer.splits),
         device=device,
-        progress=not args.no_progress,
+        progress=progress,
     )
     engine = SearchEngine(index_dir, device=device)
     _print_recall(results["test"])

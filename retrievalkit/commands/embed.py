@@ -1,7 +1,7 @@
-"""``retrievalkit embed RUN_OR_CHECKPOINT --split test --out emb.npz``: save embeddings.
+"""``retrievalkit embed RUN --split test --out emb.npz``: save a split's embeddings.
 
 ``--shard i/N --out DIR`` instead writes shard ``i`` of ``N`` of an index's items
-(``--split`` then takes a comma-separated list, default train,val,test) for
+(``--split`` then takes a list, default train val test) for
 ``index build --from-shards DIR``; see ``pipeline/shards.py``.
 """
 
@@ -10,11 +10,25 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from retrievalkit.commands.options import (
+    add_device_option,
+    add_progress_option,
+    add_run_argument,
+    add_split_option,
+    show_progress,
+    split_names,
+)
+from retrievalkit.errors import InputError
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("embed", help="write a split's embeddings to an .npz file")
-    parser.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
-    parser.add_argument("--split", default=None, help="split name (default: the recipe's test)")
+    add_run_argument(parser)
+    add_split_option(
+        parser,
+        "the recipe's test split; with --shard: train val test",
+        "the split to embed (with --shard: the splits whose items are sharded)",
+    )
     parser.add_argument(
         "--out", type=Path, required=True, help="output .npz (a directory with --shard)"
     )
@@ -24,40 +38,43 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="I/N",
         help="embed part I (0-based) of N of the index items into DIR/shard-I-of-N/",
     )
-    parser.add_argument("--device", default=None)
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from retrievalkit.commands.train import default_device
     from retrievalkit.pipeline.build import build_transform, load_splits, require_split
     from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
     from retrievalkit.pipeline.load import load_model
+    from retrievalkit.run.device import resolve_device
 
-    loaded = load_model(args.checkpoint, args.device or default_device())
+    loaded = load_model(args.run, resolve_device(args.device))
     if args.shard is not None:
         return run_shard(args, loaded)
     config, model = loaded.config, loaded.model
-    split = require_split(
-        load_splits(config.data), args.split or config.data.test_split, config.data.name
-    )
+    names = split_names(args, [config.data.test_split])
+    if len(names) > 1:
+        raise InputError(f"--split: one split per .npz file, got {names} (or use --shard)")
+    split = require_split(load_splits(config.data), names[0], config.data.name)
     transform = build_transform(split.images.kind, config.data, train=False)
     device = model_device(model)
+    progress = show_progress(args)
     arrays: dict[str, np.ndarray] = {}
     if model.has_text:
         arrays["image_emb"] = embed_images(
-            model.encode_image, split.images, transform, device, progress=True
+            model.encode_image, split.images, transform, device, progress=progress
         ).numpy()
         arrays["text_emb"] = embed_captions(
-            model.encode_text, split.captions, progress=True
+            model.encode_text, split.captions, progress=progress
         ).numpy()
         arrays["caption_image"] = np.asarray(split.caption_image, dtype=np.int64)
         arrays["image_keys"] = np.asarray(split.image_keys)
     else:
         arrays["emb"] = embed_images(
-            model.encode_image, split.images, transform, device, progress=True
+            model.encode_image, split.images, transform, device, progress=progress
         ).numpy()
         arrays["labels"] = np.asarray(split.labels, dtype=np.int64)
         arrays["keys"] = np.asarray(split.keys)
@@ -73,7 +90,7 @@ def run_shard(args: argparse.Namespace, loaded: object) -> int:
     from retrievalkit.pipeline.shards import ShardSpec
 
     spec = ShardSpec.parse(args.shard)
-    splits = [s for s in (args.split or "train,val,test").split(",") if s]
-    path = embed_shard(loaded, splits, spec, args.out)  # type: ignore[arg-type]
+    splits = split_names(args, ["train", "val", "test"])
+    path = embed_shard(loaded, splits, spec, args.out, progress=show_progress(args))  # type: ignore[arg-type]
     print(f"wrote {path}")
     return 0

@@ -1,19 +1,27 @@
-"""``retrievalkit export RUN_OR_CHECKPOINT --out DIR``: ONNX files per tower (+ parity)."""
+"""``retrievalkit export RUN --out DIR``: ONNX files per tower (+ parity)."""
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 from pathlib import Path
+
+from retrievalkit.commands.options import add_device_option, add_progress_option, add_run_argument
+from retrievalkit.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("export", help="export the towers to ONNX (one file each)")
-    parser.add_argument("run", type=Path, help="run directory or checkpoint directory")
+    add_run_argument(parser)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument(
         "--tolerance", type=float, default=1e-4, help="largest |onnxruntime - torch| allowed"
+    )
+    add_device_option(parser)
+    add_progress_option(parser)
+    parser.description = (
+        "--device is where the checkpoint is loaded; the graph is traced and its parity "
+        "checked on CPU (onnxruntime's CPU provider), so the files are the same either way."
     )
     parser.set_defaults(func=run)
 
@@ -22,12 +30,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         import onnxruntime  # noqa: F401
     except ImportError as err:
-        print(f"export needs the `export` extra (onnx, onnxruntime): {err}", file=sys.stderr)
-        return 2
+        raise InputError(
+            f"export needs the `export` extra: pip install 'retrievalkit[export]' ({err})"
+        ) from None
     from retrievalkit.export import EXAMPLE_CAPTIONS, example_images, export_onnx
     from retrievalkit.pipeline.load import load_model
+    from retrievalkit.run.device import resolve_device
 
-    loaded = load_model(args.run)
+    loaded = load_model(args.run, resolve_device(args.device))
     manifest = export_onnx(
         loaded.model,
         args.out,

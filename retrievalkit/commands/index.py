@@ -1,5 +1,5 @@
-"""``retrievalkit index build RUN_OR_CHECKPOINT --out DIR [--splits train,val,test]
-[--backend exact|faiss|...|milvus] [--from-shards DIR]``."""
+"""``retrievalkit index build RUN --out DIR [--split train val test]
+[--backend exact|faiss|...|milvus] [--from-shards DIR] [--set data.options.KEY=VALUE]``."""
 
 from __future__ import annotations
 
@@ -7,18 +7,28 @@ import argparse
 import json
 from pathlib import Path
 
+from retrievalkit.commands.options import (
+    add_device_option,
+    add_progress_option,
+    add_run_argument,
+    add_set_option,
+    add_split_option,
+    show_progress,
+    split_names,
+)
+from retrievalkit.errors import InputError
+
+DATA_OPTIONS = "data.options."
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("index", help="build a searchable index from a trained model")
     actions = parser.add_subparsers(dest="index_command", required=True)
     build = actions.add_parser("build", help="embed a dataset's images/captions and index them")
-    build.add_argument("checkpoint", type=Path, help="run directory or checkpoint directory")
+    add_run_argument(build)
     build.add_argument("--out", type=Path, required=True, help="index directory to write")
-    build.add_argument(
-        "--splits",
-        default="train,val,test",
-        help="comma-separated splits to index (all by default)",
-    )
+    add_split_option(build, "train val test", "splits to index")
+    build.add_argument("--splits", dest="split", nargs="+", help=argparse.SUPPRESS)  # old name
     build.add_argument(
         "--backend",
         default="exact",
@@ -43,37 +53,45 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="index the shards written by `embed --shard i/N --out DIR` (one at a time) "
         "instead of embedding here",
     )
-    build.add_argument(
-        "--data",
-        dest="data_options",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="override a data option of the recipe, e.g. --data root=/data/coco",
+    add_set_option(
+        build,
+        help_text="override a data option of the recipe, e.g. --set data.options.root=/data/coco "
+        "(repeatable)",
+        deprecated=("--data",),
+        deprecated_prefix=DATA_OPTIONS,
     )
-    build.add_argument("--device", default=None)
+    add_device_option(build)
+    add_progress_option(build)
     build.set_defaults(func=run_build)
 
 
-def run_build(args: argparse.Namespace) -> int:
+def data_overrides(items: list[str]) -> dict[str, object]:
+    """``["data.options.root=/x"]`` -> ``{"root": "/x"}`` (values parsed as YAML)."""
     import yaml
 
-    from retrievalkit.commands.train import default_device
-    from retrievalkit.search import MANIFEST, build_index_dir
-
     overrides = {}
-    for item in args.data_options:
+    for item in items:
         key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--data {item!r}: expected KEY=VALUE")
-        overrides[key] = yaml.safe_load(value)
+        if not sep or not key.startswith(DATA_OPTIONS) or key == DATA_OPTIONS:
+            raise InputError(
+                f"--set {item!r}: index build takes data options only, {DATA_OPTIONS}KEY=VALUE"
+            )
+        overrides[key.removeprefix(DATA_OPTIONS)] = yaml.safe_load(value)
+    return overrides
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from retrievalkit.search import MANIFEST, build_index_dir
+    from retrievalkit.run.device import resolve_device
+
     out = build_index_dir(
-        args.checkpoint,
+        args.run,
         args.out,
-        [s for s in args.splits.split(",") if s],
+        split_names(args, ["train", "val", "test"]),
         backend=args.backend,
-        device=args.device or default_device(),
-        data_overrides=overrides,
+        device=resolve_device(args.device),
+        progress=show_progress(args),
+        data_overrides=data_overrides(args.overrides),
         index_options={"uri": args.milvus_uri, "collection": args.collection},
         shards=args.from_shards,
     )

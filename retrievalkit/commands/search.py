@@ -1,4 +1,7 @@
-"""``retrievalkit search DIR --text "query" | --image PATH | --queries FILE [-k 10] [--json]``.
+"""``retrievalkit search INDEX --text "query" | --image PATH | --queries FILE [-k 10] [--json]``.
+
+``--json`` prints one JSON line per query, ``{"query": ..., "hits": [...]}``, the
+shape of the HTTP service's results (an image query's ``query`` is its path).
 
 Text queries rank by ``--mode fused`` (default: image and caption embeddings, both
 from the trained model) or ``--mode image`` (the image embeddings alone: what the
@@ -12,12 +15,17 @@ import argparse
 import json
 from pathlib import Path
 
+from retrievalkit.commands.options import (
+    add_device_option,
+    add_index_argument,
+    add_progress_option,
+)
 from retrievalkit.errors import InputError
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("search", help="search an index directory")
-    parser.add_argument("index", type=Path, help="directory written by `retrievalkit index build`")
+    add_index_argument(parser)
     query = parser.add_mutually_exclusive_group(required=True)
     query.add_argument("--text", help="text -> image search")
     query.add_argument("--image", type=Path, help="image query (see --to)")
@@ -40,8 +48,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="one hit per image (every style of an emoji) instead of one per key",
     )
     parser.add_argument("-k", type=int, default=10, help="number of hits (1..1000)")
-    parser.add_argument("--json", action="store_true", help="machine-readable output")
-    parser.add_argument("--device", default="cpu")
+    parser.add_argument(
+        "--json", action="store_true", help='one JSON line per query: {"query", "hits"}'
+    )
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
@@ -75,6 +86,7 @@ def _read_queries(path: Path) -> list[str]:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retrievalkit.run.device import resolve_device
     from retrievalkit.search import SearchEngine
 
     if not 1 <= args.k <= 1000:
@@ -82,27 +94,17 @@ def run(args: argparse.Namespace) -> int:
     if args.text is not None and not args.text.strip():
         raise InputError("--text: empty query (expected some text)")
     queries = _read_queries(args.queries) if args.queries is not None else None
-    engine = SearchEngine(args.index, device=args.device)
-    text_options = {"mode": args.mode, "distinct_keys": not args.all_styles}
+    engine = SearchEngine(args.index, device=resolve_device(args.device))
     if args.image is not None:
-        hits = engine.search_image(
+        labels = [str(args.image)]
+        results = engine.search_image(
             [args.image], args.k, target=args.to, distinct_keys=not args.all_styles
-        )[0]
-        if args.json:
-            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
-        else:
-            _print_hits(str(args.image), hits, False)
-        return 0
-    if args.text is not None:
-        hits = engine.search_text([args.text], args.k, **text_options)[0]
-        if args.json:
-            print(json.dumps([h.to_dict() for h in hits], ensure_ascii=False))
-        else:
-            _print_hits(args.text, hits, False)
-        return 0
-    assert queries is not None  # the three options are a required exclusive group
-    for query, hits in zip(
-        queries, engine.search_text(queries, args.k, **text_options), strict=True
-    ):
-        _print_hits(query, hits, args.json)
+        )
+    else:
+        labels = [args.text] if args.text is not None else queries or []
+        results = engine.search_text(
+            labels, args.k, mode=args.mode, distinct_keys=not args.all_styles
+        )
+    for label, hits in zip(labels, results, strict=True):
+        _print_hits(label, hits, args.json)
     return 0

@@ -1,17 +1,18 @@
-"""``retrievalkit serve DIR [--host 127.0.0.1] [--port 8000] [--max-k 100] [limits]``."""
+"""``retrievalkit serve INDEX [--host 127.0.0.1] [--port 8000] [--max-k 100] [limits]``."""
 
 from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
+
+from retrievalkit.commands.options import add_device_option, add_index_argument, add_progress_option
 
 log = logging.getLogger(__name__)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("serve", help="HTTP search service over an index directory")
-    parser.add_argument("index", type=Path, help="directory written by `retrievalkit index build`")
+    add_index_argument(parser)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=8000)
     parser.add_argument("--max-k", type=int, default=100, help="largest k a request may ask")
@@ -31,12 +32,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="lock",
         help="one model pass per request (lock) or per group of waiting requests (batch)",
     )
-    parser.add_argument("--device", default="cpu")
+    add_device_option(parser)
+    add_progress_option(parser)
     parser.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.errors import InputError
+    from retrievalkit.run.device import resolve_device
 
     for option in ("max_k", "max_queries", "max_query_chars", "max_body_bytes", "max_url_bytes"):
         if getattr(args, option) < 1:
@@ -47,11 +50,12 @@ def run(args: argparse.Namespace) -> int:
 
         from retrievalkit.serve.app import app_for_index
     except ImportError as err:
-        log.error("serving needs the `serve` extra: pip install 'retrievalkit[serve]' (%s)", err)
-        return 2
+        raise InputError(
+            f"serving needs the `serve` extra: pip install 'retrievalkit[serve]' ({err})"
+        ) from None
     app = app_for_index(
         args.index,
-        device=args.device,
+        device=resolve_device(args.device),
         max_k=args.max_k,
         max_queries=args.max_queries,
         max_query_chars=args.max_query_chars,

@@ -43,6 +43,7 @@ from torch import Tensor, nn
 
 from retrievalkit.losses.core import PairLoss
 from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
+from retrievalkit.run.device import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -73,17 +74,17 @@ def init_runtime(device: str | None = None, timeout_minutes: float = 60.0) -> Ru
     """The runtime from torchrun's environment, joining its process group.
 
     Args:
-        device: ``cpu`` or ``cuda``; default ``cuda`` when available. Under
-            torchrun each rank takes ``cuda:LOCAL_RANK``.
+        device: ``cpu``, ``cuda`` or ``auto`` / None (``cuda`` when available).
+            Under torchrun each rank takes ``cuda:LOCAL_RANK``.
         timeout_minutes: how long a rank waits in a collective (the others wait
             while rank 0 evaluates and writes checkpoints).
     """
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
-    kind = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    kind = resolve_device(device)
     if world_size == 1:
         return Runtime.single(kind)
     rank, local_rank = int(os.environ["RANK"]), int(os.environ.get("LOCAL_RANK", "0"))
-    on_gpu = torch.device(kind).type == "cuda"
+    on_gpu = kind.type == "cuda"
     if on_gpu:
         torch.cuda.set_device(local_rank)
     if not dist.is_initialized():

@@ -36,7 +36,7 @@ def test_parse_options_reads_yaml_values():
 
 def test_data_info_prints_counts_and_source(tmp_path, image_writer, capsys):
     path = write_pairs(tmp_path, image_writer)
-    options = ["-o", f"path={path}", "-o", f"root={tmp_path / 'imgs'}"]
+    options = ["--set", f"path={path}", "--set", f"root={tmp_path / 'imgs'}"]
     assert main(["data", "info", "pairs", *options]) == 0
     out = capsys.readouterr().out
     assert "test" in out and "source:" in out and str(path) in out
@@ -49,7 +49,7 @@ def test_data_info_prints_counts_and_source(tmp_path, image_writer, capsys):
 def test_data_show_writes_a_grid(tmp_path, image_writer, capsys):
     path = write_pairs(tmp_path, image_writer)
     out = tmp_path / "grid.png"
-    argv = ["data", "show", "pairs", "-o", f"path={path}", "-o", f"root={tmp_path / 'imgs'}"]
+    argv = ["data", "show", "pairs", "--set", f"path={path}", "--set", f"root={tmp_path / 'imgs'}"]
     assert main([*argv, "--split", "train", "-n", "3", "--out", str(out)]) == 0
     assert "3 items of pairs/train" in capsys.readouterr().out
     picture = np.asarray(Image.open(out).convert("RGB"))
@@ -75,7 +75,7 @@ def test_data_show_labelled_split(tmp_path):
 def test_data_errors_end_with_one_message(tmp_path, capsys):
     bad = tmp_path / "pairs.csv"
     bad.write_text("image,caption\n../x.png,a\n")
-    assert main(["data", "info", "pairs", "-o", f"path={bad}", "-o", f"root={tmp_path}"]) == 2
+    assert main(["data", "info", "pairs", "--set", f"path={bad}", "--set", f"root={tmp_path}"]) == 2
     assert re.fullmatch(
         r"error: .*pairs.csv:line 2: image path '../x.png' leaves the root.*\n",
         capsys.readouterr().err,
@@ -84,5 +84,5 @@ def test_data_errors_end_with_one_message(tmp_path, capsys):
     assert re.fullmatch(
         r"error: unknown dataset 'nope'; known: .*emoji.*\n", capsys.readouterr().err
     )
-    assert main(["data", "info", "pairs", "-o", "colour=red"]) == 2
+    assert main(["data", "info", "pairs", "--set", "colour=red"]) == 2
     assert capsys.readouterr().err.startswith("error: cannot build dataset 'pairs'")

@@ -272,8 +272,8 @@ def test_data_info_and_show_on_tiny_icon_sets(tmp_path, capsys):
     chars = {"1f600": "halves", "2764-fe0f": "again", "1f436": "small", "1f431": "halves"}
     for style in ("twemoji", "openmoji"):
         write_icon_set(style_directory(STYLES[style], tmp_path / "sets"), chars)
-    options = ["-o", "styles=[twemoji, openmoji]", "-o", f"styles_dir={tmp_path / 'sets'}"]
-    options += ["-o", f"cache_dir={tmp_path / 'cache'}", "-o", "size=16"]
+    options = ["--set", "styles=[twemoji, openmoji]", "--set", f"styles_dir={tmp_path / 'sets'}"]
+    options += ["--set", f"cache_dir={tmp_path / 'cache'}", "--set", "size=16"]
     assert main(["data", "info", "emoji", *options]) == 0
     out = capsys.readouterr().out
     assert "images per style: twemoji 4, openmoji 4" in out

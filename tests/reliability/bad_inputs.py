@@ -93,7 +93,9 @@ def pairs(tmp: Path, rows: str, *options: str) -> str:
     root.mkdir(exist_ok=True)
     write(root / "ok.png", _png())
     listed = write(tmp / "pairs.jsonl", rows)
-    return cli("data", "info", "pairs", "-o", f"path={listed}", "-o", f"root={root}", *options)
+    return cli(
+        "data", "info", "pairs", "--set", f"path={listed}", "--set", f"root={root}", *options
+    )
 
 
 def _png() -> bytes:
@@ -216,7 +218,7 @@ def _(tmp: Path) -> str:
       "nothing loaded (`on_error: skip` drops the row)")  # fmt: skip
 def _(tmp: Path) -> str:
     write(tmp / "images" / "cut.png", _png()[:20])
-    return pairs(tmp, '{"image": "cut.png", "caption": "x"}\n', "-o", "verify_images=true")
+    return pairs(tmp, '{"image": "cut.png", "caption": "x"}\n', "--set", "verify_images=true")
 
 
 @case("zero-byte-jpeg", "data", "a zero-byte `.jpg`, with `verify_images`",
@@ -224,7 +226,7 @@ def _(tmp: Path) -> str:
       "nothing loaded (`on_error: skip` drops the row)")  # fmt: skip
 def _(tmp: Path) -> str:
     write(tmp / "images" / "empty.jpg", b"")
-    return pairs(tmp, '{"image": "empty.jpg", "caption": "x"}\n', "-o", "verify_images=true")
+    return pairs(tmp, '{"image": "empty.jpg", "caption": "x"}\n', "--set", "verify_images=true")
 
 
 @case("empty-caption", "data", "a pairs row with caption `\"  \"`",

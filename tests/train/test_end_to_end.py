@@ -213,12 +213,14 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     capsys.readouterr()
 
     assert main(["search", str(index), "--text", "a red circle", "-k", "3", "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    line = json.loads(capsys.readouterr().out)  # the shape of every search output
+    assert line["query"] == "a red circle"
+    hits = line["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3]
     assert all({"rank", "score", "key", "caption"} <= set(h) for h in hits)
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert main(["search", str(index), "--text", "a red circle", "--mode", "image", "--json"]) == 0
-    image_hits = json.loads(capsys.readouterr().out)
+    image_hits = json.loads(capsys.readouterr().out)["hits"]
     assert len(image_hits) == 10 and len({h["key"] for h in image_hits}) == 10
 
     from retrievalkit.search import SearchEngine
@@ -255,11 +257,12 @@ def test_cli_train_eval_index_search(tmp_path, capsys):
     image_path = tmp_path / "query.png"
     load_dataset("synthetic_shapes", n_images=48, size=16)["test"].images.load(0).save(image_path)
     assert main(["search", str(index), "--image", str(image_path), "-k", "2", "--json"]) == 0
-    assert len(json.loads(capsys.readouterr().out)) == 2
+    line = json.loads(capsys.readouterr().out)
+    assert line["query"] == str(image_path) and len(line["hits"]) == 2
     assert (
         main(["search", str(index), "--image", str(image_path), "--to", "captions", "--json"]) == 0
     )
-    assert "caption" in json.loads(capsys.readouterr().out)[0]
+    assert "caption" in json.loads(capsys.readouterr().out)["hits"][0]
     assert Image.open(image_path).size == (16, 16)
 
 

@@ -81,7 +81,7 @@ def test_cli_train_pictures_eval_index_search_serve(tmp_path, capsys):
     assert main(["index", "build", str(run), "--out", str(index)]) == 0
     capsys.readouterr()
     assert main(["search", str(index), "--text", "a red circle", "-k", "3", "--json"]) == 0
-    hits = json.loads(capsys.readouterr().out)
+    hits = json.loads(capsys.readouterr().out)["hits"]
     assert [h["rank"] for h in hits] == [1, 2, 3]
 
     from fastapi.testclient import TestClient
