@@ -116,12 +116,12 @@ def _print_quality(quality: dict[str, Any]) -> None:
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.run.config import load_config
+    from retrievalkit.run.device import resolve_device
     from retrievalkit.search import (
         DEFAULT_IMAGE_WEIGHT,
         SearchEngine,
         build_index_dir,
     )
-    from retrievalkit.run.device import resolve_device
     from retrievalkit.search.quality import compare_rankings, weight_sweep
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer

@@ -81,8 +81,8 @@ def data_overrides(items: list[str]) -> dict[str, object]:
 
 
 def run_build(args: argparse.Namespace) -> int:
-    from retrievalkit.search import MANIFEST, build_index_dir
     from retrievalkit.run.device import resolve_device
+    from retrievalkit.search import MANIFEST, build_index_dir
 
     out = build_index_dir(
         args.run,
