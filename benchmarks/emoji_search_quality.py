@@ -16,9 +16,9 @@ from pathlib import Path
 
 
 def main() -> None:
-    from retrievalkit.commands.demo import index_splits
     from retrievalkit.index.query_set import emoji_query_file
     from retrievalkit.pipeline.build import load_splits
+    from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.provenance import stdout_to_results
     from retrievalkit.search import (
         DEFAULT_IMAGE_WEIGHT,
@@ -46,7 +46,7 @@ def main() -> None:
         from retrievalkit.pipeline.load import load_model
 
         splits = load_splits(load_model(path).config.data)
-        build_index_dir(path, args.index, index_splits(splits), progress=False)
+        build_index_dir(path, args.index, every_image_splits(list(splits)), progress=False)
     with stdout_to_results(args.out or "results/emoji/search_quality.md"):
         engine = SearchEngine(args.index)
         splits = load_splits(engine.loaded.config.data)

@@ -21,7 +21,7 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "retrievalkit"
 LAYERS = {
-    3: {"", "__main__", "api", "cli", "commands", "serve", "export", "bench"},
+    3: {"", "__main__", "api", "cli", "commands", "serve", "export", "bench", "bench_names"},
     2: {"train", "compare"},
     1: {"pipeline", "search"},
     0: {"models", "data", "losses", "eval", "index", "run", "errors", "registry"},

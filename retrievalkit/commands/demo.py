@@ -57,13 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def index_splits(splits: dict[str, Any]) -> list[str]:
-    """Splits that together hold every image once: train plus the per-style views of
-    val and test when there are several styles, else train, val, test."""
-    styled = [n for n in splits if n.startswith(("val_", "test_"))]
-    return ["train", *styled] if styled else [n for n in ("train", "val", "test") if n in splits]
-
-
 def style_scores(trainer: Any) -> dict[str, dict[str, Any]]:
     """Test scores of the best model on each style's view of the test split."""
     return {
@@ -115,6 +108,7 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from retrievalkit.index.query_set import emoji_query_file
+    from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.config import load_config
     from retrievalkit.run.device import resolve_device
     from retrievalkit.search import (
@@ -138,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     index_dir = build_index_dir(
         args.out / "checkpoints" / "best",
         args.out / "index",
-        index_splits(trainer.splits),
+        every_image_splits(list(trainer.splits)),
         device=device,
         progress=progress,
     )

@@ -26,7 +26,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_run_argument(parser)
     add_split_option(
         parser,
-        "the recipe's test split; with --shard: train val test",
+        "the recipe's test split; with --shard: every image of every style, as index build",
         "the split to embed (with --shard: the splits whose items are sharded)",
     )
     parser.add_argument(
@@ -90,7 +90,7 @@ def run_shard(args: argparse.Namespace, loaded: object) -> int:
     from retrievalkit.pipeline.shards import ShardSpec
 
     spec = ShardSpec.parse(args.shard)
-    splits = split_names(args, ["train", "val", "test"])
+    splits = split_names(args) or None  # default: every image of every style
     path = embed_shard(loaded, splits, spec, args.out, progress=show_progress(args))  # type: ignore[arg-type]
     print(f"wrote {path}")
     return 0

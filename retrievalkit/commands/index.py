@@ -27,7 +27,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     build = actions.add_parser("build", help="embed a dataset's images/captions and index them")
     add_run_argument(build)
     build.add_argument("--out", type=Path, required=True, help="index directory to write")
-    add_split_option(build, "train val test", "splits to index")
+    add_split_option(
+        build,
+        "every image of every style: train and each style's view of val and test, as the "
+        "demo indexes; else train val test",
+        "splits to index",
+    )
     build.add_argument("--splits", dest="split", nargs="+", help=argparse.SUPPRESS)  # old name
     build.add_argument(
         "--backend",
@@ -60,6 +65,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         deprecated=("--data",),
         deprecated_prefix=DATA_OPTIONS,
     )
+    build.add_argument(
+        "--no-pictures",
+        action="store_true",
+        help="do not keep each image as indexed in DIR/pictures (the page then shows keys)",
+    )
     add_device_option(build)
     add_progress_option(build)
     build.set_defaults(func=run_build)
@@ -83,18 +93,22 @@ def data_overrides(items: list[str]) -> dict[str, object]:
 def run_build(args: argparse.Namespace) -> int:
     from retrievalkit.run.device import resolve_device
     from retrievalkit.search import MANIFEST, build_index_dir
+    from retrievalkit.search.index_dir import describe
 
     out = build_index_dir(
         args.run,
         args.out,
-        split_names(args, ["train", "val", "test"]),
+        split_names(args) or None,
         backend=args.backend,
         device=resolve_device(args.device),
         progress=show_progress(args),
         data_overrides=data_overrides(args.overrides),
         index_options={"uri": args.milvus_uri, "collection": args.collection},
         shards=args.from_shards,
+        pictures=not args.no_pictures,
     )
-    print(json.dumps(json.loads((out / MANIFEST).read_text()), indent=2))
+    manifest = json.loads((out / MANIFEST).read_text())
+    print(json.dumps(manifest, indent=2))
+    print(describe(manifest))
     print(f"index written to {out}")
     return 0

@@ -6,7 +6,18 @@ items with the same keys and metadata.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
+
+
+def every_image_splits(split_names: Sequence[str]) -> list[str]:
+    """Splits that together hold every image once: train plus the per-style views
+    of val and test (``val_<style>``, ``test_<style>``) when there are several
+    styles, else train, val, test (those present)."""
+    styled = [n for n in split_names if n.startswith(("val_", "test_"))]
+    if styled:
+        return ["train", *styled]
+    return [n for n in ("train", "val", "test") if n in split_names]
 
 
 def unique_images(splits: list[Any]) -> tuple[list[tuple[Any, int]], list[str], list[dict]]:

@@ -8,26 +8,29 @@ from typing import Any
 
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
-from retrievalkit.pipeline.items import ListSource, unique_images
+from retrievalkit.pipeline.items import ListSource, every_image_splits, unique_images
 from retrievalkit.pipeline.load import LoadedModel
 from retrievalkit.pipeline.shards import ShardError, ShardSpec, SidePart, write_shard
 
 
 def embed_shard(
     loaded: LoadedModel,
-    split_names: Sequence[str],
+    split_names: Sequence[str] | None,
     spec: ShardSpec,
     out: Path,
     progress: bool = True,
 ) -> Path:
-    """Embed shard ``spec`` of the distinct images of ``split_names`` (and of their
-    captions, for a cross-modal model) and write it under ``out``; returns its path.
+    """Embed shard ``spec`` of the distinct images of ``split_names`` (default: every
+    image of every style, as ``index build``) (and of their captions, for a
+    cross-modal model) and write it under ``out``; returns its path.
 
     Every process loads the split lists (keys and captions, small) but embeds only
     its own rows, so ``N`` processes together embed each item once.
     """
     config, model = loaded.config, loaded.model
     splits_by_name = load_splits(config.data)
+    if split_names is None:
+        split_names = every_image_splits(list(splits_by_name))
     splits = [require_split(splits_by_name, name, config.data.name) for name in split_names]
     items, keys, metadata = unique_images(splits)
     rows = spec.rows(len(items))

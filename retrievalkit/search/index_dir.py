@@ -10,6 +10,12 @@ Layout written by :func:`build_index_dir`::
     DIR/captions/        (cross-modal) index of caption embeddings; key = the key of
                          the caption's image, metadata = {"caption": ...} (each
                          distinct (key, caption) once)
+    DIR/pictures/        NNNNNN.png: image item NNNNNN as indexed (at most
+                         ``PICTURE_SIZE`` px a side), named by its metadata's
+                         ``picture``; the search page shows it for a hit
+
+By default the index holds every image of every style (:func:`every_image_splits`:
+what the demo indexes), each (key, style) once.
 
 :class:`~retrievalkit.search.engine.SearchEngine` reads it.
 """
@@ -28,7 +34,7 @@ import torch
 
 from retrievalkit.pipeline.build import build_transform, load_splits, require_split
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
-from retrievalkit.pipeline.items import ListSource, unique_images
+from retrievalkit.pipeline.items import ListSource, every_image_splits, unique_images
 from retrievalkit.pipeline.load import load_model
 from retrievalkit.run.checkpoint import (
     CHECKSUM_FILE,
@@ -41,6 +47,39 @@ from retrievalkit.run.files import atomic_write_text, file_sha256
 from retrievalkit.search.backends import new_index
 
 MANIFEST = "retrieval.json"
+PICTURES = "pictures"
+PICTURE_SIZE = 96
+
+
+def write_pictures(source: Any, out: Path, progress: bool = False) -> list[str]:
+    """Each image item of ``source`` as ``out/NNNNNN.png`` (at most ``PICTURE_SIZE``
+    px a side); returns the file names, in item order."""
+    from tqdm.auto import tqdm
+
+    out.mkdir(parents=True, exist_ok=True)
+    names = []
+    for i in tqdm(range(len(source)), desc="pictures", disable=not progress, leave=False):
+        image = source.load(i)
+        image.thumbnail((PICTURE_SIZE, PICTURE_SIZE))
+        name = f"{i:06d}.png"
+        image.save(out / name)
+        names.append(name)
+    return names
+
+
+def describe(manifest: dict[str, Any]) -> str:
+    """What an index holds, one line: images (per split, per style), captions, splits."""
+    counts = [
+        "; ".join(f"{name} {count:,}" for name, count in manifest[field].items())
+        for field in ("images_by_split", "images_by_style")
+        if manifest.get(field)
+    ]
+    line = f"indexed {manifest.get('num_images', 0):,} images"
+    if counts:
+        line += " (" + " | ".join(counts) + ")"
+    if "num_captions" in manifest:
+        line += f" and {manifest['num_captions']:,} captions"
+    return line + f" from splits {', '.join(manifest.get('splits') or [])}"
 
 
 def _copy_model(checkpoint_dir: Path, out: Path) -> None:
@@ -66,15 +105,18 @@ def _fill_from_shards(index: Any, shards: Path, side: str) -> None:
 def build_index_dir(
     checkpoint: str | Path,
     out: str | Path,
-    split_names: Sequence[str] = ("train", "val", "test"),
+    split_names: Sequence[str] | None = None,
     backend: str = "exact",
     device: str | torch.device = "cpu",
     progress: bool = True,
     data_overrides: dict[str, Any] | None = None,
     index_options: dict[str, Any] | None = None,
     shards: str | Path | None = None,
+    pictures: bool = True,
 ) -> Path:
-    """Embed every image (and caption) of ``split_names`` and write an index directory.
+    """Embed every image (and caption) of ``split_names`` (default: every image of
+    every style, :func:`every_image_splits`) and write an index directory; with
+    ``pictures``, each image as indexed too (``DIR/pictures``, for the page).
 
     ``shards``: a directory of ``embed --shard`` outputs of this model to index
     instead of embedding here (read one shard at a time; their splits are used).
@@ -101,9 +143,14 @@ def build_index_dir(
     if data_overrides:
         data = replace(data, options={**data.options, **data_overrides})
     splits_by_name = load_splits(data)
+    if split_names is None:
+        split_names = every_image_splits(list(splits_by_name))
     splits = [require_split(splits_by_name, name, data.name) for name in split_names]
     items, keys, metadata = unique_images(splits)
     source = ListSource(items)
+    if pictures and source.kind == "image":
+        names = write_pictures(source, out / PICTURES, progress)
+        metadata = [{**meta, "picture": name} for meta, name in zip(metadata, names, strict=True)]
     transform = build_transform(source.kind, data, train=False)
     model = loaded.model
     image_emb = embed_images(
@@ -112,7 +159,14 @@ def build_index_dir(
     image_index = new_index(backend, image_emb.shape[1], out / "images", options)
     image_index.add(image_emb, keys, metadata)
     image_index.save(out / "images")
-    manifest.update({"splits": list(split_names), "num_images": len(keys)})
+    manifest.update(
+        {
+            "splits": list(split_names),
+            "num_images": len(keys),
+            "images_by_split": _counts(meta["split"] for meta in metadata),
+            "images_by_style": _counts(meta["style"] for meta in metadata if "style" in meta),
+        }
+    )
     if model.has_text:
         pairs = dict.fromkeys(
             (split.image_keys[int(i)], caption)
@@ -127,6 +181,14 @@ def build_index_dir(
         manifest["num_captions"] = len(captions)
     atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2))
     return out
+
+
+def _counts(names: Any) -> dict[str, int]:
+    """How often each name occurs, in first-seen order."""
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
 
 
 def _index_shards(

@@ -10,7 +10,10 @@ Endpoints (JSON unless stated):
 - ``GET /health`` -> ``{"status": "ok", "items", "task"}``.
 - ``GET /metrics`` -> Prometheus text (see :mod:`retrievalkit.serve.metrics`);
   ``GET /metrics.json`` -> counts and recent ``/search`` latency percentiles.
-- ``GET /`` -> a search page (``static/index.html``).
+- ``GET /pictures/NNNNNN.png`` -> an indexed image as the index keeps it (a hit's
+  ``metadata.picture``; 404 for any other name or when the index has none).
+- ``GET /`` -> a search page (``static/index.html``): each hit's own picture (the
+  style that matched), caption and score.
 
 Every request is checked before the model runs, by pydantic models and
 ``Query`` constraints: a query is 1..``max_query_chars`` characters with some
@@ -27,8 +30,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import FastAPI, Query, Request
+from fastapi import Path as Path_
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from pydantic import AfterValidator, ConfigDict, Field, StringConstraints, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -39,6 +43,7 @@ from retrievalkit.serve.runner import RUNNERS, TextSearcher
 
 STATIC_DIR = Path(__file__).parent / "static"
 ROUTES = {"/search", "/limits", "/health", "/metrics", "/metrics.json", "/"}
+PICTURE_NAME = r"^[0-9]{6}\.png$"  # the names search.index_dir.write_pictures gives
 
 
 def _some_text(text: str) -> str:
@@ -89,8 +94,11 @@ def create_app(
     max_body_bytes: int = 65536,
     max_url_bytes: int = 8192,
     model_access: Literal["lock", "batch"] = "lock",
+    pictures: Path | None = None,
 ) -> FastAPI:
     """A FastAPI app serving ``engine`` (see the module docstring for the endpoints).
+
+    ``pictures``: the index directory's ``pictures/`` (the page's images), if any.
 
     ``model_access``: ``"lock"`` runs one request's pass at a time, ``"batch"``
     encodes the requests waiting for the model together (micro-batching).
@@ -168,6 +176,13 @@ def create_app(
     def json_metrics() -> dict[str, Any]:
         return metrics.snapshot()
 
+    @app.get("/pictures/{name}")
+    def picture(name: Annotated[str, Path_(pattern=PICTURE_NAME)]) -> Response:
+        path = pictures / name if pictures is not None else None
+        if path is None or not path.is_file():
+            return JSONResponse(error_body(["path", "name"], "no such picture", "http_404"), 404)
+        return FileResponse(path, media_type="image/png")
+
     @app.get("/", response_class=HTMLResponse)
     def page() -> str:
         return (STATIC_DIR / "index.html").read_text(encoding="utf-8")
@@ -180,11 +195,14 @@ def create_app(
 def app_for_index(directory: str | Path, device: str = "cpu", **options: Any) -> FastAPI:
     """Open an index directory (``retrievalkit index build``) and serve it."""
     from retrievalkit.search import SearchEngine
+    from retrievalkit.search.index_dir import PICTURES
 
     engine = SearchEngine(directory, device=device)
+    pictures = Path(directory) / PICTURES
     return create_app(
         engine,
         items=len(engine.images),
         task="cross_modal" if engine.model.has_text else "metric",
+        pictures=pictures if pictures.is_dir() else None,
         **options,
     )

@@ -17,14 +17,14 @@ HAVE_EMOJI = FONT_PATH.exists() and (CLDR_ROOT / "annotations" / "en.xml").exist
 
 def tiny_recipe(emoji: bool) -> dict:
     data = (
-        {"name": "emoji", "options": {"size": 16, "limit": 80}}
+        {"name": "emoji", "options": {"size": 32, "limit": 80}}
         if emoji
         else {"name": "synthetic_shapes", "options": {"n_images": 48, "size": 16}}
     )
     return {
         "name": "tiny_served",
         "task": "cross_modal",
-        "data": {**data, "image_size": 16, "batch_size": 16, "augment": False},
+        "data": {**data, "image_size": 32 if emoji else 16, "batch_size": 16, "augment": False},
         "model": {
             "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
             "text": {"name": "gru", "word_dim": 16, "hidden_dim": 16},

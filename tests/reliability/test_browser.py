@@ -1,7 +1,8 @@
 """The search page in a real browser: Playwright driving Debian's chromium.
 
 Open the page of a served index at phone width, type a query, see hits as
-pictures with score and caption, change k, see a bad request's message.
+their own indexed pictures (loaded from the app) with score and caption, change
+k, see the message for an empty query and a bad request's message.
 Screenshots go to ``$TEST_ARTIFACTS`` (default: the test's tmp directory).
 """
 
@@ -45,8 +46,16 @@ def test_search_page_at_phone_width(served_index, tmp_path):
             hits = page.locator(".hit")
             assert hits.count() == 10
             first = hits.nth(0)
-            assert first.locator(".picture").inner_text().strip()
             assert first.locator(".caption").inner_text().strip()
+            # every hit shows its own picture, served from the index directory, loaded
+            page.wait_for_function(
+                "[...document.querySelectorAll('.hit img')].every((i) => i.complete)"
+            )
+            sources = page.eval_on_selector_all(".hit img", "(s) => s.map((i) => i.src)")
+            widths = page.eval_on_selector_all(".hit img", "(s) => s.map((i) => i.naturalWidth)")
+            assert len(sources) == 10 and all(width > 0 for width in widths), widths
+            assert all("/pictures/" in source for source in sources)
+            assert len(set(sources)) == 10  # each hit its own image
             assert "score" in first.locator(".meta").inner_text()
             assert page.evaluate("document.documentElement.scrollWidth") <= 390  # no side scroll
             page.screenshot(path=str(artifacts / "search_page_phone.png"), full_page=True)
@@ -56,6 +65,15 @@ def test_search_page_at_phone_width(served_index, tmp_path):
             page.wait_for_function("document.querySelectorAll('.hit').length === 3")
             assert page.inner_text("#error") == ""
 
+            for empty in ("", "   "):
+                page.fill("#q", empty)
+                page.click("button")
+                page.wait_for_function("document.getElementById('error').textContent !== ''")
+                assert page.inner_text("#error").startswith("Type something to search for")
+                assert page.locator(".hit").count() == 0
+            page.screenshot(path=str(artifacts / "search_page_empty.png"))
+
+            page.fill("#q", "a happy cat")
             page.fill("#k", "500")
             page.click("button")
             page.wait_for_function("document.getElementById('error').textContent !== ''")
