@@ -9,7 +9,10 @@ Sources (repeatable ``--source``), each giving per-seed test scores per recipe:
 - a ``retrievalkit compare --out`` directory (``RECIPE/seedS/metrics.json``, ``test``);
 - a ``.json`` results file whose ``results.runs`` is a list of
   ``{"recipe", "seed", "test": {metric: value}}`` (e.g. ``fmnist_plain_loop.py``'s).
-``--rename OLD=NEW`` gives a recipe another label (two sources holding the same recipe
+- ``--summary FILE``: a table of ``mean ± std`` cells with a ``seeds`` column (the
+  count), e.g. ``results/emoji/mfsr_ablation.md``; only Welch's test is possible
+  from it (computed from the rounded mean, std and n), and the output says so.
+``--rename SOURCE:OLD=NEW`` gives a recipe another label (two sources holding the same recipe
 name at different settings). Every ``--pair A B`` is tested on every ``--metric``:
 Welch's t-test (unequal variances, two-sided) and, when both have the same seeds, a
 paired t-test over seeds (seed s of A against seed s of B), shown for information.
@@ -84,6 +87,33 @@ def read_runs_json(path: Path) -> Scores:
     return out
 
 
+@dataclass(frozen=True)
+class Summary:
+    """A recipe's metric as printed in a summary table: mean, sample std, seed count."""
+
+    mean: float
+    std: float
+    n: int
+
+
+def read_summary_md(path: Path) -> dict[str, dict[str, Summary]]:
+    """``row -> metric -> Summary`` from a Markdown table of ``mean ± std`` cells."""
+    table = [line for line in path.read_text().splitlines() if line.startswith("|")]
+    header = _cells(table[0])
+    if "seeds" not in header:
+        raise ValueError(f"{path}: the summary table needs a 'seeds' (count) column")
+    out: dict[str, dict[str, Summary]] = {}
+    for line in table[2:]:
+        row = dict(zip(header, _cells(line)))
+        n = int(row["seeds"])
+        out[row[header[0]]] = {
+            k: Summary(*(float(x.strip("* ")) for x in v.split("±")), n)
+            for k, v in row.items()
+            if "±" in v
+        }
+    return out
+
+
 def read_source(path: Path) -> Scores:
     if path.is_dir():
         return read_compare_dir(path)
@@ -138,6 +168,23 @@ def compare(scores: Scores, a: str, b: str, metric: str) -> Test:
     return Test(a, b, metric, av, bv, float(welch.statistic), df, float(welch.pvalue), paired)
 
 
+def compare_summary(table: dict[str, dict[str, Summary]], a: str, b: str, metric: str) -> str:
+    """One result row of Welch's test from summary statistics (no paired test possible)."""
+    for name in (a, b):
+        if name not in table:
+            raise ValueError(f"--pair: no row {name!r} in the summary ({sorted(table)})")
+    x, y = table[a][metric], table[b][metric]
+    welch = stats.ttest_ind_from_stats(x.mean, x.std, x.n, y.mean, y.std, y.n, equal_var=False)
+    va, vb = x.std**2 / x.n, y.std**2 / y.n
+    df = (va + vb) ** 2 / (va**2 / (x.n - 1) + vb**2 / (y.n - 1)) if va + vb else math.inf
+    verdict = "established (p < 0.05)" if welch.pvalue < 0.05 else "not established"
+    return (
+        f"| {metric} | {a} | {x.mean:.2f} ± {x.std:.2f} | {b} | {y.mean:.2f} ± {y.std:.2f} "
+        f"| {x.mean - y.mean:+.2f} | {welch.statistic:.2f} | {df:.1f} | {welch.pvalue:.3f} "
+        f"| - | {verdict} |"
+    )
+
+
 def per_seed_table(scores: Scores, names: list[str], metrics: list[str]) -> list[str]:
     lines = ["| recipe | seed | " + " | ".join(metrics) + " |", "|" + "---|" * (len(metrics) + 2)]
     for name in names:
@@ -149,13 +196,18 @@ def per_seed_table(scores: Scores, names: list[str], metrics: list[str]) -> list
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--source", type=Path, action="append", required=True)
+    parser.add_argument("--source", type=Path, action="append", default=[])
+    parser.add_argument("--summary", type=Path, default=None, help="a mean ± std table instead")
     parser.add_argument("--rename", action="append", default=[], metavar="SOURCE:OLD=NEW")
     parser.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
     parser.add_argument("--metric", action="append", required=True)
     parser.add_argument("--title", default="Seed statistics")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
+    if args.summary is not None:
+        return summary_main(args)
+    if not args.source:
+        parser.error("give --source (per-seed scores) or --summary")
     scores: Scores = {}
     renames = dict(item.split("=", 1) for item in args.rename)
     for source in args.source:
@@ -201,6 +253,34 @@ def main(argv: list[str] | None = None) -> int:
     text = "\n".join(body)
     seeds = sorted({s for n in names for s in scores[n]})
     write_results(args.out, text, seeds=seeds)
+    print(text)
+    print(f"written to {args.out}")
+    return 0
+
+
+def summary_main(args: argparse.Namespace) -> int:
+    """Welch's tests from a summary table; the output says they use rounded statistics."""
+    try:
+        table = read_summary_md(args.summary)
+        rows = [compare_summary(table, a, b, m) for a, b in args.pair for m in args.metric]
+    except (OSError, ValueError, KeyError) as err:
+        print(f"seed_stats: {err}", file=sys.stderr)
+        return 2
+    text = "\n".join(
+        [
+            f"# {args.title}",
+            "",
+            f"Source: `{args.summary}` (mean ± sample std over seeds, as printed there: rounded,",
+            "no per-seed values), so only Welch's two-sided test, from those statistics.",
+            "verdict: 'established' when p < 0.05, else 'not established'.",
+            "",
+            "| metric | A | A mean ± std | B | B mean ± std | A - B | Welch t | df | Welch p "
+            "| paired p | verdict |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+        ]
+    )
+    write_results(args.out, text)
     print(text)
     print(f"written to {args.out}")
     return 0
