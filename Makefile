@@ -12,7 +12,7 @@ EXTRAS ?= vision,text,index,milvus,serve,export,emoji,dev
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
 # the browser of the page's end-to-end test (Playwright drives it; no browser download)
 DEBIAN_TOOLS := chromium
-# Emoji art styles (Iconify JSON sets on npm, pinned; see retrievalkit/data/emoji_styles.py):
+# Emoji art styles (Iconify JSON sets on npm, pinned; see retrievalkit/data/emoji/styles.py):
 # fetched once with `npm pack` into $(EMOJI_STYLES_DIR)/<set>/; a set that cannot be
 # fetched is skipped with a one-line message (the emoji data then has fewer styles).
 EMOJI_NPM := twemoji@1.2.5 openmoji@1.2.29 fluent-emoji-flat@1.2.6

@@ -16,7 +16,7 @@ from pathlib import Path
 
 
 def main() -> None:
-    from retrievalkit.index.query_set import emoji_query_file
+    from retrievalkit.eval.query_set import emoji_query_file
     from retrievalkit.pipeline.build import load_splits
     from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.provenance import stdout_to_results

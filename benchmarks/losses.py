@@ -5,7 +5,7 @@ backward time is measured for ours, for the reference (PML's equivalent with the
 same definition, see tests/losses/test_against_pml.py; vsepp's ContrastiveLoss
 for VSE++/VSE0) and for the floor no loss can beat: the forward matmul plus the
 backward matmuls it needs (one for ``x x^T``, two for ``img txt^T``; see
-``retrievalkit.bench``), next to autograd's ``(x @ x.T).sum().backward()`` (three
+``retrievalkit.losses.bench``), next to autograd's ``(x @ x.T).sum().backward()`` (three
 matmuls, labelled "autograd floor"). Runs are interleaved (floor, autograd floor,
 ours, reference, floor, ...) and the median of ``--reps`` is reported, as ratios,
 with the load average before and after. Peak memory is the increase of the
@@ -28,8 +28,8 @@ import sys
 import torch
 from peak_memory import print_peak_growth
 
-import retrievalkit.bench as bench
-from retrievalkit.bench import LOSS_NAMES, benchmark_rows, table_header
+import retrievalkit.losses.bench as bench
+from retrievalkit.losses.bench import LOSS_NAMES, benchmark_rows, table_header
 
 
 def peak_rss_mib(name: str, b: int, impl: str) -> float | None:

@@ -26,10 +26,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+from loadtest import rss_mib, run_level, wait_until_healthy
 from prometheus_client.parser import text_string_to_metric_families
 
 from retrievalkit.run.provenance import stdout_to_results
-from retrievalkit.serve.loadtest import rss_mib, run_level, wait_until_healthy
 
 QUERIES = Path(__file__).with_name("emoji_queries.tsv")
 

@@ -6,7 +6,7 @@ Compares, side by side and interleaved (medians over repeats):
 - ``ours_self``: the same with ``include_self=True``, the variant of the original
   code and of PML (the query counts as its own positive): the one timed against PML;
 - ``floor``: the least any loss on ``S = x x^T`` does, the forward matmul and one
-  backward matmul (``retrievalkit.bench.GramFloor``);
+  backward matmul (``retrievalkit.losses.bench.GramFloor``);
 - ``autograd``: autograd's ``(x @ x.T).sum()`` forward + backward (three matmuls;
   the floor used before, kept as a labelled column);
 - ``pml``: ``pytorch_metric_learning.losses.SmoothAPLoss`` (B^3 memory, so only
@@ -49,7 +49,7 @@ def make_inputs(batch: int, dim: int, seed: int = 0) -> tuple[torch.Tensor, torc
 def make_step(method: str, emb: torch.Tensor, labels: torch.Tensor) -> Callable[[], None]:
     """One forward + backward of ``method`` from a fresh leaf copy of ``emb``."""
     if method == "floor":
-        from retrievalkit.bench import GramFloor
+        from retrievalkit.losses.bench import GramFloor
 
         def loss_fn(x: torch.Tensor, _: torch.Tensor) -> torch.Tensor:
             return GramFloor.apply(x)

@@ -1,5 +1,5 @@
 """The losses ``retrievalkit bench`` times, by name (no torch import: the CLI's
-``--help`` lists them without loading the benchmark, :mod:`retrievalkit.bench`)."""
+``--help`` lists them without loading the benchmark, :mod:`retrievalkit.losses.bench`)."""
 
 METRIC_LOSSES = (
     "multi_similarity",

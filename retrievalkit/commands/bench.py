@@ -30,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from retrievalkit.bench import benchmark_rows, table_header
+    from retrievalkit.losses.bench import benchmark_rows, table_header
 
     if any(b < 2 for b in args.sizes) or args.reps < 1:
         raise InputError(f"--sizes must be >= 2 and --reps >= 1, got {args.sizes} and {args.reps}")

@@ -107,7 +107,7 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.index.query_set import emoji_query_file
+    from retrievalkit.eval.query_set import emoji_query_file
     from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.config import load_config
     from retrievalkit.run.device import resolve_device

@@ -5,7 +5,7 @@ Every run reads data as splits (``CrossModalSplit`` / ``LabelledSplit``) from
 """
 
 from retrievalkit.data import (  # noqa: F401  (register the datasets)
-    emoji_dataset,
+    emoji,
     fashion_mnist,
     folders,
     karpathy,

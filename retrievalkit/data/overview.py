@@ -54,7 +54,7 @@ def style_counts(splits: dict[str, CrossModalSplit | LabelledSplit]) -> dict[str
 def style_summary(splits: dict[str, CrossModalSplit | LabelledSplit]) -> str:
     """Lines for ``data info``: images per style, emoji per number of styles, and the
     licence and attribution of each style ("" when the splits carry no styles)."""
-    from retrievalkit.data.emoji_styles import STYLES
+    from retrievalkit.data.emoji.styles import STYLES
 
     counts = style_counts(splits)
     if counts is None:
@@ -165,7 +165,7 @@ def save_style_grid(
 
     if split.image_styles is None:
         raise ValueError(f"{split.name} has no image styles")
-    from retrievalkit.data.emoji_styles import STYLES
+    from retrievalkit.data.emoji.styles import STYLES
 
     keys = split.image_keys if isinstance(split, CrossModalSplit) else split.keys
     present = set(split.image_styles)

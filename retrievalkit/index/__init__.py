@@ -1,4 +1,4 @@
-"""Indexes (exact torch, FAISS, Milvus) with keys and metadata; BM25 baseline; query sets.
+"""Indexes (exact torch, FAISS, Milvus) with keys and metadata; BM25 baseline.
 
 Flat (exact) search is the default below about a million items; measure what an
 approximate FAISS index (IVF/HNSW) loses with ``ann_recall``, per query direction.
@@ -14,7 +14,6 @@ from retrievalkit.index.bm25 import BM25Index, word_tokens
 from retrievalkit.index.exact import ExactIndex
 from retrievalkit.index.faiss_index import FaissIndex, ann_recall, overlap_recall
 from retrievalkit.index.milvus_index import MilvusIndex
-from retrievalkit.index.query_set import Query, emoji_query_file, hit_rate_at_k, load_query_set
 from retrievalkit.index.topk import blockwise_topk
 
 BACKENDS: MappingProxyType[str, type[ExactIndex] | type[MilvusIndex]] = MappingProxyType(
@@ -45,14 +44,10 @@ __all__ = [
     "Hit",
     "IndexError_",
     "MilvusIndex",
-    "Query",
     "SearchResult",
     "ann_recall",
     "blockwise_topk",
-    "emoji_query_file",
-    "hit_rate_at_k",
     "load_index",
-    "load_query_set",
     "overlap_recall",
     "word_tokens",
 ]

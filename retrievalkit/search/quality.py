@@ -1,6 +1,6 @@
 """Search quality on a typed query set: the trained model's rankings against BM25.
 
-Rankings (hit@5 and MRR@5 per query kind, ``retrievalkit.index.query_set``):
+Rankings (hit@5 and MRR@5 per query kind, ``retrievalkit.eval.query_set``):
 
 - ``image``: the query's embedding against every image embedding, one hit per
   emoji (its best style): the trained image tower alone.
@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from retrievalkit.index.query_set import Query, hit_rate_at_k, load_query_set
+from retrievalkit.eval.query_set import Query, hit_rate_at_k, load_query_set
 
 K = 5
 WEIGHT_GRID = tuple(round(0.1 * i, 1) for i in range(11))

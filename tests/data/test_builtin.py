@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from retrievalkit.data import DataError, load_dataset
-from retrievalkit.data.emoji import (
+from retrievalkit.data.emoji.noto import (
     CLDR_ROOT,
     FONT_PATH,
     captions_for,

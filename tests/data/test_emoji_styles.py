@@ -12,15 +12,15 @@ import numpy as np
 import pytest
 
 from retrievalkit.data import DataError, load_dataset
-from retrievalkit.data.emoji import CLDR_ROOT, FONT_PATH, split_of
-from retrievalkit.data.emoji_dataset import (
+from retrievalkit.data.emoji.dataset import (
     EmojiImages,
     choose_styles,
     emoji_id_splits,
     emoji_splits,
     view_style,
 )
-from retrievalkit.data.emoji_styles import (
+from retrievalkit.data.emoji.noto import CLDR_ROOT, FONT_PATH, split_of
+from retrievalkit.data.emoji.styles import (
     STYLES,
     chars_to_key,
     default_styles_dir,

@@ -2,8 +2,8 @@
 
 import json
 
-from retrievalkit.bench import fmt
 from retrievalkit.cli import main
+from retrievalkit.losses.bench import fmt
 
 
 def test_bench_prints_and_writes_rows(tmp_path, capsys):
@@ -33,7 +33,7 @@ def test_floors_run_exactly_the_needed_matmuls():
     the two backward matmuls (S stands in for dL/dS; timing only)."""
     import torch
 
-    from retrievalkit.bench import CrossFloor, GramFloor, make_case
+    from retrievalkit.losses.bench import CrossFloor, GramFloor, make_case
 
     g = torch.Generator().manual_seed(0)
     x = torch.randn(7, 5, generator=g, dtype=torch.float64, requires_grad=True)

@@ -19,7 +19,7 @@ CHECK = """
 import json, sys
 from pathlib import Path
 import retrievalkit
-from retrievalkit.index.query_set import emoji_query_file, load_query_set
+from retrievalkit.eval.query_set import emoji_query_file, load_query_set
 from retrievalkit.run.config import load_config
 from retrievalkit.run.recipes import resolve_recipe, shipped_recipes
 package = Path(retrievalkit.__file__).parent

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from retrievalkit.data.emoji import CLDR_ROOT, FONT_PATH
+from retrievalkit.data.emoji.noto import CLDR_ROOT, FONT_PATH
 
 HAVE_EMOJI = FONT_PATH.exists() and (CLDR_ROOT / "annotations" / "en.xml").exists()
 

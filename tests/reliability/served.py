@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
-from retrievalkit.serve.loadtest import wait_until_healthy
+from loadtest import wait_until_healthy
 
 
 def free_port() -> int:

@@ -5,8 +5,8 @@ every request answered with k hits, no errors, memory flat."""
 from __future__ import annotations
 
 import pytest
+from loadtest import rss_mib, run_level
 
-from retrievalkit.serve.loadtest import rss_mib, run_level
 from tests.reliability.served import serving
 
 QUERIES = ["a happy face", "red heart", "cat", "rain", "party popper", "thumbs up", "sad"]

@@ -10,13 +10,13 @@ from xml.etree import ElementTree
 
 import pytest
 
-from retrievalkit.index.bm25 import word_tokens
-from retrievalkit.index.query_set import (
+from retrievalkit.eval.query_set import (
     emoji_query_file,
     hit_rate_at_k,
     load_query_set,
     query_part,
 )
+from retrievalkit.index.bm25 import word_tokens
 
 QUERIES = emoji_query_file()
 CLDR_DIR = Path("/usr/share/unicode/cldr/common")

@@ -1,7 +1,7 @@
 """The ``emoji`` (image <-> text) and ``emoji_id`` (metric learning) datasets.
 
 One image per (emoji, art style): ``noto`` (the Debian font renders) and the SVG
-sets ``twemoji``, ``openmoji``, ``fluent`` (``retrievalkit.data.emoji_styles``).
+sets ``twemoji``, ``openmoji``, ``fluent`` (``retrievalkit.data.emoji.styles``).
 The CLDR captions of an emoji are shared by all its styles; an image's key is the
 emoji (as with one style) and ``image_styles`` holds its style. An emoji is kept
 when at least one chosen style draws it.
@@ -35,7 +35,7 @@ from pathlib import Path
 
 import numpy as np
 
-from retrievalkit.data.emoji import (
+from retrievalkit.data.emoji.noto import (
     CLDR_ROOT,
     FONT_PATH,
     captions_for,
@@ -45,7 +45,7 @@ from retrievalkit.data.emoji import (
     render_noto,
     split_of,
 )
-from retrievalkit.data.emoji_styles import (
+from retrievalkit.data.emoji.styles import (
     STYLES,
     available_styles,
     default_styles_dir,

@@ -1,7 +1,7 @@
 """Emoji from Debian packages (no download): CLDR captions and the Noto font renders.
 
 The ``emoji`` and ``emoji_id`` datasets (with the other art styles) are built in
-``retrievalkit.data.emoji_dataset`` from these parts.
+``retrievalkit.data.emoji.dataset`` from these parts.
 
 Images: every emoji of Noto Color Emoji (``fonts-noto-color-emoji``) rendered by
 PIL at size 109 with embedded color, cropped to a square around the glyph,

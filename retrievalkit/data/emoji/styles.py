@@ -32,7 +32,7 @@ from retrievalkit.data.errors import DataError
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
-SOURCE_TREE = Path(__file__).resolve().parents[2]
+SOURCE_TREE = Path(__file__).resolve().parents[3]
 
 
 @dataclass(frozen=True)
@@ -212,7 +212,7 @@ def _svg_to_layer(svg: str, pixels: int) -> object:
 def render_icons(svgs: list[str | None], size: int) -> tuple[np.ndarray, np.ndarray]:
     """Render SVG documents (None = no icon) -> uint8 ``[N, size, size, 3]`` on white
     and ``ok [N]`` (False: no icon, or nothing drawn)."""
-    from retrievalkit.data.emoji import to_square
+    from retrievalkit.data.emoji.noto import to_square
 
     pixels = max(2 * size, 128)
     out = np.full((len(svgs), size, size, 3), 255, dtype=np.uint8)
