@@ -3,7 +3,8 @@
 A plain loop over unique images (one random caption each; an "epoch" here is one pass
 over the 1,490 training images, 62 steps at batch 24), the model and losses of
 retrievalkit, validation rsum after each epoch, reconstructions of 8 val pairs at
-the end. Measured with it (commit 24a5bbc; the adversary call since updated to the current signature):
+the end. Measured with it (at commit 24a5bbc, which is not on main; output not kept; the
+adversary call since updated to the current signature):
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mfsr_explore.py --epochs 6 --sh 2 --terms ""
     OMP_NUM_THREADS=1 .venv/bin/python benchmarks/mfsr_explore.py --epochs 6 --sh 2
 (val rsum of the VSE-only run 64.4, 75.6 in the SH epochs, 27.8 after the switch to MH,

@@ -15,7 +15,9 @@ temporary file in the same directory, fsynced, then renamed), so a reader never
 sees half a file. The header's form follows the file's suffix: Markdown gets a
 quoted block, JSON a ``"provenance"`` object beside ``"results"``, any other text
 ``# key: value`` comment lines. ``stdout_to_results(path)`` turns what a script prints into such a
-file. ``read_header`` parses it back (used by the tests
+file, and ``python -m retrievalkit.run.provenance --out FILE -- COMMAND ...`` does the
+same for any command (its stdout becomes FILE; a failing command writes nothing).
+``read_header`` parses it back (used by the tests
 and by anyone checking a file's origin).
 """
 
@@ -258,3 +260,49 @@ def read_header(path: str | Path) -> dict[str, str]:
     if "command" not in pairs or "commit" not in pairs:
         raise ValueError(f"{path}: the header lacks 'command' or 'commit'")
     return pairs
+
+
+def record_command(out: Path, command: Sequence[str], seeds: Sequence[int] | None = None) -> int:
+    """Run ``command``, echo its stdout, and write that stdout to ``out`` under a header.
+
+    The header states ``command`` itself. Returns the command's exit status; nothing is
+    written when it is not 0.
+    """
+    prov = collect(command, seeds)
+    parts = []
+    with subprocess.Popen(list(command), stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            sys.stdout.write(line)
+            parts.append(line)
+    if proc.returncode != 0:
+        print(
+            f"provenance: {command[0]} exited with {proc.returncode}; {out} not written",
+            file=sys.stderr,
+        )
+        return proc.returncode
+    write_results(out, "".join(parts), provenance=prov)
+    print(f"results written to {out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m retrievalkit.run.provenance --out FILE [--seeds 0 1 2] -- COMMAND ...``"""
+    import argparse
+
+    parser = argparse.ArgumentParser(
+        prog="python -m retrievalkit.run.provenance",
+        description="run a command and keep its stdout as a results file with a provenance header",
+    )
+    parser.add_argument("--out", type=Path, required=True, help="the results file to write")
+    parser.add_argument("--seeds", type=int, nargs="*", default=None, help="seeds to state")
+    parser.add_argument("command", nargs=argparse.REMAINDER, help="-- COMMAND [ARGS ...]")
+    args = parser.parse_args(argv)
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    if not command:
+        parser.error("give the command after --")
+    return record_command(args.out, command, args.seeds)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

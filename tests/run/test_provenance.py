@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 from pathlib import Path
 
@@ -140,3 +141,21 @@ def test_a_failing_run_writes_no_results_file(tmp_path: Path) -> None:
     with provenance.stdout_to_results(None):
         print("printed only")
     assert not out.exists()
+
+
+def test_a_commands_stdout_is_recorded_with_its_command(tmp_path: Path) -> None:
+    import sys
+
+    out = tmp_path / "rec.md"
+    code = "print('| a |'); print('|---|'); print('| 3 |')"
+    assert (
+        provenance.main(["--out", str(out), "--seeds", "0", "1", "--", sys.executable, "-c", code])
+        == 0
+    )
+    header = read_header(out)
+    assert shlex.split(header["command"]) == [sys.executable, "-c", code]
+    assert header["seeds"] == "0, 1"
+    assert out.read_text().endswith("| a |\n|---|\n| 3 |\n")
+    failing = [sys.executable, "-c", "print('partial'); raise SystemExit(3)"]
+    assert provenance.main(["--out", str(tmp_path / "no.md"), "--", *failing]) == 3
+    assert not (tmp_path / "no.md").exists()
