@@ -3,7 +3,9 @@
 ``import retrievalkit as rk`` is light (nothing heavy is imported until used):
 
 - ``rk.load(run_dir)``: a trained model with its preprocessing
-  (``encode_text``, ``encode_images`` -> numpy arrays);
+  (``encode_text``, ``encode_image`` -> numpy arrays, sentence-transformers' keywords);
+- ``rk.similarity(a, b)``, ``rk.semantic_search(query_emb, corpus_emb, top_k)``:
+  cosine scores and top-k search over any embeddings;
 - ``rk.SearchEngine(index_dir)``: search an index directory;
 - ``rk.train(recipe, out=..., overrides=[...])``: train a recipe;
 - ``rk.losses``, ``rk.eval`` (metrics), ``rk.models``, ``rk.data``, ``rk.index``:
@@ -17,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = {"load", "SearchEngine", "Encoder"}
+_API = {"load", "SearchEngine", "Encoder", "similarity", "semantic_search"}
 # ``train`` is the callable sub-package (see retrievalkit/train/__init__.py)
 _SUBMODULES = {
     "losses",
@@ -33,9 +35,17 @@ _SUBMODULES = {
 }
 
 if TYPE_CHECKING:
-    from retrievalkit.api import Encoder, SearchEngine, load, train
+    from retrievalkit.api import Encoder, SearchEngine, load, semantic_search, similarity, train
 
-__all__ = ["Encoder", "SearchEngine", "__version__", "load", "train"]
+__all__ = [
+    "Encoder",
+    "SearchEngine",
+    "__version__",
+    "load",
+    "semantic_search",
+    "similarity",
+    "train",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
+import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -56,6 +57,24 @@ def offline_hub() -> Iterator[None]:
                 os.environ[name] = value
 
 
+@contextmanager
+def quiet_loading(quiet: bool) -> Iterator[None]:
+    """No "Loading weights" bar from transformers while loading when ``quiet`` (stderr
+    is a log or a pipe, not a terminal); the previous setting is restored."""
+    if not quiet:
+        yield
+        return
+    from transformers.utils import logging as hf_logging
+
+    was_enabled = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            hf_logging.enable_progress_bar()
+
+
 def load_sentence_transformer(path: str | Path, max_seq_length: int) -> Any:
     """A ``SentenceTransformer`` from a local folder, offline, on CPU."""
     path = Path(path)
@@ -63,7 +82,7 @@ def load_sentence_transformer(path: str | Path, max_seq_length: int) -> Any:
         raise FileNotFoundError(
             f"{path}: not a sentence-transformers model folder (no modules.json)"
         )
-    with offline_hub():
+    with offline_hub(), quiet_loading(not sys.stderr.isatty()):
         from sentence_transformers import SentenceTransformer
 
         model = SentenceTransformer(str(path), device="cpu", local_files_only=True)

@@ -65,7 +65,13 @@ class TorchvisionResNet(nn.Module):
 
     def __init__(self, arch: str, weights_path: str | None = None, trainable: bool = True):
         super().__init__()
-        import torchvision
+        try:
+            import torchvision
+        except ImportError as err:
+            raise ModuleNotFoundError(
+                f"the {arch} image encoder needs torchvision: pip install 'retrievalkit[vision]' "
+                f"(make install TORCH=cuda; the CPU-only torch build has none) ({err})"
+            ) from None
 
         net = getattr(torchvision.models, arch)(weights=None)
         if weights_path:

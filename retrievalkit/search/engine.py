@@ -12,14 +12,14 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, overload
 
 import torch
-from PIL import Image
 
 from retrievalkit.errors import InputError, MissingFileError
 from retrievalkit.pipeline.build import build_transform
 from retrievalkit.pipeline.embed import embed_captions, model_device
+from retrievalkit.pipeline.images import ImageLike, as_list, is_one_image, stack
 from retrievalkit.pipeline.load import LoadedModel, load_model
 from retrievalkit.run.checkpoint import MODEL_FILE
 from retrievalkit.run.files import file_sha256
@@ -60,6 +60,8 @@ class SearchEngine:
             self.captions = load_index(self.directory / "captions")
         self._check_same_model()
         self.transform = build_transform("image", self.loaded.config.data, train=False)
+        in_channels = self.loaded.config.model.image.get("in_channels", 3)
+        self.image_mode = "L" if in_channels == 1 else "RGB"
         self._image_metadata: dict[str, Any] = {}
         for key, meta in zip(self.images.keys, self.images.metadata, strict=True):
             self._image_metadata.setdefault(key, meta)
@@ -85,7 +87,17 @@ class SearchEngine:
     def model(self) -> torch.nn.Module:
         return self.loaded.model
 
-    @torch.no_grad()
+    @overload
+    def search_text(
+        self,
+        queries: str,
+        k: int = 10,
+        mode: str = "fused",
+        image_weight: float = DEFAULT_IMAGE_WEIGHT,
+        distinct_keys: bool = True,
+    ) -> list[SearchHit]: ...
+
+    @overload
     def search_text(
         self,
         queries: Sequence[str],
@@ -93,8 +105,18 @@ class SearchEngine:
         mode: str = "fused",
         image_weight: float = DEFAULT_IMAGE_WEIGHT,
         distinct_keys: bool = True,
-    ) -> list[list[SearchHit]]:
-        """Text -> image: the ``k`` best items for each text query.
+    ) -> list[list[SearchHit]]: ...
+
+    def search_text(
+        self,
+        queries: str | Sequence[str],
+        k: int = 10,
+        mode: str = "fused",
+        image_weight: float = DEFAULT_IMAGE_WEIGHT,
+        distinct_keys: bool = True,
+    ) -> list[SearchHit] | list[list[SearchHit]]:
+        """Text -> image: the ``k`` best items for each text query. One query (a
+        string) gives its list of hits; a list of queries, one list per query.
 
         ``mode="image"`` ranks by the query's similarity to each item's image
         embedding (the trained model alone; with ``distinct_keys``, one hit per key
@@ -106,14 +128,24 @@ class SearchEngine:
         The default weight 0.4 was picked on the demo's emoji query set (RESULTS.md
         shows the sweep; 0.3-0.5 differ by at most 2 of 105 literal queries).
         """
+        if isinstance(queries, str):
+            return self.search_text([queries], k, mode, image_weight, distinct_keys)[0]
+        return self._search_texts(list(queries), k, mode, image_weight, distinct_keys)
+
+    @torch.no_grad()
+    def _search_texts(
+        self, queries: list[str], k: int, mode: str, image_weight: float, distinct_keys: bool
+    ) -> list[list[SearchHit]]:
         if not self.model.has_text:
             raise InputError("this index was built from a metric-learning model: no text queries")
         if mode not in ("fused", "image"):
             raise InputError(f"mode must be 'fused' or 'image', got {mode!r}")
         for position, query in enumerate(queries):
+            if not isinstance(query, str):
+                raise InputError(f"query {position}: expected text, got {type(query).__name__}")
             if not query.strip():
                 raise InputError(f"query {position}: empty (expected some text)")
-        emb = embed_captions(self.model.encode_text, list(queries))
+        emb = embed_captions(self.model.encode_text, queries)
         if (mode == "image" or self.captions is None) and distinct_keys:
             return one_hit_per_key(self.images, emb, k)
         if mode == "image" or self.captions is None:
@@ -141,26 +173,30 @@ class SearchEngine:
     @torch.no_grad()
     def search_image(
         self,
-        paths: Sequence[str | Path],
+        images: ImageLike | Sequence[ImageLike],
         k: int = 10,
         target: str = "images",
         distinct_keys: bool = True,
-    ) -> list[list[SearchHit]]:
+    ) -> list[SearchHit] | list[list[SearchHit]]:
         """Image -> image (``target="images"``) or image -> text (``"captions"``);
-        image -> image gives one hit per key unless ``distinct_keys=False``."""
+        image -> image gives one hit per key unless ``distinct_keys=False``.
+
+        ``images``: one image (a path, PIL image, numpy array ``[H, W(, C)]`` or a
+        preprocessed tensor ``[C, H, W]``), which gives its list of hits, or a list
+        of them (an array ``[N, H, W(, C)]``, a tensor ``[N, C, H, W]``), one list
+        per image."""
+        if target not in ("images", "captions"):
+            raise InputError(f"target must be 'images' or 'captions', got {target!r}")
         index = self.images if target == "images" else self.captions
         if index is None:
             raise InputError("this index has no captions: image -> text is not available")
-        tensors = []
-        for path in paths:
-            try:
-                with Image.open(path) as image:
-                    tensors.append(self.transform(image.convert("RGB")))
-            except (OSError, ValueError) as err:
-                raise InputError(f"{path}: not a readable image ({err})") from err
+        one = is_one_image(images)
+        batch = stack(as_list(images), self.transform, self.image_mode)
         model = self.model
-        emb = model.encode_image(torch.stack(tensors).to(model_device(model))).float().cpu()
+        emb = model.encode_image(batch.to(model_device(model))).float().cpu()
         if target == "images" and distinct_keys:
-            return one_hit_per_key(index, emb, k)
-        result = index.search(emb, k)
-        return [result_hits(result, q) for q in range(len(paths))]
+            hits = one_hit_per_key(index, emb, k)
+        else:
+            result = index.search(emb, k)
+            hits = [result_hits(result, q) for q in range(emb.shape[0])]
+        return hits[0] if one else hits

@@ -14,6 +14,10 @@ def picture(h=50, w=70, seed=0):
 
 @pytest.mark.parametrize("backend", ["torchvision", "pil"])
 def test_train_and_eval_shapes_and_determinism(backend):
+    if backend == "torchvision":
+        pytest.importorskip(
+            "torchvision", reason="the vision extra (make install TORCH=cpu has none)"
+        )
     image = picture()
     train = build_transform("image", 32, train=True, flip=True, backend=backend)
     torch.manual_seed(1)
@@ -29,6 +33,7 @@ def test_train_and_eval_shapes_and_determinism(backend):
 
 
 def test_eval_is_the_same_in_both_backends_and_normalized():
+    pytest.importorskip("torchvision", reason="the vision extra (make install TORCH=cpu has none)")
     image = picture(64, 48)
     tv = build_transform("image", 40, train=False, backend="torchvision")(image)
     pil = build_transform("image", 40, train=False, backend="pil")(image)
