@@ -23,8 +23,9 @@ import argparse
 import sys
 from pathlib import Path
 
+from retrievalkit.compare.execute import run_all
+from retrievalkit.compare.plan import plan_runs
 from retrievalkit.run.provenance import write_results
-from retrievalkit.train.compare import plan_runs, run_all
 
 VALIDATION = [
     "data.options.val_classes=2",

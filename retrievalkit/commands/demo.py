@@ -57,15 +57,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.set_defaults(func=run)
 
 
-def style_scores(trainer: Any) -> dict[str, dict[str, Any]]:
-    """Test scores of the best model on each style's view of the test split."""
-    return {
-        name.removeprefix("test_"): trainer.evaluate(split)
-        for name, split in trainer.splits.items()
-        if name.startswith("test_")
-    }
-
-
 def _print_recall(test: dict[str, Any]) -> None:
     print(
         "\nTest split (emoji never seen in training): "
@@ -107,6 +98,7 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from retrievalkit.compare.execute import style_scores
     from retrievalkit.eval.query_set import emoji_query_file
     from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.config import load_config
@@ -116,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
         SearchEngine,
         build_index_dir,
     )
-    from retrievalkit.search.quality import compare_rankings, weight_sweep
+    from retrievalkit.search.quality import score_search
     from retrievalkit.train.report import finish_run
     from retrievalkit.train.trainer import Trainer
 
@@ -145,13 +137,8 @@ def run(args: argparse.Namespace) -> int:
     ):
         print(f"  {query!r:<18} " + "  ".join(f"{h.key} {h.score:.2f}" for h in hits))
     query_path = args.queries or emoji_query_file()
-    weight = DEFAULT_IMAGE_WEIGHT
-    results["search_quality_dev"] = compare_rankings(
-        engine, trainer.splits, query_path, "dev", weight
-    )
-    results["fusion_weight_sweep_dev"] = weight_sweep(engine, query_path, "dev")
-    quality = compare_rankings(engine, trainer.splits, query_path, "test", weight)
-    results["search_quality"] = quality
+    results.update(score_search(engine, trainer.splits, query_path, DEFAULT_IMAGE_WEIGHT))
+    quality = results["search_quality"]
     (args.out / "metrics.json").write_text(json.dumps(results, indent=2, ensure_ascii=False))
     _print_quality(quality)
     print(f"\nWrote {args.out}/metrics.json, curves.png, retrieval_grid.png; index in {index_dir}")

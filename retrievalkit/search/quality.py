@@ -84,3 +84,26 @@ def weight_sweep(
         scores = _scores(model_rankings(engine, queries, "fused", weight), queries)
         out[f"{weight:.1f}"] = {kind: row["hit_rate"] for kind, row in scores.items()}
     return out
+
+
+def dev_best_weight(sweep: dict[str, dict[str, float]]) -> float:
+    """The weight of a dev sweep with the best hit@5 over all queries (ties: the smaller)."""
+    return float(max(sweep, key=lambda w: (sweep[w]["all"], -float(w))))
+
+
+def score_search(
+    engine: Any, splits: dict[str, Any], query_path: str | Path, weight: float | None = None
+) -> dict[str, Any]:
+    """The search-quality entries of a run's ``metrics.json``: the fusion weight sweep
+    and the four rankings on the dev part, and the rankings on the test part.
+
+    ``weight``: the fused ranking's image weight; None picks it on the dev sweep
+    (:func:`dev_best_weight`), never on the test part.
+    """
+    sweep = weight_sweep(engine, query_path, "dev")
+    chosen = dev_best_weight(sweep) if weight is None else weight
+    return {
+        "search_quality_dev": compare_rankings(engine, splits, query_path, "dev", chosen),
+        "fusion_weight_sweep_dev": sweep,
+        "search_quality": compare_rankings(engine, splits, query_path, "test", chosen),
+    }

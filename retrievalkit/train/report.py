@@ -100,3 +100,12 @@ def finish_run(trainer: Trainer, test_split_name: str | None = None) -> dict[str
     (run_dir / "metrics.json").write_text(json.dumps(results, indent=2))
     plot_curves(trainer.run_log, run_dir / "curves.png", title=trainer.config.name)
     return results
+
+
+def style_scores(trainer: Trainer) -> dict[str, dict[str, Any]]:
+    """Test scores of the model on each style's view of the test split (``test_<style>``)."""
+    return {
+        name.removeprefix("test_"): trainer.evaluate(split)
+        for name, split in trainer.splits.items()
+        if name.startswith("test_")
+    }

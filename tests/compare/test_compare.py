@@ -6,9 +6,11 @@ import pytest
 import yaml
 
 from retrievalkit.cli import main
+from retrievalkit.compare.plan import plan_runs
+from retrievalkit.compare.report import markdown_table
+from retrievalkit.compare.stats import Stat, summarize
 from retrievalkit.run.config import ConfigError
-from retrievalkit.train.compare import plan_runs
-from retrievalkit.train.comparison import Stat, markdown_table, summarize
+from retrievalkit.run.provenance import read_header
 
 
 def tiny_recipe(name: str, loss: str) -> dict:
@@ -80,7 +82,8 @@ def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
     table = (out / "comparison.md").read_text()
     assert "| tiny_ms | 0,1 |" in table and "| tiny_contrastive | 0,1 |" in table
     assert "--seeds 2 --set optim.lr=0.002" in table
-    summary = json.loads((out / "comparison.json").read_text())
+    assert read_header(out / "comparison.md")["seeds"] == "0, 1"
+    summary = json.loads((out / "comparison.json").read_text())["results"]
     mean = (first["test"]["recall@1"] + second["test"]["recall@1"]) / 2
     assert summary["tiny_ms"]["recall@1"]["mean"] == pytest.approx(mean)
     assert (out / "comparison.png").stat().st_size > 1000
@@ -95,7 +98,7 @@ def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
 def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
     import os
 
-    from retrievalkit.train.compare import LOCK_FILE, claim_run, run_all
+    from retrievalkit.compare.execute import LOCK_FILE, claim_run, run_all
 
     (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
     runs = plan_runs([str(tmp_path / "r.yaml")], [0, 1], [], tmp_path / "out")
@@ -114,3 +117,57 @@ def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
     assert trained == [1] and [r["seed"] for r in records["r"]] == [1]
     assert not (runs[1].run_dir / LOCK_FILE).exists()  # released after training
     assert not claim_run(runs[0].run_dir)
+
+
+def test_variants_are_rows_of_overrides_with_their_own_runs(tmp_path, capsys):
+    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
+    variants = tmp_path / "v.yaml"
+    variants.write_text(
+        "variants:\n  base: {label: as shipped}\n  slow: {set: [optim.lr=0.0001]}\n"
+    )
+    out = tmp_path / "cmp"
+    argv = ["compare", str(tmp_path / "r.yaml"), "--seeds", "1", "--variants", str(variants)]
+    argv += ["--variant", "fast", "optim.lr=0.01", "--out", str(out), "--no-progress"]
+    assert main(argv) == 0
+    lrs = {
+        row: yaml.safe_load((out / "r" / row / "seed0" / "config.yaml").read_text())["optim"]["lr"]
+        for row in ("fast", "base", "slow")
+    }
+    base_lr = tiny_recipe("r", "contrastive").get("optim", {}).get("lr", lrs["base"])
+    assert lrs == {"fast": 0.01, "base": base_lr, "slow": 0.0001}
+    table = (out / "comparison.md").read_text()
+    for row in ("r/fast", "r/base", "r/slow"):
+        assert f"| {row} | 0 |" in table
+    assert "- base (as shipped): the recipe as is" in table
+    assert "- slow: `--set optim.lr=0.0001`" in table
+    header = read_header(out / "comparison.md")
+    assert "--variant fast optim.lr=0.01" in header["command"] and header["seeds"] == "0"
+
+    # the same runs, tabulated from their directories (runs trained elsewhere)
+    tab = tmp_path / "tab"
+    dirs = [str(out / "r" / row / "seed0") for row in ("fast", "slow")]
+    assert main(["compare", "--runs", *dirs, "--out", str(tab)]) == 0
+    runs_table = (tab / "comparison.md").read_text().split("## Runs")[1]
+    assert runs_table.count("| r | 0 |") == 2
+
+
+@pytest.mark.parametrize(
+    ("text", "match"),
+    [
+        ("rows: {}", "expected a mapping 'variants:"),
+        ("variants:\n  a: {set: [lr]}", r"variants.a.set: expected a list of 'key.path=value'"),
+        ("variants:\n  a: {sets: []}", "variants.a: expected keys 'set'"),
+        ("variants:\n  a b: {}", "variant name 'a b'"),
+    ],
+)
+def test_a_bad_variants_file_names_the_key(tmp_path, text, match):
+    from retrievalkit.compare.plan import load_variants
+
+    (tmp_path / "v.yaml").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        load_variants(tmp_path / "v.yaml")
+
+
+def test_compare_needs_recipes_or_runs(tmp_path, capsys):
+    assert main(["compare", "--out", str(tmp_path)]) == 2
+    assert "give at least one RECIPE" in capsys.readouterr().err

@@ -1,23 +1,19 @@
-"""Each row of benchmarks/mfsr_emoji_ablation.py is a valid change of mfsr_emoji: the
-model and the stage's terms build, and a switched-off part has no parameters."""
+"""Each variant of configs/variants/mfsr_emoji_ablation.yaml (``retrievalkit compare
+mfsr_emoji --variants mfsr_emoji_ablation``) is a valid change of mfsr_emoji: the model
+and the stage's terms build, and a switched-off part has no parameters."""
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
+from retrievalkit.compare.plan import load_variants
 from retrievalkit.data import Vocabulary
 from retrievalkit.pipeline.build import build_model
 from retrievalkit.run.config import load_config
 from retrievalkit.run.recipes import resolve_recipe
 from retrievalkit.train.objective import Objective, build_loss_modules, loss_keys
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "mfsr_emoji_ablation.py"
-_spec = importlib.util.spec_from_file_location("mfsr_emoji_ablation", SCRIPT)
-ablation = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(ablation)
+ROWS = {variant.name: variant for variant in load_variants("mfsr_emoji_ablation")}
 
 EXPECTED_TERMS = {
     "vsepp": {"vse"},
@@ -28,10 +24,13 @@ EXPECTED_TERMS = {
 }
 
 
-@pytest.mark.parametrize("row", list(ablation.ROWS))
+def test_the_rows_are_the_papers_five():
+    assert list(ROWS) == list(EXPECTED_TERMS)
+
+
+@pytest.mark.parametrize("row", list(EXPECTED_TERMS))
 def test_row_builds_with_exactly_its_parts(row):
-    _, sets = ablation.ROWS[row]
-    config = load_config(resolve_recipe("mfsr_emoji"), sets)
+    config = load_config(resolve_recipe("mfsr_emoji"), list(ROWS[row].overrides))
     terms = {term.name for term in config.stages[0].losses}
     assert terms == EXPECTED_TERMS[row]
     model = build_model(config, Vocabulary.build(["a red car", "two dogs"]))
