@@ -1,4 +1,11 @@
-"""Suite-wide hook: ``--skip-report FILE`` records every test that did not run.
+"""Suite-wide fixtures and hook.
+
+Fixtures: ``tiny_cross_modal`` and ``tiny_metric`` make the tiny synthetic recipes
+the end-to-end tests train in seconds (``tiny_cross_modal(epochs=2, data={"batch_size":
+16})`` merges changes in: nested mappings are merged, other values replaced);
+``write_recipe`` writes one as YAML.
+
+Hook: ``--skip-report FILE`` records every test that did not run.
 
 CI (``.ci/run``) passes it and then checks the file against ``tests/skip_allowlist.txt``
 with ``.ci/check_skips.py``: a skip (or xfail) that is not allow-listed with a reason
@@ -9,11 +16,86 @@ module's node id; skips at set-up or in the test body under the test's node id.
 
 from __future__ import annotations
 
+import copy
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+
+TINY_CROSS_MODAL: dict[str, Any] = {
+    "name": "tiny_shapes",
+    "task": "cross_modal",
+    "data": {
+        "name": "synthetic_shapes",
+        "options": {"n_images": 48, "size": 16},
+        "image_size": 16,
+        "batch_size": 8,
+    },
+    "model": {
+        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
+        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
+        "embed_dim": 8,
+    },
+    "losses": [{"name": "vse"}],
+    "epochs": 1,
+}
+TINY_METRIC: dict[str, Any] = {
+    "name": "tiny_classes",
+    "task": "metric",
+    "data": {
+        "name": "synthetic_shape_classes",
+        "options": {"n_images": 192, "size": 16},
+        "image_size": 16,
+        "augment": False,
+        "batch_size": 16,
+        "sampler": "pk",
+        "samples_per_class": 4,
+    },
+    "model": {"image": {"name": "small_cnn", "widths": [8], "out_dim": 8}, "embed_dim": 8},
+    "losses": [{"name": "multi_similarity"}],
+    "epochs": 1,
+    "eval": {"metric": "map_at_r"},
+}
+Recipe = Callable[..., dict[str, Any]]
+
+
+def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
+    """A deep copy of ``base`` with ``changes``: mappings merged, other values replaced."""
+    out = copy.deepcopy(base)
+    for key, value in changes.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merged(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_cross_modal() -> Recipe:
+    """``(**changes) -> recipe``: 48 synthetic shapes of 16 px with captions, small CNN +
+    GRU into 8 dimensions, VSE, one epoch."""
+    return lambda **changes: merged(TINY_CROSS_MODAL, changes)
+
+
+@pytest.fixture(scope="session")
+def tiny_metric() -> Recipe:
+    """``(**changes) -> recipe``: 192 synthetic shapes in classes, P x K = 4 x 4, small
+    CNN into 8 dimensions, multi-similarity, one epoch, MAP@R."""
+    return lambda **changes: merged(TINY_METRIC, changes)
+
+
+@pytest.fixture(scope="session")
+def write_recipe() -> Callable[[Path, dict[str, Any]], Path]:
+    """``(path, recipe) -> path``: the recipe written as YAML."""
+
+    def write(path: Path, recipe: dict[str, Any]) -> Path:
+        path.write_text(yaml.safe_dump(recipe))
+        return path
+
+    return write
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 import retrievalkit as rk
@@ -22,33 +21,16 @@ from retrievalkit.cli import main
 from retrievalkit.errors import InputError
 
 README = Path(__file__).resolve().parent.parent / "README.md"
-TINY = {
-    "name": "tiny_shapes",
-    "data": {
-        "name": "synthetic_shapes",
-        "options": {"n_images": 48, "size": 16},
-        "image_size": 16,
-        "batch_size": 8,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
-        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
-        "embed_dim": 8,
-    },
-    "losses": [{"name": "vse"}],
-    "epochs": 1,
-}
 
 
 def python_snippets(text: str) -> list[str]:
     return re.findall(r"```python\n(.*?)```", text, flags=re.S)
 
 
-def test_readme_python_snippets_run(tmp_path, capsys):
+def test_readme_python_snippets_run(tmp_path, capsys, tiny_cross_modal, write_recipe):
     snippets = python_snippets(README.read_text())
     assert len(snippets) >= 6  # losses, DDP wrappers, metrics, and the API's three
-    recipe = tmp_path / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY))
+    recipe = write_recipe(tmp_path / "tiny.yaml", tiny_cross_modal())
     run = tmp_path / "run"
     for snippet in snippets:
         code = snippet.replace('"emoji_vsepp"', f'"{recipe}"').replace("runs/emoji", str(run))

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from retrievalkit.models.modes import eval_mode
 from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
 
 
@@ -27,15 +28,11 @@ def evaluate_cross_modal(
     from retrievalkit.eval import evaluate_protocol
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         img = embed_images(
             model.encode_image, split.images, transform, device, batch_size, progress
         )
         txt = embed_captions(model.encode_text, split.captions, batch_size, progress)
-    finally:
-        model.train(was_training)
     txt_to_img = torch.as_tensor(split.caption_image, dtype=torch.long)
     record = dict(evaluate_protocol(protocol, img, txt, txt_to_img))
     record.update(split=split.name, protocol=protocol)
@@ -57,9 +54,7 @@ def evaluate_metric_learning(
     from retrievalkit.eval import metric_learning_scores
 
     device = model_device(model)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         emb = embed_images(
             model.encode_image, split.images, transform, device, batch_size, progress
         )
@@ -68,8 +63,6 @@ def evaluate_metric_learning(
             query_emb = embed_images(
                 model.encode_image, query_split.images, transform, device, batch_size, progress
             )
-    finally:
-        model.train(was_training)
     labels = torch.as_tensor(split.labels, dtype=torch.long)
     kwargs: dict[str, Any] = {}
     if query_split is not None:

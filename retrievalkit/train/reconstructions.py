@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from retrievalkit.models.modes import eval_mode
 from retrievalkit.train.plots import _pyplot, _show_image
 
 
@@ -36,9 +37,7 @@ def reconstruct(
     """The model's reconstructions of matched ``images [N, C, H, W]`` (normalized, on
     the model's device) and ``captions`` (N): ``real`` and ``generated`` pixels in
     [-1, 1] (None without a generator), ``decoded`` captions (None without a decoder)."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         out: dict[str, Any] = {"real": None, "generated": None, "decoded": None}
         if model.generator is not None:
             out["real"] = model.reconstruction_target(images)
@@ -46,8 +45,6 @@ def reconstruct(
         if model.decoder is not None:
             out["decoded"] = model.decode_captions(list(captions), max_len)
         return out
-    finally:
-        model.train(was_training)
 
 
 def write_captions(

@@ -9,28 +9,8 @@ from retrievalkit.cli import main
 from retrievalkit.compare.plan import plan_runs
 from retrievalkit.compare.report import markdown_table
 from retrievalkit.compare.stats import Stat, summarize
-from retrievalkit.run.config import ConfigError
+from retrievalkit.run.config import ConfigError, load_config
 from retrievalkit.run.provenance import read_header
-
-
-def tiny_recipe(name: str, loss: str) -> dict:
-    return {
-        "name": name,
-        "task": "metric",
-        "data": {
-            "name": "synthetic_shape_classes",
-            "options": {"n_images": 192, "size": 16},
-            "image_size": 16,
-            "augment": False,
-            "batch_size": 16,
-            "sampler": "pk",
-            "samples_per_class": 4,
-        },
-        "model": {"image": {"name": "small_cnn", "widths": [8], "out_dim": 8}, "embed_dim": 8},
-        "losses": [{"name": loss}],
-        "epochs": 1,
-        "eval": {"metric": "map_at_r"},
-    }
 
 
 def test_stat_is_mean_and_sample_std():
@@ -55,16 +35,20 @@ def test_table_bolds_the_best_mean():
     assert rows[3] == "| b | 0,1 | 40.0 ± 0.0 | **30.0 ± 0.0** | 10 ± 1 |"
 
 
-def test_two_recipes_with_one_name_are_refused(tmp_path):
+def test_two_recipes_with_one_name_are_refused(tmp_path, tiny_metric):
     for file in ("a.yaml", "b.yaml"):
-        (tmp_path / file).write_text(yaml.safe_dump(tiny_recipe("same", "contrastive")))
+        (tmp_path / file).write_text(
+            yaml.safe_dump(tiny_metric(name="same", losses=[{"name": "contrastive"}]))
+        )
     with pytest.raises(ConfigError, match="both named 'same'"):
         plan_runs([str(tmp_path / "a.yaml"), str(tmp_path / "b.yaml")], [0], [], tmp_path)
 
 
-def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
+def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys, tiny_metric):
     for name, loss in (("tiny_ms", "multi_similarity"), ("tiny_contrastive", "contrastive")):
-        (tmp_path / f"{name}.yaml").write_text(yaml.safe_dump(tiny_recipe(name, loss)))
+        (tmp_path / f"{name}.yaml").write_text(
+            yaml.safe_dump(tiny_metric(name=name, losses=[{"name": loss}]))
+        )
     out = tmp_path / "cmp"
     argv = ["compare", str(tmp_path / "tiny_ms.yaml"), str(tmp_path / "tiny_contrastive.yaml")]
     argv += ["--seeds", "2", "--set", "optim.lr=0.002", "--out", str(out), "--no-progress"]
@@ -95,12 +79,14 @@ def test_compare_trains_each_seed_then_skips_finished_runs(tmp_path, capsys):
     assert json.loads((out / "tiny_ms/seed1/metrics.json").read_text()) == first
 
 
-def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
+def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path, tiny_metric):
     import os
 
     from retrievalkit.compare.execute import LOCK_FILE, claim_run, run_all
 
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(tiny_metric(name="r", losses=[{"name": "contrastive"}]))
+    )
     runs = plan_runs([str(tmp_path / "r.yaml")], [0, 1], [], tmp_path / "out")
     runs[0].run_dir.mkdir(parents=True)
     (runs[0].run_dir / LOCK_FILE).write_text(str(os.getppid()))  # a live process
@@ -119,8 +105,10 @@ def test_a_run_locked_by_a_live_process_is_left_alone(tmp_path):
     assert not claim_run(runs[0].run_dir)
 
 
-def test_variants_are_rows_of_overrides_with_their_own_runs(tmp_path, capsys):
-    (tmp_path / "r.yaml").write_text(yaml.safe_dump(tiny_recipe("r", "contrastive")))
+def test_variants_are_rows_of_overrides_with_their_own_runs(tmp_path, capsys, tiny_metric):
+    (tmp_path / "r.yaml").write_text(
+        yaml.safe_dump(tiny_metric(name="r", losses=[{"name": "contrastive"}]))
+    )
     variants = tmp_path / "v.yaml"
     variants.write_text(
         "variants:\n  base: {label: as shipped}\n  slow: {set: [optim.lr=0.0001]}\n"
@@ -133,8 +121,8 @@ def test_variants_are_rows_of_overrides_with_their_own_runs(tmp_path, capsys):
         row: yaml.safe_load((out / "r" / row / "seed0" / "config.yaml").read_text())["optim"]["lr"]
         for row in ("fast", "base", "slow")
     }
-    base_lr = tiny_recipe("r", "contrastive").get("optim", {}).get("lr", lrs["base"])
-    assert lrs == {"fast": 0.01, "base": base_lr, "slow": 0.0001}
+    default_lr = load_config(tmp_path / "r.yaml").optim.lr  # the recipe sets none
+    assert lrs == {"fast": 0.01, "base": default_lr, "slow": 0.0001}
     table = (out / "comparison.md").read_text()
     for row in ("r/fast", "r/base", "r/slow"):
         assert f"| {row} | 0 |" in table

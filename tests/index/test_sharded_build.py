@@ -6,30 +6,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from retrievalkit.cli import main
 from retrievalkit.pipeline.shards import ShardError, ShardSpec, open_shards
 from retrievalkit.search import SearchEngine
 
-TINY = {
-    "name": "tiny_shapes",
-    "task": "cross_modal",
-    "data": {
-        "name": "synthetic_shapes",
-        "options": {"n_images": 40, "size": 16},
-        "image_size": 16,
-        "batch_size": 8,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
-        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
-        "embed_dim": 8,
-    },
-    "optim": {"lr": 1e-3},
-    "epochs": 1,
-    "losses": [{"name": "vse"}],
-}
 QUERIES = ["a red circle", "blue square", "small green triangle"]
 
 
@@ -46,10 +27,10 @@ def test_shard_spec_rows_tile_the_items():
 
 
 @pytest.fixture(scope="module")
-def run_dir(tmp_path_factory) -> Path:
+def run_dir(tmp_path_factory, tiny_cross_modal, write_recipe) -> Path:
     tmp = tmp_path_factory.mktemp("sharded")
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY))
+    tiny = tiny_cross_modal(data={"options": {"n_images": 40}}, optim={"lr": 1e-3})
+    recipe = write_recipe(tmp / "tiny.yaml", tiny)
     run = tmp / "run"
     assert main(["train", str(recipe), "--out", str(run), "--no-progress", "--device", "cpu"]) == 0
     return run
