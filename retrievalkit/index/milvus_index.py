@@ -1,4 +1,5 @@
 """Milvus-backed index (pymilvus): the vectors live in a Milvus collection.
+(Over 300 lines on purpose: one backend class, the index contract of ``base.py``.)
 
 ``uri`` is either a local file path ending in ``.db``, which runs the embedded
 milvus-lite engine in this process (tests, small deployments), or a server URI

@@ -1,5 +1,6 @@
 """Checkpoints: a directory written atomically, verified and loaded with
 ``weights_only=True``; the previous version is kept to fall back on.
+(Over 300 lines on purpose: the format's writer, verifier and reader change together.)
 
 Layout (DESIGN.md)::
 

@@ -9,17 +9,15 @@ plain dict stored with checkpoints (never a pickled object).
 from __future__ import annotations
 
 import dataclasses
-import types
-import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from retrievalkit.errors import ConfigError
+from retrievalkit.run.overrides import apply_overrides
 from retrievalkit.run.recipes import resolve_recipe
 from retrievalkit.run.strict_yaml import YAMLInputError, load_yaml
+from retrievalkit.run.typed import build_dataclass
 
 
 @dataclass(frozen=True)
@@ -190,63 +188,6 @@ class RunConfig:
         return sum(stage.epochs for stage in self.stages)
 
 
-def _convert(value: Any, annotation: Any, path: str) -> Any:
-    """Convert a YAML value to ``annotation``, naming ``path`` on a mismatch."""
-    origin = typing.get_origin(annotation)
-    args = typing.get_args(annotation)
-    if annotation is Any:
-        return value
-    if origin in (typing.Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        inner = [a for a in args if a is not type(None)]
-        return _convert(value, inner[0], path)
-    if origin is Literal:
-        if value not in args:
-            raise ConfigError(f"{path}: expected one of {list(args)}, got {value!r}")
-        return value
-    if origin is tuple:
-        if not isinstance(value, list | tuple):
-            raise ConfigError(f"{path}: expected a list, got {value!r}")
-        return tuple(_convert(v, args[0], f"{path}[{i}]") for i, v in enumerate(value))
-    if origin is dict:
-        if not isinstance(value, dict):
-            raise ConfigError(f"{path}: expected a mapping, got {value!r}")
-        return dict(value)
-    if dataclasses.is_dataclass(annotation):
-        return _build_dataclass(annotation, value, path)
-    if annotation is float and isinstance(value, int | float) and not isinstance(value, bool):
-        return float(value)
-    if annotation is float and isinstance(value, str):
-        try:  # PyYAML reads "1e-3" (no dot) as a string
-            return float(value)
-        except ValueError:
-            raise ConfigError(f"{path}: expected a number, got {value!r}") from None
-    if annotation in (int, str, bool) and not (
-        isinstance(value, annotation) and not (annotation is int and isinstance(value, bool))
-    ):
-        raise ConfigError(f"{path}: expected {annotation.__name__}, got {value!r}")
-    return value
-
-
-def _build_dataclass(cls: type, values: Any, path: str) -> Any:
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping for {cls.__name__}, got {values!r}")
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(values) - set(fields))
-    if unknown:
-        raise ConfigError(f"{path}: unknown key(s) {unknown}; known: {sorted(fields)}")
-    kwargs = {}
-    for name, fld in fields.items():
-        sub = f"{path}.{name}" if path else name
-        if name in values:
-            kwargs[name] = _convert(values[name], hints[name], sub)
-        elif fld.default is dataclasses.MISSING and fld.default_factory is dataclasses.MISSING:
-            raise ConfigError(f"{sub}: required key is missing")
-    return cls(**kwargs)
-
-
 def _normalize_stages(raw: dict[str, Any]) -> dict[str, Any]:
     """A recipe may give ``losses`` + ``epochs`` at top level instead of ``stages``."""
     raw = dict(raw)
@@ -262,48 +203,10 @@ def _normalize_stages(raw: dict[str, Any]) -> dict[str, Any]:
     return raw
 
 
-def _override_child(node: Any, part: str, where: str, item: str) -> Any:
-    """The child ``part`` of ``node`` (a mapping: created when absent; a list: an index
-    in range), for ``--set item``; ``where`` is the path so far."""
-    if isinstance(node, list):
-        if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
-            raise ConfigError(
-                f"--set {item!r}: {where} is a list of {len(node)} items, "
-                f"no index {part!r} (use 0..{len(node) - 1})"
-            )
-        return node[int(part)]
-    if not isinstance(node, dict):
-        raise ConfigError(f"--set {item!r}: {where} is not a mapping or list")
-    return node.setdefault(part, {})
-
-
-def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
-    """Apply ``key.sub=value`` strings (values parsed as YAML) to a nested dict; a list
-    item is addressed by its index (``stages.0.epochs=1``), checked."""
-    raw = yaml.safe_load(yaml.safe_dump(raw))  # deep copy of plain data
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        parts = key.strip().split(".")
-        if not sep or not all(parts):
-            raise ConfigError(f"--set {item!r}: expected key.path=value")
-        node: Any = raw
-        for depth, part in enumerate(parts[:-1]):
-            node = _override_child(node, part, ".".join(parts[:depth]) or "the recipe", item)
-        last, where = parts[-1], ".".join(parts[:-1]) or "the recipe"
-        if isinstance(node, list):
-            _override_child(node, last, where, item)  # checks the index
-            node[int(last)] = yaml.safe_load(text)
-        elif isinstance(node, dict):
-            node[last] = yaml.safe_load(text)
-        else:
-            raise ConfigError(f"--set {item!r}: {where} is not a mapping or list")
-    return raw
-
-
 def parse_config(raw: dict[str, Any], source: str = "<dict>") -> RunConfig:
     """Plain dict -> :class:`RunConfig`; errors name ``source`` and the key path."""
     try:
-        config = _build_dataclass(RunConfig, _normalize_stages(raw), "")
+        config = build_dataclass(RunConfig, _normalize_stages(raw), "")
     except ConfigError as err:
         raise ConfigError(f"{source}: {err}") from None
     for stage in config.stages:
