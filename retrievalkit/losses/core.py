@@ -89,6 +89,22 @@ def same_label_mask(query_labels: Tensor, ref_labels: Tensor) -> Tensor:
     return query_labels.reshape(-1, 1) == ref_labels.reshape(1, -1)
 
 
+def same_label_pairs(query_labels: Tensor, ref_labels: Tensor) -> tuple[Tensor, Tensor]:
+    """The ``(row, col)`` coordinates (two long ``[nnz]``) where
+    ``query_labels[row] == ref_labels[col]``, from sorted labels (``O(R log R + nnz)``),
+    without a ``B x R`` mask. Rows come in order, columns in increasing order per row."""
+    device = query_labels.device
+    order = torch.argsort(ref_labels, stable=True)
+    sorted_labels = ref_labels[order].contiguous()
+    queries = query_labels.contiguous()
+    start = torch.searchsorted(sorted_labels, queries, side="left")
+    count = torch.searchsorted(sorted_labels, queries, side="right") - start
+    rows = torch.repeat_interleave(torch.arange(queries.shape[0], device=device), count)
+    first = torch.repeat_interleave(start - (torch.cumsum(count, 0) - count), count)
+    cols = order[first + torch.arange(rows.shape[0], device=device)]
+    return rows, cols
+
+
 def self_pair_mask(num_queries: int, num_refs: int, device: torch.device) -> Tensor:
     """bool ``[B, M]``, True on the diagonal of the first ``B`` columns."""
     rows = torch.arange(num_queries, device=device)

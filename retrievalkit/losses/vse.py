@@ -5,6 +5,13 @@ hinges (MH, hardest negative), in both directions.
 negatives are captions ``j`` whose image differs (``img_ids[j] != img_ids[i]``),
 so two captions of one image in a batch are never negatives of each other
 (vsepp#6); with all ids distinct this is vsepp's ``ContrastiveLoss`` exactly.
+
+Computed by :class:`~retrievalkit.losses.hinge.VSEHinge`: one ``B x B`` matrix for
+both directions, non-negatives excluded from a sparse list of same-id pairs, and
+the gradient in closed form (MH: a gather, ``O(B D)``, no backward matmul; SH:
+the two backward matmuls). Values and gradients are those of the formula
+(``amax``'s even split over tied maxima included), checked against vsepp's code
+and a loop in ``tests/losses/test_vse.py``.
 """
 
 from __future__ import annotations
@@ -14,20 +21,9 @@ from typing import ClassVar, Literal
 import torch
 from torch import Tensor, nn
 
-from retrievalkit.losses.core import check_embeddings, same_label_mask, similarity_matrix
+from retrievalkit.losses.core import check_embeddings, compute_dtype
+from retrievalkit.losses.hinge import VSEHinge
 from retrievalkit.losses.registry import register_loss
-
-
-def hinge_one_direction(
-    sim: Tensor, negatives: Tensor, margin: float, max_violation: bool
-) -> Tensor:
-    """Per query (row) hinge cost against its matched column (the diagonal).
-
-    ``sim [B, B]``, ``negatives`` bool ``[B, B]`` -> ``[B]``.
-    """
-    positive = sim.diagonal().unsqueeze(1)
-    cost = (margin + sim - positive).clamp(min=0) * negatives
-    return cost.amax(dim=1) if max_violation else cost.sum(dim=1)
 
 
 def pairs_with_references(
@@ -107,16 +103,19 @@ class VSELoss(nn.Module):
         images are ranked against ``[txt; ref_txt]`` and its captions against
         ``[img; ref_img]``; a reference with the query's id is never a negative.
         The reduction counts the batch's rows only (``mean`` divides by B)."""
-        img_ids, all_img, all_txt, all_ids = pairs_with_references(
-            img, txt, img_ids, ref_img, ref_txt, ref_ids
+        ids, _, _, all_ids = pairs_with_references(img, txt, img_ids, ref_img, ref_txt, ref_ids)
+        distinct = img_ids is None and ref_ids is None  # only the diagonal is excluded
+        dtype = compute_dtype(img.dtype)
+        refs = [None if r is None else r.to(dtype) for r in (ref_img, ref_txt)]
+        total = VSEHinge.apply(
+            img.to(dtype),
+            txt.to(dtype),
+            *refs,
+            None if distinct else ids,
+            all_ids,
+            self.margin,
+            self.max_violation,
         )
-        negatives = ~same_label_mask(img_ids, all_ids)  # [B, B + M]
-        # column i < B of each direction is row i's matched pair (the diagonal)
-        sim_i2t = similarity_matrix(img, all_txt)
-        sim_t2i = sim_i2t.T if all_img is img else similarity_matrix(txt, all_img)
-        i2t = hinge_one_direction(sim_i2t, negatives, self.margin, self.max_violation)
-        t2i = hinge_one_direction(sim_t2i, negatives, self.margin, self.max_violation)
-        total = i2t.sum() + t2i.sum()
         return total / img.shape[0] if self.reduction == "mean" else total
 
     def collapsed_value(self, batch_size: int) -> float | None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrievalkit.losses import VSELoss
+from retrievalkit.losses import VSELoss, hinge
 from retrievalkit.losses.vsepp_reference import vsepp_contrastive
 
 
@@ -163,3 +163,114 @@ def test_references_must_come_together():
     x = F.normalize(torch.randn(3, 4), dim=1)
     with pytest.raises(ValueError, match="must be given together"):
         VSELoss()(x, x, None, ref_img=x)
+
+
+def masked_formula(sim_i2t, sim_t2i, negatives, margin, max_violation):
+    """The formula as plain autograd on full masks (the implementation before issue 22):
+    per row ``[margin + S - S_diag]_+ * negatives``, then ``amax`` or ``sum``."""
+    total = sim_i2t.new_zeros(())
+    for sim in (sim_i2t, sim_t2i):
+        cost = (margin + sim - sim.diagonal().unsqueeze(1)).clamp(min=0) * negatives
+        total = total + (cost.amax(dim=1) if max_violation else cost.sum(dim=1)).sum()
+    return total
+
+
+def masked_reference(img, txt, ids, margin, max_violation):
+    negatives = ids.reshape(-1, 1) != ids.reshape(1, -1)
+    sim = img @ txt.T
+    return masked_formula(sim, sim.T, negatives, margin, max_violation)
+
+
+def assert_same_values_and_grads(ours, ref, inputs, atol=1e-12):
+    """float64: values to summation-order rounding (sums of thousands of terms),
+    gradients (counts and 0/1 weights times the embeddings) to ``atol``."""
+    torch.testing.assert_close(ours, ref, rtol=1e-14, atol=atol)
+    for a, b in zip(
+        torch.autograd.grad(ours, inputs), torch.autograd.grad(ref, inputs), strict=True
+    ):
+        torch.testing.assert_close(a, b, rtol=0, atol=atol)
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("n, num_ids", [(64, 64), (97, 30), (200, 7), (300, 100)])
+@pytest.mark.parametrize("block_elements", [None, 50])
+def test_equals_masked_formula_with_random_ids(
+    max_violation, n, num_ids, block_elements, monkeypatch
+):
+    """Dense (small) and sparse (n = 300) same-id exclusion; one block of rows or
+    many odd-sized ones (50 elements: the column maxima are merged across blocks)."""
+    if block_elements is not None:
+        monkeypatch.setattr(hinge, "HINGE_BLOCK_ELEMENTS", block_elements)
+    img, txt = embeddings(n, 24, seed=n + num_ids)
+    ids = torch.randint(0, num_ids, (n,), generator=torch.Generator().manual_seed(n))
+    ours = VSELoss(0.2, max_violation)(img, txt, ids)
+    ref = masked_reference(img, txt, ids, 0.2, max_violation)
+    assert_same_values_and_grads(ours, ref, (img, txt))
+
+
+def exact_similarities(sim):
+    """``img = I`` and ``txt = sim^T`` give ``img @ txt.T == sim`` exactly (one-hot
+    dot products), so ties and zero hinges can be placed by hand."""
+    n = sim.shape[0]
+    img = torch.eye(n, dtype=torch.float64).requires_grad_()
+    return img, sim.T.clone().requires_grad_()
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_ties_and_exactly_zero_hinges(max_violation):
+    """Tied hardest negatives (split evenly, as amax does), hinges exactly 0 (torch's
+    clamp passes no gradient at 0), rows without any violation, and a pair of
+    captions of one image."""
+    sim = torch.tensor(
+        [
+            [1.0, 0.75, 0.75, 0.25, 0.0],  # two tied hardest negatives (h = 0.25)
+            [0.5, 1.0, 0.5, 0.25, 0.5],  # max hinge exactly 0, three times (no gradient)
+            [0.0, 0.125, 1.0, 0.0, 0.0],  # no violation
+            [0.75, 0.75, 0.75, 1.0, 0.75],  # everything ties (collapse-like row)
+            [0.875, 0.5, 0.25, 0.875, 1.0],  # shares its id with row 3
+        ],
+        dtype=torch.float64,
+    )
+    ids = torch.tensor([0, 1, 2, 3, 3])
+    img, txt = exact_similarities(sim)
+    ours = VSELoss(0.5, max_violation)(img, txt, ids)
+    ref = masked_reference(img, txt, ids, 0.5, max_violation)
+    assert_same_values_and_grads(ours, ref, (img, txt))
+
+
+@pytest.mark.parametrize("n", [2, 5, 40])
+def test_collapse_gradient_splits_over_all_negatives(n):
+    img = F.normalize(torch.ones(n, 4, dtype=torch.float64), dim=1).requires_grad_()
+    txt = img.detach().clone().requires_grad_()
+    ours = VSELoss(0.2, True)(img, txt)
+    ref = loop_formula(img, txt, torch.arange(n), 0.2, True) if n <= 5 else None
+    ref = masked_reference(img, txt, torch.arange(n), 0.2, True) if ref is None else ref
+    assert_same_values_and_grads(ours, ref, (img, txt))
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_low_precision_gradients_computed_in_fp32(max_violation, dtype):
+    img, txt = embeddings(48, 32, seed=7, dtype=torch.float32)
+    low_img, low_txt = (t.detach().to(dtype).requires_grad_() for t in (img, txt))
+    ref_img, ref_txt = (t.detach().to(dtype).float().requires_grad_() for t in (img, txt))
+    ids = torch.arange(48) // 2
+    low = VSELoss(0.2, max_violation)(low_img, low_txt, ids)
+    ref = VSELoss(0.2, max_violation)(ref_img, ref_txt, ids)
+    assert low.dtype == torch.float32
+    torch.testing.assert_close(low, ref)  # same fp32 computation on the same values
+    low.backward()
+    ref.backward()
+    assert low_img.grad.dtype == dtype
+    torch.testing.assert_close(low_img.grad, ref_img.grad.to(dtype))
+    torch.testing.assert_close(low_txt.grad, ref_txt.grad.to(dtype))
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_upstream_gradient_scales(max_violation):
+    img, txt = embeddings(9, 8, seed=11)
+    ids = torch.tensor([0, 0, 1, 2, 3, 3, 4, 5, 6])
+    loss = VSELoss(0.2, max_violation, reduction="mean")
+    ours = loss(img, txt, ids) * 3.0
+    ref = masked_reference(img, txt, ids, 0.2, max_violation) / 9 * 3.0
+    assert_same_values_and_grads(ours, ref, (img, txt))
