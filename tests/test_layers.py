@@ -1,12 +1,12 @@
 """The import graph of ``retrievalkit/`` has no circle and no import back up a layer.
 
-Layers, top to bottom (STYLE / issue 19): front ends (``commands``, ``serve``,
-``cli``, ``api``, the package root) -> ``train`` and ``compare`` -> ``pipeline`` and
-``search`` -> the parts (``models``, ``data``, ``losses``, ``eval``, ``index``,
-``run`` and the shared ``errors`` / ``registry`` modules). A module may import its
-own layer or any layer below. Every ``import`` counts, also those inside functions
-(a lazy import is still a dependency); the graph is read with ``ast``, nothing is
-imported. One edge is not a circle: a module importing its own package's
+Layers, top to bottom (``tools/layers.py``, drawn in ARCHITECTURE.md): front ends
+(``commands``, ``serve``, ``cli``, ``api``, the package root) -> ``train`` and
+``compare`` -> ``pipeline`` and ``search`` -> the parts (``models``, ``data``,
+``losses``, ``eval``, ``index``, ``run`` and the shared ``errors`` / ``registry``
+modules). A module may import its own layer or any layer below. Every ``import``
+counts, also those inside functions (a lazy import is still a dependency); the
+graph is read with ``ast``, nothing is imported. One edge is not a circle: a module importing its own package's
 ``__init__`` (the registries do, ``import retrievalkit.losses  # registers every
 loss``, so that the built-ins are registered before a name is looked up); an
 ``__init__`` only gathers its package.
@@ -14,57 +14,13 @@ loss``, so that the built-ins are registered before a name is looked up); an
 
 from __future__ import annotations
 
-import ast
-from pathlib import Path
-
 import pytest
-
-PACKAGE = Path(__file__).resolve().parent.parent / "retrievalkit"
-LAYERS = {
-    3: {"", "__main__", "api", "cli", "commands", "serve", "export"},
-    2: {"train", "compare"},
-    1: {"pipeline", "search"},
-    0: {"models", "data", "losses", "eval", "index", "run", "errors", "registry", "bench_names"},
-}
-RANK = {room: rank for rank, rooms in LAYERS.items() for room in rooms}
-
-
-def module_name(path: Path) -> str:
-    parts = ["retrievalkit", *path.relative_to(PACKAGE).with_suffix("").parts]
-    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
-
-
-def modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
-
-
-def imports(path: Path, known: set[str]) -> set[str]:
-    """The package's modules ``path`` imports (``from a import b``: ``a.b`` when a module)."""
-    found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
-        if isinstance(node, ast.Import):
-            found |= {alias.name for alias in node.names}
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                sub = f"{node.module}.{alias.name}"
-                found.add(sub if sub in known else node.module)
-    return {name for name in found if name in known}
-
-
-def room(module: str) -> str:
-    """``retrievalkit.train.trainer`` -> ``train``; the root package -> ``""``."""
-    parts = module.split(".")
-    return parts[1] if len(parts) > 1 else ""
-
-
-def graph() -> dict[str, set[str]]:
-    found = modules()
-    return {name: imports(path, set(found)) for name, path in found.items()}
+from layers import RANK, graph, modules, room  # tools/layers.py: the layers, defined once
 
 
 def test_every_room_has_a_layer():
     unplaced = sorted({room(m) for m in modules()} - set(RANK))
-    assert not unplaced, f"rooms with no layer in tests/test_layers.py: {unplaced}"
+    assert not unplaced, f"rooms with no layer in tools/layers.py: {unplaced}"
 
 
 def test_no_import_runs_up_a_layer():
