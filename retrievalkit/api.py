@@ -29,7 +29,8 @@ from torch import Tensor
 
 from retrievalkit.errors import InputError
 from retrievalkit.index.semantic import semantic_search, similarity
-from retrievalkit.pipeline.build import build_transform
+from retrievalkit.models.tower import image_input_of
+from retrievalkit.pipeline.build import model_transform
 from retrievalkit.pipeline.images import ImageLike, as_list, is_one_image, to_model_input
 from retrievalkit.pipeline.load import LoadedModel, load_model
 from retrievalkit.run.device import resolve_device
@@ -50,8 +51,10 @@ class Encoder:
 
     Images may be file paths, PIL images, numpy arrays or tensors; a tensor is taken
     as already preprocessed model input: ``[C, H, W]`` (one image) or
-    ``[B, C, H, W]``, or features ``[F]`` / ``[B, F]`` for a precomputed-feature
-    model (see :mod:`retrievalkit.pipeline.images`).
+    ``[B, C, H, W]``, or features ``[F]`` / ``[B, F]`` for a model whose image encoder
+    takes features (see :mod:`retrievalkit.pipeline.images`). Paths, PIL images and
+    arrays go through the preprocessing the image encoder declares (``image_input``:
+    side and normalization), as ``index`` and ``search`` do.
     """
 
     def __init__(self, loaded: LoadedModel, batch_size: int = 32) -> None:
@@ -59,11 +62,12 @@ class Encoder:
         self.model = loaded.model.eval()
         self.config = loaded.config
         self.batch_size = batch_size
-        self.features = self.config.model.image.get("name") == "precomp"
-        self.transform: Callable[[Any], Tensor] = build_transform(
-            "feature" if self.features else "image", self.config.data, train=False
+        self.image_input = image_input_of(self.model)
+        self.features = self.image_input.kind == "feature"
+        self.transform: Callable[[Any], Tensor] = model_transform(
+            self.model, self.config.data, train=False
         )
-        self.mode = "L" if self.config.model.image.get("in_channels", 3) == 1 else "RGB"
+        self.mode = "L" if self.image_input.channels == 1 else "RGB"
 
     @property
     def device(self) -> torch.device:

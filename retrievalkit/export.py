@@ -2,12 +2,14 @@
 
 ``export_onnx(model, out_dir, config)`` writes
 
-- ``image_encoder.onnx``: ``images [N, C, H, W]`` (or ``[N, F]`` features, as the
-  recipe's eval transform / precomp loader produce them) -> ``embeddings [N, E]``;
+- ``image_encoder.onnx``: ``images [N, C, H, W]`` (or ``[N, F]`` features), as the
+  image encoder declares its input (``models/tower.py``; a frozen tower is exported
+  whole, from pixels) -> ``embeddings [N, E]``;
 - ``text_encoder.onnx`` (cross-modal models): the tokenized caption
   (``ids [N, L]`` and, for the GRU, ``lengths [N]``) -> ``embeddings [N, E]``;
   the vocabulary is saved next to it (``vocab.json``);
-- ``export.json``: inputs, embedding size, image size, tokenizer facts.
+- ``export.json``: inputs, embedding size, the image preprocessing (side, mean,
+  std), tokenizer facts.
 
 Embeddings are L2-normalized, as ``encode_image`` / ``encode_text`` return them.
 Batch size (and caption length for the GRU) are dynamic. After writing, each file
@@ -27,6 +29,7 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.models.outputs import RetrievalModel
+from retrievalkit.models.tower import image_input_of
 
 
 class _ImageTower(nn.Module):
@@ -78,14 +81,11 @@ EXAMPLE_CAPTIONS = [
 ]
 
 
-def example_images(config: Any, batch: int = 3) -> Tensor:
-    """Random inputs shaped as the recipe's image tower takes them (features or images)."""
-    image = config.model.image
-    if image["name"] == "precomp":
-        return torch.randn(batch, int(image.get("in_dim", 2048)))
-    channels = int(image.get("in_channels", 3))
-    size = int(config.data.image_size)
-    return torch.randn(batch, channels, size, size)
+def example_images(model: nn.Module, config: Any, batch: int = 3) -> Tensor:
+    """Random inputs shaped as the model's image tower declares them (``image_input``:
+    features ``[batch, F]`` or images ``[batch, C, S, S]`` at its side, else the
+    recipe's ``data.image_size``)."""
+    return image_input_of(model).example(batch, int(config.data.image_size))
 
 
 def export_onnx(
@@ -113,9 +113,11 @@ def export_onnx(
     path = out / "image_encoder.onnx"
     _export(image_tower, (example_images,), ["images"], path, image_dynamic)
     error = _parity(path, {"images": example_images}, expected)
+    spec = image_input_of(model)
     manifest["towers"]["image"] = {
         "file": path.name,
         "inputs": {"images": list(example_images.shape[1:])},
+        "preprocessing": {"kind": spec.kind, "mean": list(spec.mean), "std": list(spec.std)},
         "embed_dim": int(expected.shape[1]),
         "max_abs_diff": error,
     }

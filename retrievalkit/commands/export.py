@@ -41,7 +41,7 @@ def run(args: argparse.Namespace) -> int:
     manifest = export_onnx(
         loaded.model,
         args.out,
-        example_images(loaded.config),
+        example_images(loaded.model, loaded.config),
         EXAMPLE_CAPTIONS,
         tolerance=args.tolerance,
     )

@@ -1,7 +1,7 @@
 """Item -> tensor transforms: training augmentation and evaluation resizing.
 
-Images become float ``[C, H, W]`` normalized with ImageNet statistics (RGB) or
-mean 0.5 / std 0.5 (greyscale); features pass through as float32 ``[F]``.
+Images become float ``[C, H, W]`` normalized with the image encoder's declared
+statistics (RGB; ImageNet's by default) or mean 0.5 / std 0.5 (greyscale); features pass through as float32 ``[F]``.
 The crop/resize steps use ``torchvision.transforms.v2`` when it is installed and
 the same steps written in PIL otherwise. Randomness comes from torch's global
 RNG (which checkpoints save and restore).
@@ -21,15 +21,17 @@ RGB_MEAN = (0.485, 0.456, 0.406)
 RGB_STD = (0.229, 0.224, 0.225)
 
 
-def _to_tensor(image: Image.Image) -> Tensor:
+def _to_tensor(
+    image: Image.Image,
+    mean: tuple[float, ...] = RGB_MEAN,
+    std: tuple[float, ...] = RGB_STD,
+) -> Tensor:
     array = np.asarray(image, dtype=np.float32) / 255.0
     if array.ndim == 2:
         tensor = torch.from_numpy(array)[None]
         return (tensor - 0.5) / 0.5
     tensor = torch.from_numpy(array).permute(2, 0, 1)
-    mean = torch.tensor(RGB_MEAN).view(3, 1, 1)
-    std = torch.tensor(RGB_STD).view(3, 1, 1)
-    return (tensor - mean) / std
+    return (tensor - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
 
 
 def _random_resized_crop(image: Image.Image, size: int, scale: tuple[float, float]) -> Image.Image:
@@ -98,6 +100,8 @@ def build_transform(
     flip: bool = False,
     grayscale: bool | None = None,
     backend: str = "auto",
+    mean: tuple[float, ...] = RGB_MEAN,
+    std: tuple[float, ...] = RGB_STD,
 ) -> Callable[[Any], Tensor]:
     """A transform for items of ``kind`` "image" or "feature".
 
@@ -109,6 +113,8 @@ def build_transform(
     ``backend``: "torchvision" (``transforms.v2``), "pil" (the same steps in PIL),
     or "auto" (torchvision when importable). Both draw from torch's global RNG,
     which checkpoints save and restore. Features pass through as float32 tensors.
+    RGB pixels in [0, 1] are normalized with ``mean`` / ``std`` (the image encoder
+    declares them: ``models/tower.py``), greyscale ones with 0.5 / 0.5.
     """
     if kind == "feature":
         return lambda item: torch.as_tensor(np.asarray(item, dtype=np.float32))
@@ -130,6 +136,6 @@ def build_transform(
             image = image.convert("L")
         elif grayscale is False or image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
-        return _to_tensor(geometry(image))
+        return _to_tensor(geometry(image), mean, std)
 
     return transform

@@ -4,7 +4,15 @@ Importing this package needs only torch: torchvision and sentence_transformers
 are imported when a ResNet or MiniLM encoder is built.
 """
 
-from retrievalkit.models import image, mfsr, minilm, resnet, text, textcnn  # noqa: F401  (register)
+from retrievalkit.models import (  # noqa: F401  (register)
+    efficientnet,
+    image,
+    mfsr,
+    minilm,
+    resnet,
+    text,
+    textcnn,
+)
 from retrievalkit.models.caption_decoder import CaptionDecoder
 from retrievalkit.models.dual import (
     DualEmbeddings,

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.models.registry import IMAGE_ENCODERS
+from retrievalkit.models.tower import ImageInput
 
 
 @IMAGE_ENCODERS.register("precomp")
@@ -32,6 +33,7 @@ class PrecompFeatureEncoder(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.in_dim = in_dim
         self.out_dim = dim
+        self.image_input = ImageInput(kind="feature", dim=in_dim)
 
     def forward(self, features: Tensor) -> Tensor:
         """``[B, in_dim]`` -> ``[B, out_dim]``."""

@@ -10,6 +10,7 @@ from typing import Any
 import torch
 
 from retrievalkit.errors import UnknownNameError
+from retrievalkit.models.tower import ImageInput, image_input_of
 from retrievalkit.run.config import ConfigError, DataConfig, ModelConfig, RunConfig
 
 log = logging.getLogger(__name__)
@@ -86,12 +87,33 @@ def build_model(config: RunConfig, vocab: Any | None = None) -> torch.nn.Module:
     return built
 
 
-def build_transform(kind: str, data: DataConfig, train: bool) -> Any:
-    """Item -> tensor for a source of ``kind`` "image" or "feature" (passed through)."""
+def build_transform(kind: str | ImageInput, data: DataConfig, train: bool) -> Any:
+    """Item -> tensor for an image tower's declared input (an :class:`ImageInput`: its
+    side, else the recipe's ``data.image_size``, and its normalization) or for a
+    source of ``kind`` "image" / "feature" (features pass through)."""
     from retrievalkit.data.transforms import build_transform as data_transform
 
+    spec = kind if isinstance(kind, ImageInput) else ImageInput(kind=kind)  # type: ignore[arg-type]
+    mean, std = spec.pixel_normalization()
     return data_transform(
-        kind=kind,
-        image_size=data.image_size,
+        kind=spec.kind,
+        image_size=spec.side(data.image_size),
         train=train and data.augment,
+        mean=mean,
+        std=std,
     )
+
+
+def model_transform(
+    model: torch.nn.Module, data: DataConfig, train: bool, source_kind: str | None = None
+) -> Any:
+    """The transform of the items a model's image tower takes, as it declares them
+    (``models/tower.py``); ``source_kind`` ("image" / "feature", what a data source
+    holds) must match the declared kind."""
+    spec = image_input_of(model)
+    if source_kind is not None and source_kind != spec.kind:
+        raise ConfigError(
+            f"data {data.name!r} gives {source_kind} items but the model's image encoder "
+            f"takes {spec.kind} items (model.image.name)"
+        )
+    return build_transform(spec, data, train)

@@ -60,7 +60,7 @@ def test_both_towers_match_torch_on_new_shapes(tmp_path, tower):
     torch.manual_seed(0)
     config = cross_modal(TEXT_TOWERS[tower])
     model = build_model(config, Vocabulary.build(CAPTIONS)).eval()
-    manifest = export_onnx(model, tmp_path, example_images(config), EXAMPLE_CAPTIONS)
+    manifest = export_onnx(model, tmp_path, example_images(model, config), EXAMPLE_CAPTIONS)
     assert manifest["towers"]["image"]["max_abs_diff"] < 1e-5
     assert manifest["towers"]["text"]["exported"]
     images = torch.randn(5, 3, 16, 16)  # another batch size than the example's 3
@@ -89,7 +89,7 @@ def test_metric_model_exports_the_image_tower_only(tmp_path):
         }
     )
     model = build_model(config).eval()
-    manifest = export_onnx(model, tmp_path, example_images(config))
+    manifest = export_onnx(model, tmp_path, example_images(model, config))
     assert set(manifest["towers"]) == {"image"}
     images = torch.randn(2, 1, 28, 28)
     with torch.no_grad():
