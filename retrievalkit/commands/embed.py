@@ -46,8 +46,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
-    from retrievalkit.pipeline.build import build_transform, load_splits, require_split
-    from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+    from retrievalkit.pipeline.build import load_splits, model_transform, require_split
+    from retrievalkit.pipeline.embed import embed_captions, embed_model_images
     from retrievalkit.pipeline.load import load_model
     from retrievalkit.run.device import resolve_device
 
@@ -59,13 +59,12 @@ def run(args: argparse.Namespace) -> int:
     if len(names) > 1:
         raise InputError(f"--split: one split per .npz file, got {names} (or use --shard)")
     split = require_split(load_splits(config.data), names[0], config.data.name)
-    transform = build_transform(split.images.kind, config.data, train=False)
-    device = model_device(model)
+    transform = model_transform(model, config.data, train=False, source_kind=split.images.kind)
     progress = show_progress(args)
     arrays: dict[str, np.ndarray] = {}
     if model.has_text:
-        arrays["image_emb"] = embed_images(
-            model.encode_image, split.images, transform, device, progress=progress
+        arrays["image_emb"] = embed_model_images(
+            model, split.images, transform, progress=progress
         ).numpy()
         arrays["text_emb"] = embed_captions(
             model.encode_text, split.captions, progress=progress
@@ -73,8 +72,8 @@ def run(args: argparse.Namespace) -> int:
         arrays["caption_image"] = np.asarray(split.caption_image, dtype=np.int64)
         arrays["image_keys"] = np.asarray(split.image_keys)
     else:
-        arrays["emb"] = embed_images(
-            model.encode_image, split.images, transform, device, progress=progress
+        arrays["emb"] = embed_model_images(
+            model, split.images, transform, progress=progress
         ).numpy()
         arrays["labels"] = np.asarray(split.labels, dtype=np.int64)
         arrays["keys"] = np.asarray(split.keys)

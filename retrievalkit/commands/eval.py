@@ -33,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.pipeline.build import build_transform, load_splits, require_split
+    from retrievalkit.pipeline.build import load_splits, model_transform, require_split
     from retrievalkit.pipeline.evaluate import evaluate
     from retrievalkit.pipeline.load import load_model
     from retrievalkit.run.config import apply_overrides, config_to_dict, parse_config
@@ -47,7 +47,9 @@ def run(args: argparse.Namespace) -> int:
     names = split_names(args, [config.data.test_split])
     splits = [require_split(available, name, config.data.name) for name in names]
     for name, split in zip(names, splits, strict=True):
-        transform = build_transform(split.images.kind, config.data, train=False)
+        transform = model_transform(
+            loaded.model, config.data, train=False, source_kind=split.images.kind
+        )
         record = evaluate(
             loaded.model,
             split,

@@ -46,6 +46,7 @@ from retrievalkit.models.registry import (
     build_text_encoder,
 )
 from retrievalkit.models.separation import PARTS, FeatureSeparation, SeparatedParts
+from retrievalkit.models.tower import image_input_of
 
 
 class MFSRModel(RetrievalModel):
@@ -202,16 +203,16 @@ def build_mfsr(spec: ModelSpec) -> MFSRModel:
     options = dict(spec.options)
     image_name, image_head, image_options = _encoder(spec.image, "image")
     text_name, text_head, text_options = _encoder(spec.text, "text")
+    image_encoder = build_image_encoder(image_name, **image_options)
     generator = options.get("generator")
     if generator is not None and "pixel_mean" not in options:
-        from retrievalkit.data.transforms import RGB_MEAN, RGB_STD
-
+        declared = image_input_of(image_encoder)  # the normalization its input has
         grey = generator.get("channels", 3) == 1
-        options["pixel_mean"] = (0.5,) if grey else RGB_MEAN
-        options["pixel_std"] = (0.5,) if grey else RGB_STD
+        options["pixel_mean"] = (0.5,) if grey else declared.mean
+        options["pixel_std"] = (0.5,) if grey else declared.std
     joint_dim = options.pop("joint_dim", spec.embed_dim)
     return MFSRModel(
-        build_image_encoder(image_name, **image_options),
+        image_encoder,
         build_text_encoder(text_name, vocab=spec.vocab, **text_options),
         joint_dim=joint_dim,
         part_dim=spec.embed_dim,

@@ -50,6 +50,34 @@ def embed_images(
     return torch.cat(chunks)
 
 
+def embed_model_images(
+    model: torch.nn.Module,
+    source: Any,
+    transform: Callable[[Any], Tensor],
+    batch_size: int = 256,
+    progress: bool = False,
+    desc: str = "embed images",
+) -> Tensor:
+    """``model.encode_image`` over every item of ``source``: ``[N, E]`` float32 on CPU.
+
+    A model whose image tower declares a frozen trunk reads its images' cached trunk
+    outputs (``tower_cache.py``: computed once per image, kept on disk) instead of
+    running the trunk again; ``transform`` is the tower's input transform.
+    """
+    from retrievalkit.pipeline.tower_cache import cached_views
+
+    cached = cached_views(model, source, transform, progress=progress)
+    if cached is not None:
+        source, transform = cached, _as_tensor
+    return embed_images(
+        model.encode_image, source, transform, model_device(model), batch_size, progress, desc
+    )
+
+
+def _as_tensor(row: Any) -> Tensor:
+    return torch.as_tensor(row)
+
+
 @torch.no_grad()
 def embed_captions(
     encode: Callable[[list[str]], Tensor],

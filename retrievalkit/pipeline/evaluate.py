@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from retrievalkit.models.modes import eval_mode
-from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.embed import embed_captions, embed_model_images
 
 
 def evaluate_cross_modal(
@@ -27,11 +27,8 @@ def evaluate_cross_modal(
     """R@K/medr/meanr/rsum of a ``CrossModalSplit`` under a named protocol."""
     from retrievalkit.eval import evaluate_protocol
 
-    device = model_device(model)
     with eval_mode(model):
-        img = embed_images(
-            model.encode_image, split.images, transform, device, batch_size, progress
-        )
+        img = embed_model_images(model, split.images, transform, batch_size, progress)
         txt = embed_captions(model.encode_text, split.captions, batch_size, progress)
     txt_to_img = torch.as_tensor(split.caption_image, dtype=torch.long)
     record = dict(evaluate_protocol(protocol, img, txt, txt_to_img))
@@ -53,15 +50,12 @@ def evaluate_metric_learning(
     """
     from retrievalkit.eval import metric_learning_scores
 
-    device = model_device(model)
     with eval_mode(model):
-        emb = embed_images(
-            model.encode_image, split.images, transform, device, batch_size, progress
-        )
+        emb = embed_model_images(model, split.images, transform, batch_size, progress)
         query_emb = None
         if query_split is not None:
-            query_emb = embed_images(
-                model.encode_image, query_split.images, transform, device, batch_size, progress
+            query_emb = embed_model_images(
+                model, query_split.images, transform, batch_size, progress
             )
     labels = torch.as_tensor(split.labels, dtype=torch.long)
     kwargs: dict[str, Any] = {}

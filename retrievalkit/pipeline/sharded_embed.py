@@ -6,8 +6,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from retrievalkit.pipeline.build import build_transform, load_splits, require_split
-from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.build import load_splits, model_transform, require_split
+from retrievalkit.pipeline.embed import embed_captions, embed_model_images
 from retrievalkit.pipeline.items import ListSource, every_image_splits, unique_images
 from retrievalkit.pipeline.load import LoadedModel
 from retrievalkit.pipeline.shards import ShardError, ShardSpec, SidePart, write_shard
@@ -37,10 +37,8 @@ def embed_shard(
     if len(rows) == 0:
         raise ShardError(f"shard {spec.index}/{spec.count} is empty: only {len(items)} images")
     source = ListSource([items[i] for i in rows])
-    transform = build_transform(source.kind, config.data, train=False)
-    image_emb = embed_images(
-        model.encode_image, source, transform, model_device(model), progress=progress
-    )
+    transform = model_transform(model, config.data, train=False, source_kind=source.kind)
+    image_emb = embed_model_images(model, source, transform, progress=progress)
     parts = [
         SidePart(
             "images",

@@ -28,6 +28,11 @@ class DataConfig:
     batch), "random", or "pk" (P classes x K samples, metric learning).
     ``batch_size`` is the global batch: under ``torchrun`` each of the W ranks
     trains on its ``batch_size / W`` rows of every batch.
+    ``views``: with an image tower that declares a frozen trunk (a pretrained
+    EfficientNet), the training images' trunk outputs are computed once for this
+    many views per image and cached on disk (view 0 the evaluation transform, the
+    others random resized crops drawn once, when ``augment``); each epoch draws one
+    view per item (``pipeline/tower_cache.py``).
     """
 
     name: str
@@ -38,6 +43,7 @@ class DataConfig:
     sampler: Literal["unique_images", "random", "pk"] = "unique_images"
     samples_per_class: int = 4
     num_workers: int = 0
+    views: int = 1
     train_split: str = "train"
     val_split: str | None = "val"
     test_split: str = "test"

@@ -17,7 +17,8 @@ from typing import Any, overload
 import torch
 
 from retrievalkit.errors import InputError, MissingFileError
-from retrievalkit.pipeline.build import build_transform
+from retrievalkit.models.tower import image_input_of
+from retrievalkit.pipeline.build import model_transform
 from retrievalkit.pipeline.embed import embed_captions, model_device
 from retrievalkit.pipeline.images import ImageLike, as_list, is_one_image, stack
 from retrievalkit.pipeline.load import LoadedModel, load_model
@@ -59,9 +60,9 @@ class SearchEngine:
         if (self.directory / "captions").exists():
             self.captions = load_index(self.directory / "captions")
         self._check_same_model()
-        self.transform = build_transform("image", self.loaded.config.data, train=False)
-        in_channels = self.loaded.config.model.image.get("in_channels", 3)
-        self.image_mode = "L" if in_channels == 1 else "RGB"
+        # the image tower's declared input (side, normalization), as index build used
+        self.transform = model_transform(self.loaded.model, self.loaded.config.data, train=False)
+        self.image_mode = "L" if image_input_of(self.loaded.model).channels == 1 else "RGB"
         self._image_metadata: dict[str, Any] = {}
         for key, meta in zip(self.images.keys, self.images.metadata, strict=True):
             self._image_metadata.setdefault(key, meta)

@@ -32,8 +32,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from retrievalkit.pipeline.build import build_transform, load_splits, require_split
-from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.build import load_splits, model_transform, require_split
+from retrievalkit.pipeline.embed import embed_captions, embed_model_images
 from retrievalkit.pipeline.items import ListSource, every_image_splits, unique_images
 from retrievalkit.pipeline.load import load_model
 from retrievalkit.run.checkpoint import (
@@ -151,11 +151,9 @@ def build_index_dir(
     if pictures and source.kind == "image":
         names = write_pictures(source, out / PICTURES, progress)
         metadata = [{**meta, "picture": name} for meta, name in zip(metadata, names, strict=True)]
-    transform = build_transform(source.kind, data, train=False)
     model = loaded.model
-    image_emb = embed_images(
-        model.encode_image, source, transform, model_device(model), progress=progress
-    )
+    transform = model_transform(model, data, train=False, source_kind=source.kind)
+    image_emb = embed_model_images(model, source, transform, progress=progress)
     image_index = new_index(backend, image_emb.shape[1], out / "images", options)
     image_index.add(image_emb, keys, metadata)
     image_index.save(out / "images")

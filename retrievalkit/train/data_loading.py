@@ -85,10 +85,34 @@ def _unchanged(image: Tensor) -> Tensor:
     return image
 
 
+@dataclass(frozen=True)
+class TowerViews:
+    """What caching a frozen image tower's training inputs needs: the model, its
+    evaluation transform (view 0), the views per image and whether to show progress."""
+
+    model: torch.nn.Module
+    eval_transform: Any
+    views: int = 1
+    progress: bool = False
+
+
+def _row_tensor(row: Any) -> Tensor:
+    return torch.as_tensor(row)
+
+
 def prepare_train_images(
-    split: Any, transform: Any, augment: bool, limit_bytes: int = PREPARE_LIMIT_BYTES
+    split: Any,
+    transform: Any,
+    augment: bool,
+    limit_bytes: int = PREPARE_LIMIT_BYTES,
+    tower: TowerViews | None = None,
 ) -> tuple[Any, Any]:
     """``(split, transform)`` for the training loader.
+
+    With ``tower`` whose model declares a frozen trunk, the split's images become
+    their cached trunk outputs (``tower.views`` per image when ``augment``, drawn
+    one per item each epoch; ``pipeline/tower_cache.py``) and the transform the
+    identity, so an epoch runs only the trainable part.
 
     Without augmentation the transform is deterministic, so (as a plain PyTorch loop
     does) every training image is transformed once here, when all of them fit in
@@ -97,6 +121,19 @@ def prepare_train_images(
     and for feature inputs, both are returned as they are.
     """
     images = split.images
+    if tower is not None:
+        from retrievalkit.pipeline.tower_cache import cached_views
+
+        cached = cached_views(
+            tower.model,
+            images,
+            tower.eval_transform,
+            transform if augment and tower.views > 1 else None,
+            tower.views,
+            tower.progress,
+        )
+        if cached is not None:
+            return replace(split, images=cached), _row_tensor
     if augment or images.kind != "image" or len(images) == 0:
         return split, transform
     first = transform(images.load(0))

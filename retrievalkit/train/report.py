@@ -9,7 +9,7 @@ from typing import Any
 
 import torch
 
-from retrievalkit.pipeline.embed import embed_captions, embed_images, model_device
+from retrievalkit.pipeline.embed import embed_captions, embed_model_images, model_device
 from retrievalkit.run.checkpoint import load_checkpoint
 from retrievalkit.train.plots import (
     plot_curves,
@@ -34,14 +34,14 @@ def retrieval_grid(
         if model.has_text:
             picks = torch.randperm(len(split.captions), generator=generator)[:num_queries]
             queries = [split.captions[int(i)] for i in picks]
-            img = embed_images(model.encode_image, split.images, transform, model_device(model))
+            img = embed_model_images(model, split.images, transform)
             txt = embed_captions(model.encode_text, queries)
             hits = top_k(txt, img, k)
             own = torch.as_tensor(split.caption_image)[picks]
             return plot_text_to_image_grid(
                 queries, hits, hits == own[:, None], split.images, out_path
             )
-        emb = embed_images(model.encode_image, split.images, transform, model_device(model))
+        emb = embed_model_images(model, split.images, transform)
         picks = torch.randperm(emb.shape[0], generator=generator)[:num_queries]
         hits = top_k(emb[picks], emb, k + 1)
         hits = torch.stack([row[row != q][:k] for row, q in zip(hits, picks, strict=True)])

@@ -16,14 +16,14 @@ import torch
 
 from retrievalkit.pipeline.build import (
     build_model,
-    build_transform,
     build_vocab,
     load_splits,
+    model_transform,
     require_split,
 )
 from retrievalkit.run.checkpoint import VOCAB_FILE
 from retrievalkit.run.config import ConfigError, DataConfig, OptimConfig, RunConfig
-from retrievalkit.train.data_loading import prepare_train_images
+from retrievalkit.train.data_loading import TowerViews, prepare_train_images
 from retrievalkit.train.distributed import Runtime, for_ranks, sync_batchnorm
 from retrievalkit.train.objective import (
     Objective,
@@ -119,14 +119,21 @@ def build_optimizers(
     )
 
 
-def build_train_inputs(data: DataConfig, train_split: Any) -> tuple[Any, Any, Any, Any]:
+def build_train_inputs(
+    data: DataConfig, train_split: Any, model: torch.nn.Module, progress: bool = False
+) -> tuple[Any, Any, Any, Any]:
     """``(train transform, eval transform, loader split, loader transform)``: what the
-    training loader reads (images transformed once up front when that is exact)."""
+    training loader reads (images transformed once up front when that is exact; a
+    frozen image tower's cached trunk outputs, ``data.views`` per image). The
+    transforms are the image tower's declared input (``models/tower.py``)."""
     kind = train_split.images.kind
-    train_transform = build_transform(kind, data, train=True)
-    eval_transform = build_transform(kind, data, train=False)
+    train_transform = model_transform(model, data, True, kind)
+    eval_transform = model_transform(model, data, False, kind)
     loader_split, loader_transform = prepare_train_images(
-        train_split, train_transform, data.augment
+        train_split,
+        train_transform,
+        data.augment,
+        tower=TowerViews(model, eval_transform, data.views, progress),
     )
     return train_transform, eval_transform, loader_split, loader_transform
 

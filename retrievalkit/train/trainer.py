@@ -90,7 +90,7 @@ class Trainer:
             self.eval_transform,
             self.loader_split,
             self.loader_transform,
-        ) = build_train_inputs(config.data, self.train_split)
+        ) = build_train_inputs(config.data, self.train_split, self.model, self.progress)
         warm_text_cache(self.model, self.train_split, self.val_split, self.progress)
         self.state = TrainerState()
         self.run_log = RunLog(self.run_dir)
