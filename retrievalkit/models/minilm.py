@@ -7,6 +7,7 @@ the encoder is built.
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
 import os
@@ -17,11 +18,14 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from retrievalkit.models.registry import TEXT_ENCODERS
 from retrievalkit.models.text import parameter_device
+from retrievalkit.run.feature_store import FeatureStore, cache_root
+from retrievalkit.run.files import file_sha256
 
 log = logging.getLogger(__name__)
 OFFLINE_VARIABLES = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
@@ -105,7 +109,9 @@ class MiniLMTextEncoder(nn.Module):
     frozen tower gives the same row every epoch and recomputing it dominates CPU
     training time; ``warm_cache`` fills it in large batches before training.
     The cache is cleared by ``set_trainable`` and ``load_state_dict``, and is
-    never used while trainable.
+    never used while trainable. ``warm_cache`` also keeps the rows on disk (float32,
+    keyed by the caption's sha256, under ``<cache>/features/minilm-<weights>-<length>/``,
+    ``run/feature_store.py``), so a second run reads them instead of encoding again.
     """
 
     def __init__(
@@ -116,7 +122,8 @@ class MiniLMTextEncoder(nn.Module):
         cache_size: int = 200_000,
     ) -> None:
         super().__init__()
-        self.model = load_sentence_transformer(model_dir or minilm_model_dir(), max_seq_length)
+        self.model_dir = Path(model_dir) if model_dir else minilm_model_dir()
+        self.model = load_sentence_transformer(self.model_dir, max_seq_length)
         dimension = (
             getattr(self.model, "get_embedding_dimension", None)
             or self.model.get_sentence_embedding_dimension
@@ -167,11 +174,30 @@ class MiniLMTextEncoder(nn.Module):
                 self.cache_size,
                 len(todo) + len(self._cache),
             )
+        store = self._store()
+        stored = store.load() if store is not None else {}
+        digests = {c: hashlib.sha256(c.encode()).hexdigest() for c in todo}
+        for caption in todo:
+            row = stored.get(digests[caption])
+            if row is not None and len(self._cache) < self.cache_size:
+                self._cache[caption] = torch.from_numpy(row).to(parameter_device(self))
+        todo = [c for c in todo if c not in self._cache]
         starts = range(0, len(todo), batch_size)
         for start in tqdm(
             starts, desc="encode captions (MiniLM)", disable=not progress, leave=False
         ):
-            self._frozen_features(todo[start : start + batch_size])
+            chunk = todo[start : start + batch_size]
+            rows = self._frozen_features(chunk)
+            if store is not None:
+                store.add([digests[c] for c in chunk], rows.float().cpu().numpy())
+
+    def _store(self) -> FeatureStore | None:
+        """The on-disk rows of this model and caption length (None: no weights file)."""
+        weights = [p for p in sorted(self.model_dir.glob("*.safetensors"))]
+        if not weights:
+            return None
+        name = f"minilm-{file_sha256(weights[0])[:16]}-len{self.model.max_seq_length}"
+        return FeatureStore(cache_root() / "features" / name, dtype=np.float32)
 
     # ------------------------------------------------------------- forward
     def _encode(self, captions: list[str]) -> Tensor:

@@ -28,8 +28,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import tempfile
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,14 +40,9 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from retrievalkit.models.tower import FrozenTrunk, frozen_trunk_of, image_encoder_of
+from retrievalkit.run.feature_store import STORE_DTYPE, FeatureStore, cache_root
 
 log = logging.getLogger(__name__)
-STORE_DTYPE = np.float16
-
-
-def cache_root() -> Path:
-    """``$RETRIEVALKIT_CACHE`` or ``~/.cache/retrievalkit`` (shared with the emoji renders)."""
-    return Path(os.environ.get("RETRIEVALKIT_CACHE", Path.home() / ".cache" / "retrievalkit"))
 
 
 def item_digest(item: Any) -> str:
@@ -68,40 +62,6 @@ def item_digest(item: Any) -> str:
 def view_key(digest: str, view: int) -> str:
     """The store key of view ``view`` of the item with content hash ``digest``."""
     return f"{digest}-v{view}"
-
-
-class FeatureStore:
-    """Rows of one trunk on disk: ``root/<cache_id>/part-*.npz`` (``keys``, ``rows``)."""
-
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-
-    def load(self) -> dict[str, np.ndarray]:
-        """Every stored row by key (parts written by other runs included)."""
-        rows: dict[str, np.ndarray] = {}
-        for part in sorted(self.directory.glob("part-*.npz")):
-            try:
-                with np.load(part) as data:
-                    rows.update(zip(data["keys"].tolist(), data["rows"], strict=True))
-            except (OSError, ValueError, KeyError) as err:  # a damaged part is recomputed
-                log.warning("%s: unreadable feature cache part, ignored (%s)", part, err)
-        return rows
-
-    def add(self, keys: Sequence[str], rows: np.ndarray) -> Path:
-        """Write ``rows [K, ...]`` under ``keys`` as one new part, atomically."""
-        self.directory.mkdir(parents=True, exist_ok=True)
-        name = hashlib.sha256("\n".join(keys).encode()).hexdigest()[:16]
-        path = self.directory / f"part-{name}.npz"
-        handle, temporary = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        try:
-            with os.fdopen(handle, "wb") as out:
-                np.savez(out, keys=np.asarray(keys), rows=rows.astype(STORE_DTYPE))
-            os.chmod(temporary, 0o644)  # mkstemp makes it 0600; others may share the cache
-            os.replace(temporary, path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
-        return path
 
 
 class TrunkRunner:

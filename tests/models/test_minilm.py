@@ -75,3 +75,20 @@ def test_loader_restores_the_offline_variables(monkeypatch):
 def test_missing_model_folder_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no modules.json"):
         build_text_encoder("minilm", model_dir=str(tmp_path))
+
+
+def test_warmed_captions_are_kept_on_disk_for_the_next_encoder(tmp_path, monkeypatch):
+    monkeypatch.setenv("RETRIEVALKIT_CACHE", str(tmp_path))
+    captions = ["a red car", "two dogs", "a cat"]
+    first = build_text_encoder("minilm", max_seq_length=16)
+    first.warm_cache(captions)
+    expected = first(captions)
+    assert list((tmp_path / "features").glob("minilm-*-len16/part-*.npz"))
+    second = build_text_encoder("minilm", max_seq_length=16)
+
+    def no_encoding(batch):
+        raise AssertionError(f"encoded {batch} again")
+
+    monkeypatch.setattr(second, "_encode", no_encoding)
+    second.warm_cache(captions)
+    torch.testing.assert_close(second(captions), expected, rtol=0, atol=0)

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from retrievalkit.data import Vocabulary
+from retrievalkit.models.tower import frozen_trunk_of, image_input_of
 from retrievalkit.pipeline.build import build_model, text_encoder_needs_vocab
 from retrievalkit.run.config import load_config
 from retrievalkit.train.objective import Objective, build_loss_modules, loss_keys
@@ -51,10 +52,13 @@ def test_there_are_recipes():
     assert expected <= names
 
 
-def fake_batch(config, batch_size: int):
+def fake_batch(config, model, batch_size: int):
     image = config.model.image
-    if image["name"] == "precomp":
-        images = torch.randn(batch_size, image.get("in_dim", 2048))
+    trunk = frozen_trunk_of(model)
+    if trunk is not None:  # training feeds a frozen tower its cached trunk outputs
+        images = torch.randn(batch_size, *trunk.cached_shape)
+    elif image_input_of(model).kind == "feature":
+        images = image_input_of(model).example(batch_size, config.data.image_size)
     else:
         channels = image.get("in_channels", 3)
         size = 32 if image["name"].startswith("resnet") else config.data.image_size
@@ -74,7 +78,7 @@ def test_recipe_builds_and_steps(path):
     losses = build_loss_modules(config, {"num_instances": 8, "dim": config.model.embed_dim})
     available = set(model.output_names) | {"ids", "images"}
     objective = Objective(config.stages[-1], losses, loss_keys(config), available)
-    images, ids = fake_batch(config, 8)
+    images, ids = fake_batch(config, model, 8)
     model.train()
     if model.has_text:
         outputs = model(images=images, captions=captions)
