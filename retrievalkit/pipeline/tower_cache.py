@@ -59,6 +59,20 @@ def item_digest(item: Any) -> str:
     return digest.hexdigest()
 
 
+def source_digests(source: Any) -> list[str]:
+    """``item_digest`` of every item of ``source``, kept on the source object when it
+    takes attributes (sources are read-only: their items never change), so the
+    per-epoch validation hashes its images once."""
+    digests = getattr(source, "content_digests", None)
+    if digests is None or len(digests) != len(source):
+        digests = [item_digest(source.load(i)) for i in range(len(source))]
+        try:
+            source.content_digests = digests
+        except AttributeError:  # a source with __slots__ or a read-only object
+            pass
+    return digests
+
+
 def view_key(digest: str, view: int) -> str:
     """The store key of view ``view`` of the item with content hash ``digest``."""
     return f"{digest}-v{view}"
@@ -253,7 +267,7 @@ def cached_views(
     if cache is None or getattr(source, "kind", "image") != "image" or len(source) == 0:
         return None
     views = views if train_transform is not None else 1
-    digests = [item_digest(source.load(i)) for i in range(len(source))]
+    digests = source_digests(source)
 
     def transform_of(view: int) -> Callable[[Any], Tensor]:
         return eval_transform if view == 0 or train_transform is None else train_transform
