@@ -29,7 +29,7 @@ import hashlib
 import logging
 import os
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -66,10 +66,8 @@ def source_digests(source: Any) -> list[str]:
     digests = getattr(source, "content_digests", None)
     if digests is None or len(digests) != len(source):
         digests = [item_digest(source.load(i)) for i in range(len(source))]
-        try:
+        with suppress(AttributeError):  # a source with __slots__ keeps none
             source.content_digests = digests
-        except AttributeError:  # a source with __slots__ or a read-only object
-            pass
     return digests
 
 
