@@ -10,7 +10,7 @@ import torch
 
 pytest.importorskip("efficientnet_lite_pytorch")
 
-from retrievalkit.data.emoji import FONT_PATH, render
+from retrievalkit.data.emoji.noto import FONT_PATH, render
 from retrievalkit.models import build_image_encoder
 from retrievalkit.models.tower import IMAGENET_MEAN, IMAGENET_STD, image_input_of
 from retrievalkit.pipeline.build import build_transform
