@@ -113,9 +113,9 @@ def test_every_path_works_with_the_frozen_tower(tmp_path, cache_dir, capsys):
     capsys.readouterr()
     for mode in ("image", "fused"):
         assert main(["search", str(index), "--text", "a red circle", "--mode", mode, "--json"]) == 0
-        assert len(json.loads(capsys.readouterr().out)) == 10
+        assert len(json.loads(capsys.readouterr().out)["hits"]) == 10
     assert main(["search", str(index), "--image", str(image_path), "-k", "1", "--json"]) == 0
-    (hit,) = json.loads(capsys.readouterr().out)
+    (hit,) = json.loads(capsys.readouterr().out)["hits"]
     assert hit["key"] == test.image_keys[0]  # the query image finds itself in the index
 
     from fastapi.testclient import TestClient
@@ -123,7 +123,9 @@ def test_every_path_works_with_the_frozen_tower(tmp_path, cache_dir, capsys):
     from retrievalkit.serve.app import app_for_index
 
     client = TestClient(app_for_index(index))
-    assert client.get("/search", params={"q": "a red circle", "k": 3}).status_code == 200
+    served = client.get("/search", params={"q": "a red circle", "k": 3}).json()["hits"]
+    picture = client.get(f"/pictures/{served[0]['metadata']['picture']}")  # the indexed image
+    assert picture.status_code == 200 and picture.headers["content-type"] == "image/png"
 
     exported = tmp_path / "onnx"
     assert main(["export", str(run), "--out", str(exported)]) == 0
