@@ -63,8 +63,12 @@ Recipe = Callable[..., dict[str, Any]]
 
 
 def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with ``changes``: mappings merged, other values replaced."""
+    """A deep copy of ``base`` with ``changes``: mappings merged, other values replaced;
+    ``stages`` given at the top replace the single stage's ``losses`` and ``epochs``."""
     out = copy.deepcopy(base)
+    if "stages" in changes:
+        out.pop("losses", None)
+        out.pop("epochs", None)
     for key, value in changes.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merged(out[key], value)

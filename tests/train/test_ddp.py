@@ -26,55 +26,41 @@ from retrievalkit.run.config import parse_config
 from retrievalkit.train.trainer import Trainer
 
 SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "grad_clip": None}
-METRIC = {
-    "name": "tiny_classes",
-    "data": {
-        "name": "synthetic_shape_classes",
-        "options": {"n_images": 192, "size": 16},
-        "image_size": 16,
-        "augment": False,
-        "batch_size": 16,
-        "sampler": "pk",
-        "samples_per_class": 4,
-        "val_split": None,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "batchnorm": False},
-        "embed_dim": 8,
-    },
-    "losses": [{"name": "multi_similarity"}],
-    "epochs": 1,
-    "optim": SGD,
-    "log_every_steps": 1,
-}
-CROSS_MODAL = {
-    "name": "tiny_shapes",
-    "data": {
-        "name": "synthetic_shapes",
-        "options": {"n_images": 48, "size": 16},
-        "image_size": 16,
-        "augment": False,
-        "batch_size": 8,
-        "sampler": "random",  # every batch full: the 2 ranks drop none
-        "val_split": None,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "batchnorm": False},
-        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
-        "embed_dim": 8,
-    },
-    "optim": {**SGD, "lr": 0.01},
-    "stages": [  # VSE sums over the batch: each rank's share is scaled by W
-        {
-            "name": "sh",
-            "epochs": 1,
-            "losses": [{"name": "vse", "options": {"max_violation": False}}],
-        },
-        {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}]},
-    ],
-    "checkpoint_every_steps": 4,
-    "log_every_steps": 1,
-}
+NO_BN = {"image": {"widths": [8, 16], "out_dim": 16, "batchnorm": False}}
+
+
+@pytest.fixture(scope="module")
+def metric_raw(tiny_metric) -> dict:
+    """The tiny metric-learning run, no validation, SGD, every step logged."""
+    return tiny_metric(
+        data={"val_split": None},
+        model=NO_BN,
+        optim=SGD,
+        log_every_steps=1,
+    )
+
+
+@pytest.fixture(scope="module")
+def cross_modal_raw(tiny_cross_modal) -> dict:
+    """The tiny cross-modal run in two stages, full batches (the 2 ranks drop none);
+    VSE sums over the batch: each rank's share is scaled by W."""
+    return tiny_cross_modal(
+        data={"augment": False, "sampler": "random", "val_split": None},
+        model=NO_BN,
+        optim={**SGD, "lr": 0.01},
+        stages=[
+            {
+                "name": "sh",
+                "epochs": 1,
+                "losses": [{"name": "vse", "options": {"max_violation": False}}],
+            },
+            {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}]},
+        ],
+        checkpoint_every_steps=4,
+        log_every_steps=1,
+    )
+
+
 TOLERANCE = 1e-5  # float32 sums in another order, over 12-24 steps
 
 WORKER = textwrap.dedent(
@@ -167,11 +153,11 @@ def logged_losses(run_dir: Path) -> list[float]:
     return [float(line.split(",")[column]) for line in lines[1:]]
 
 
-def test_torchrun_cli_two_ranks_equal_one_process_metric(tmp_path):
+def test_torchrun_cli_two_ranks_equal_one_process_metric(tmp_path, metric_raw):
     """The documented command itself: ``torchrun --nproc_per_node 2 -m retrievalkit train``."""
     recipe = tmp_path / "metric.yaml"
-    recipe.write_text(yaml.safe_dump(METRIC))
-    single = one_process(METRIC, tmp_path / "one")
+    recipe.write_text(yaml.safe_dump(metric_raw))
+    single = one_process(metric_raw, tmp_path / "one")
     command = [
         sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
         "--master_port", str(free_port()),
@@ -184,34 +170,36 @@ def test_torchrun_cli_two_ranks_equal_one_process_metric(tmp_path):
     assert "run written to" in done.stdout  # rank 0 alone reports
     assert done.stdout.count("run written to") == 1
     assert single.state.step == 12
-    start = initial_weights(METRIC, tmp_path / "init")
+    start = initial_weights(metric_raw, tmp_path / "init")
     assert_close_weights(tmp_path / "one", tmp_path / "two", start)
     assert logged_losses(tmp_path / "one") == pytest.approx(logged_losses(tmp_path / "two"), 1e-5)
     assert (tmp_path / "two/metrics.json").exists() and (tmp_path / "two/curves.png").exists()
 
 
 @pytest.fixture(scope="module")
-def cross_modal_runs(tmp_path_factory):
+def cross_modal_runs(tmp_path_factory, cross_modal_raw):
     tmp = tmp_path_factory.mktemp("ddp_cross")
-    one_process(CROSS_MODAL, tmp / "one")
-    assert run_ranks(CROSS_MODAL, tmp / "two") == [0, 0]
+    one_process(cross_modal_raw, tmp / "one")
+    assert run_ranks(cross_modal_raw, tmp / "two") == [0, 0]
     return tmp
 
 
-def test_two_ranks_equal_one_process_cross_modal(cross_modal_runs, tmp_path):
-    start = initial_weights(CROSS_MODAL, tmp_path / "init")
+def test_two_ranks_equal_one_process_cross_modal(cross_modal_runs, tmp_path, cross_modal_raw):
+    start = initial_weights(cross_modal_raw, tmp_path / "init")
     assert_close_weights(cross_modal_runs / "one", cross_modal_runs / "two", start)
     one, two = logged_losses(cross_modal_runs / "one"), logged_losses(cross_modal_runs / "two")
     assert len(one) == len(two) == 24
     assert one == pytest.approx(two, rel=1e-5)  # the logged loss is the full batch's
 
 
-def test_two_ranks_killed_and_resumed_equal_uninterrupted(cross_modal_runs, tmp_path):
+def test_two_ranks_killed_and_resumed_equal_uninterrupted(
+    cross_modal_runs, tmp_path, cross_modal_raw
+):
     out = tmp_path / "resumed"
-    assert run_ranks(CROSS_MODAL, out, kill_at=18) == [3, 3]  # in epoch 2, saved at step 16
+    assert run_ranks(cross_modal_raw, out, kill_at=18) == [3, 3]  # in epoch 2, saved at step 16
     saved = json.loads((out / "checkpoints/last/trainer_state.json").read_text())
     assert saved["step"] == 16 and saved["batch_in_epoch"] == 4 and saved["epoch"] == 1
-    assert run_ranks(CROSS_MODAL, out, resume=True) == [0, 0]
+    assert run_ranks(cross_modal_raw, out, resume=True) == [0, 0]
     a, b = weights(cross_modal_runs / "two"), weights(out)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert (out / "train_log.csv").read_text() == (
@@ -220,9 +208,11 @@ def test_two_ranks_killed_and_resumed_equal_uninterrupted(cross_modal_runs, tmp_
 
 
 @pytest.mark.slow
-def test_two_ranks_with_gradient_caching_equal_one_process(cross_modal_runs, tmp_path):
+def test_two_ranks_with_gradient_caching_equal_one_process(
+    cross_modal_runs, tmp_path, cross_modal_raw
+):
     """Chunked re-encoding bypasses DDP's hooks; the trainer averages those gradients."""
-    raw = {**CROSS_MODAL, "optim": {**CROSS_MODAL["optim"], "grad_cache_chunk": 2}}
+    raw = {**cross_modal_raw, "optim": {**cross_modal_raw["optim"], "grad_cache_chunk": 2}}
     assert run_ranks(raw, tmp_path / "cached") == [0, 0]
-    start = initial_weights(CROSS_MODAL, tmp_path / "init")
+    start = initial_weights(cross_modal_raw, tmp_path / "init")
     assert_close_weights(cross_modal_runs / "one", tmp_path / "cached", start)
