@@ -235,28 +235,14 @@ def test_cli_train_eval_index_search(tmp_path, capsys, recipes):
     assert Image.open(image_path).size == (16, 16)
 
 
-def test_metric_learning_run_and_best_checkpoint(tmp_path):
-    config = parse_config(
-        {
-            "name": "tiny_classes",
-            "task": "metric",
-            "data": {
-                "name": "synthetic_shape_classes",
-                "options": {"n_images": 192, "size": 16},
-                "image_size": 16,
-                "batch_size": 16,
-                "sampler": "pk",
-                "samples_per_class": 4,
-            },
-            "model": {
-                "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
-                "embed_dim": 8,
-            },
-            "losses": [{"name": "smooth_ap"}],
-            "epochs": 2,
-            "eval": {"metric": "map_at_r"},
-        }
+def test_metric_learning_run_and_best_checkpoint(tmp_path, tiny_metric):
+    raw = tiny_metric(
+        data={"augment": True},
+        model={"image": {"widths": [8, 16], "out_dim": 16}},
+        losses=[{"name": "smooth_ap"}],
+        epochs=2,
     )
+    config = parse_config(raw)
     trainer = Trainer(config, tmp_path / "run", progress=False)
     trainer.fit()
     results = finish_run(trainer)
