@@ -63,12 +63,16 @@ def read_comparison_md(path: Path) -> Scores:
 
 
 def read_compare_dir(path: Path) -> Scores:
-    """Per-seed test scores from ``DIR/RECIPE/seedS/metrics.json``."""
+    """Per-seed test scores from ``DIR/RECIPE/seedS/metrics.json`` (plus ``best_val``,
+    ``best_epoch`` and ``wall_s`` of each run, when recorded)."""
     out: Scores = {}
     for metrics in sorted(path.glob("*/seed*/metrics.json")):
         seed = int(metrics.parent.name.removeprefix("seed"))
-        test = json.loads(metrics.read_text())["test"]
-        numbers = {k: float(v) for k, v in test.items() if isinstance(v, (int, float))}
+        record = json.loads(metrics.read_text())
+        numbers = {k: float(v) for k, v in record["test"].items() if isinstance(v, (int, float))}
+        for key in ("best_val", "best_epoch", "wall_s"):  # the run's own facts, for --show
+            if isinstance(record.get(key), (int, float)):
+                numbers[key] = float(record[key])
         out.setdefault(metrics.parent.parent.name, {})[seed] = numbers
     if not out:
         raise ValueError(f"{path}: no RECIPE/seedS/metrics.json below it")
@@ -201,6 +205,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rename", action="append", default=[], metavar="SOURCE:OLD=NEW")
     parser.add_argument("--pair", nargs=2, action="append", required=True, metavar=("A", "B"))
     parser.add_argument("--metric", action="append", required=True)
+    parser.add_argument(
+        "--show", action="append", default=[], help="also list this value per seed (no test)"
+    )
     parser.add_argument("--title", default="Seed statistics")
     parser.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
@@ -248,7 +255,7 @@ def main(argv: list[str] | None = None) -> int:
         "",
         "## Per-seed values used",
         "",
-        *per_seed_table(scores, names, args.metric),
+        *per_seed_table(scores, names, [*args.metric, *args.show]),
     ]
     text = "\n".join(body)
     seeds = sorted({s for n in names for s in scores[n]})
