@@ -221,3 +221,20 @@ def pool_error(runner):
     except ValueError as err:
         return err
     return None
+
+
+def test_pictures_are_served_from_the_index_directory_only(tmp_path):
+    from PIL import Image
+
+    (tmp_path / "pictures").mkdir()
+    Image.new("RGB", (8, 8), "red").save(tmp_path / "pictures" / "000001.png")
+    (tmp_path / "secret.txt").write_text("not a picture")
+    with TestClient(create_app(RecordingEngine(), pictures=tmp_path / "pictures")) as client:
+        response = client.get("/pictures/000001.png")
+        assert response.status_code == 200 and response.headers["content-type"] == "image/png"
+        assert response.content == (tmp_path / "pictures" / "000001.png").read_bytes()
+        assert client.get("/pictures/000002.png").status_code == 404
+        for bad in ("..%2Fsecret.txt", "secret.txt", "1.png"):
+            assert client.get(f"/pictures/{bad}").status_code in (404, 422), bad
+    with TestClient(create_app(RecordingEngine())) as client:  # an index without pictures
+        assert client.get("/pictures/000001.png").status_code == 404
