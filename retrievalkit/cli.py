@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
-import os
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
-from typing import NoReturn
+from contextlib import nullcontext
+from typing import Any, NoReturn
 
 from retrievalkit.commands.options import show_progress
 from retrievalkit.errors import USER_ERROR_EXIT, UserError, one_line
+from retrievalkit.run.env import temporary_env
 
 COMMAND_MODULES: tuple[str, ...] = (
     "retrievalkit.commands.train",
@@ -57,24 +56,11 @@ class OneLineParser(argparse.ArgumentParser):
 QUIET_BARS = {"TQDM_DISABLE": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
 
 
-@contextmanager
-def library_bars(shown: bool) -> Iterator[None]:
+def library_bars(shown: bool) -> Any:
     """While a command runs without bars (``--no-progress``, or stderr not a
     terminal), the libraries show none either (tqdm, Hugging Face model loading);
     the environment is restored afterwards."""
-    if shown:
-        yield
-        return
-    saved = {name: os.environ.get(name) for name in QUIET_BARS}
-    os.environ.update(QUIET_BARS)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return nullcontext() if shown else temporary_env(QUIET_BARS)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import os
 import sys
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
@@ -24,6 +23,7 @@ from torch import Tensor, nn
 
 from retrievalkit.models.registry import TEXT_ENCODERS
 from retrievalkit.models.text import parameter_device
+from retrievalkit.run.env import temporary_env
 from retrievalkit.run.feature_store import FeatureStore, cache_root
 from retrievalkit.run.files import file_sha256
 
@@ -45,20 +45,10 @@ def minilm_model_dir() -> Path:
     return path
 
 
-@contextmanager
-def offline_hub() -> Iterator[None]:
+def offline_hub() -> Any:
     """Set ``HF_HUB_OFFLINE=1`` (and ``TRANSFORMERS_OFFLINE=1``) while loading, then
     restore the previous values, so the rest of the process is left as it was."""
-    saved = {name: os.environ.get(name) for name in OFFLINE_VARIABLES}
-    os.environ.update(dict.fromkeys(OFFLINE_VARIABLES, "1"))
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
+    return temporary_env(dict.fromkeys(OFFLINE_VARIABLES, "1"))
 
 
 @contextmanager
