@@ -1,14 +1,25 @@
 # One-stop set-up: `make demo` runs the main job, `make test` the tests.
-# Both create .venv, install torch (CPU use), the package with its extras, and the
+# Both create .venv, install torch (TORCH=cuda|cpu, see below), the package with its extras, and the
 # Debian data packages when they are missing. Nothing is downloaded at run time.
 SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# x86_64: these two lie on the machines' disk; torchvision from the registry does not
-# import beside torch 2.13.0, so both are pinned together.
+# torch: TORCH=cuda (default) is PyPI's build, CUDA libraries included (5.5 GB of the
+# venv), with torchvision for the ResNet trunks; every recipe runs (on the CPU too).
+# TORCH=cpu is PyTorch's CPU-only build 2.13.0 (0.2 GB wheel), which no allowed registry
+# carries: pip takes it from this machine kind's disk (/opt/wheels); elsewhere pip would
+# take the CUDA build under the same version. PyPI's torchvision does not import beside
+# it, so TORCH=cpu leaves out the `vision` extra (ResNet trunks: the COCO / Flickr30K
+# recipes); the emoji demo and Fashion-MNIST need none of it. Pins: pyproject.toml.
+TORCH ?= cuda
+ifeq ($(TORCH),cpu)
+TORCH_SPEC ?= torch==2.13.0
+EXTRAS ?= text,index,milvus,serve,export,emoji,dev
+else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= vision,text,index,milvus,serve,export,emoji,dev
+endif
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
 # the browser of the page's end-to-end test (Playwright drives it; no browser download)
 DEBIAN_TOOLS := chromium

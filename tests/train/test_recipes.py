@@ -72,6 +72,10 @@ def fake_batch(config, model, batch_size: int):
 @pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
 def test_recipe_builds_and_steps(path):
     config = load_config(path, SMALLER.get(path.stem, []))
+    if config.model.image["name"].startswith("resnet"):
+        pytest.importorskip(
+            "torchvision", reason="the vision extra (make install TORCH=cpu has none)"
+        )
     captions = ["a small red car", "two dogs play", "a cat", "a house by the sea"] * 2
     vocab = Vocabulary.build(captions) if text_encoder_needs_vocab(config.model) else None
     model = build_model(config, vocab)
