@@ -5,8 +5,8 @@ SHELL := /bin/bash
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-# torch: TORCH=cuda (default) is PyPI's build, CUDA libraries included (5.5 GB of the
-# venv), with torchvision for the ResNet trunks; every recipe runs (on the CPU too).
+# torch: TORCH=cuda (default) is PyPI's build, CUDA libraries included (a fresh venv:
+# 6.9 GB, 3.2 GB of it nvidia/), with torchvision for the ResNet trunks; every recipe runs.
 # TORCH=cpu is PyTorch's CPU-only build 2.13.0 (0.2 GB wheel), which no allowed registry
 # carries: pip takes it from this machine kind's disk (/opt/wheels); elsewhere pip would
 # take the CUDA build under the same version. PyPI's torchvision does not import beside
