@@ -7,20 +7,17 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-import yaml
 from PIL import Image
 
 import retrievalkit as rk
 from retrievalkit.cli import main
 from retrievalkit.errors import InputError
-from tests.test_readme import TINY
 
 
 @pytest.fixture(scope="module")
-def run(tmp_path_factory):
+def run(tmp_path_factory, tiny_cross_modal, write_recipe):
     tmp = tmp_path_factory.mktemp("api")
-    recipe = tmp / "tiny.yaml"
-    recipe.write_text(yaml.safe_dump(TINY))
+    recipe = write_recipe(tmp / "tiny.yaml", tiny_cross_modal())
     assert main(["train", str(recipe), "--out", str(tmp / "run"), "--device", "cpu"]) == 0
     assert main(["index", "build", str(tmp / "run"), "--out", str(tmp / "index")]) == 0
     return tmp
