@@ -7,7 +7,10 @@ assembled ``dL/dS [B, R]`` for the backward pass. Why: autograd through masks,
 ``where`` and ``logsumexp`` keeps several ``B x R`` intermediates and runs
 each elementwise pass over the whole matrix (memory bound); here each pass runs
 on a block of ~1 MiB (near the cache), and the only ``B x R`` tensors are ``S``
-and ``dL/dS``. The brute-force loops in ``tests/losses`` check every block
+and ``dL/dS``. Without extra references the loss also makes ``S = x x^T`` itself
+(:class:`_GramBlockwiseFunction`) and writes ``dL/dS`` over ``S`` block by
+block, so one ``B x B`` matrix is all it holds; the backward symmetrizes it in
+place and does the one matmul ``(G + G^T) x``. The brute-force loops in ``tests/losses`` check every block
 gradient against autograd on the formulas.
 
 Double backward is not supported (the gradient is not itself differentiable).
@@ -21,7 +24,15 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import PairBatch, PairLoss, RowBlock
+from retrievalkit.losses.core import (
+    PairBatch,
+    PairLoss,
+    RowBlock,
+    check_embeddings,
+    compute_dtype,
+    pml_alias,
+    symmetrize_,
+)
 
 
 class BlockwiseLoss(PairLoss):
@@ -38,8 +49,38 @@ class BlockwiseLoss(PairLoss):
         """
         raise NotImplementedError
 
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        *,
+        ref_emb: Tensor | None = None,
+    ) -> Tensor:
+        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
+        if ref_embeddings is not None or ref_labels is not None:
+            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+        self.check_inputs(embeddings, None)
+        check_embeddings(embeddings, labels)
+        x = embeddings.to(compute_dtype(embeddings.dtype))
+        return _GramBlockwiseFunction.apply(x, labels, self)
+
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
         return _BlockwiseFunction.apply(pairs.sim, pairs, self)
+
+
+def _run_blocks(pairs: PairBatch, sim: Tensor, loss: BlockwiseLoss, grad: Tensor) -> Tensor:
+    """The loss over ``sim [B, R]`` (detached) block by block, ``dL/dS`` written into
+    ``grad`` (may be ``sim`` itself: a block's rows are overwritten after use and
+    :meth:`BlockwiseLoss.prepare` reads everything first)."""
+    prepared = loss.prepare(pairs, sim)
+    total = sim.new_zeros(())
+    for block in pairs.blocks(sim):
+        part, block_grad = loss.block_loss(block, prepared)
+        total += part
+        grad[block.rows] = block_grad
+    return total
 
 
 class _BlockwiseFunction(torch.autograd.Function):
@@ -48,13 +89,8 @@ class _BlockwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, sim: Tensor, pairs: PairBatch, loss: BlockwiseLoss) -> Tensor:  # type: ignore[override]
         sim = sim.detach()
-        prepared = loss.prepare(pairs, sim)
         grad = torch.empty_like(sim)
-        total = sim.new_zeros(())
-        for block in pairs.blocks(sim):
-            part, block_grad = loss.block_loss(block, prepared)
-            total += part
-            grad[block.rows] = block_grad
+        total = _run_blocks(pairs, sim, loss, grad)
         ctx.save_for_backward(grad)
         return total
 
@@ -65,3 +101,28 @@ class _BlockwiseFunction(torch.autograd.Function):
         if grad_output.device.type == "cpu" and float(grad_output) == 1.0:
             return grad, None, None  # the usual loss.backward(): no B x R copy
         return grad * grad_output, None, None
+
+
+class _GramBlockwiseFunction(torch.autograd.Function):
+    """``x [B, D] -> loss`` on ``S = x x^T``: ``dL/dS`` is written over ``S`` and the
+    backward is ``(G + G^T) x`` (symmetrized in place, one matmul). ``x`` is in the
+    compute dtype."""
+
+    @staticmethod
+    def forward(ctx: Any, x: Tensor, labels: Tensor, loss: BlockwiseLoss) -> Tensor:  # type: ignore[override]
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            sim = x @ x.T
+        total = _run_blocks(PairBatch(sim=sim, labels=labels, ref_labels=labels), sim, loss, sim)
+        ctx.save_for_backward(x, sim)
+        ctx.symmetric = False
+        return total
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor, None, None]:  # type: ignore[override]
+        x, grad = ctx.saved_tensors
+        if not ctx.symmetric:  # a second backward (retain_graph) reuses it
+            symmetrize_(grad)
+            ctx.symmetric = True
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return (grad @ x).mul_(grad_output), None, None

@@ -37,14 +37,16 @@ class ContrastiveLoss(BlockwiseLoss):
 
     def block_loss(self, block: RowBlock, prepared: tuple[float, float]) -> tuple[Tensor, Tensor]:
         w_pos, w_neg = prepared
-        sim, pos = block.sim, block.pos
-        hinge = sim - self.margin
-        active = block.neg & (hinge >= 0)
-        value = w_pos * torch.where(pos, 1.0 - sim, 0.0).sum()
-        value = value + w_neg * torch.where(active, hinge, 0.0).sum()
-        zero = sim.new_zeros(())  # scalars take sim's dtype (float64 stays exact)
-        grad = torch.where(pos, -w_pos, torch.where(active, w_neg, zero))
-        return value, grad
+        sim, pos = block.sim, block.pos_float
+        # active negatives: S - margin >= 0 exactly when S >= margin; 0/1 masks and
+        # dot products instead of masked copies (elementwise blends are vectorized)
+        active = torch.ge(sim, self.margin, out=torch.empty_like(sim)).mul_(block.neg_float)
+        num_active = active.sum()
+        value = w_pos * (pos.sum() - torch.vdot(pos.view(-1), sim.reshape(-1)))
+        value = value + w_neg * (
+            torch.vdot(active.view(-1), sim.reshape(-1)) - self.margin * num_active
+        )
+        return value, active.mul_(w_neg).sub_(pos, alpha=w_pos)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
