@@ -98,7 +98,6 @@ def _print_quality(quality: dict[str, Any]) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.compare.execute import style_scores
     from retrievalkit.eval.query_set import emoji_query_file
     from retrievalkit.pipeline.items import every_image_splits
     from retrievalkit.run.config import load_config
@@ -108,8 +107,9 @@ def run(args: argparse.Namespace) -> int:
         SearchEngine,
         build_index_dir,
     )
+    from retrievalkit.search.index_dir import describe
     from retrievalkit.search.quality import score_search
-    from retrievalkit.train.report import finish_run
+    from retrievalkit.train.report import finish_run, style_scores
     from retrievalkit.train.trainer import Trainer
 
     if args.fresh and args.out.exists():
@@ -124,12 +124,13 @@ def run(args: argparse.Namespace) -> int:
     index_dir = build_index_dir(
         args.out / "checkpoints" / "best",
         args.out / "index",
-        every_image_splits(list(trainer.splits)),
+        every_image_splits(list(trainer.splits)),  # what `index build RUN` indexes too
         device=device,
         progress=progress,
     )
     engine = SearchEngine(index_dir, device=device)
     _print_recall(results["test"])
+    print(f"\nIndex: {describe(engine.manifest)}")
     _print_styles(results["test_by_style"])
     print("\nTop hits for typed queries (retrievalkit search runs/demo/index --text ...):")
     for query, hits in zip(
