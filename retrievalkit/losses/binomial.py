@@ -8,11 +8,11 @@ Gradient: ``-alpha sigmoid(-alpha (S - base)) / |P|`` on positives,
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
 from retrievalkit.losses.core import PairBatch, RowBlock
+from retrievalkit.losses.fastmath import softplus
 from retrievalkit.losses.registry import register_loss
 
 
@@ -31,16 +31,17 @@ class BinomialDevianceLoss(BlockwiseLoss):
 
     def block_loss(self, block: RowBlock, prepared: tuple[float, float]) -> tuple[Tensor, Tensor]:
         w_pos, w_neg = prepared
-        pos, neg = block.pos, block.neg
+        pos, neg = block.pos_float, block.neg_float
         shifted = block.sim - self.base
-        # one logit per pair: -alpha (S - base) on positives, beta (S - base) elsewhere
-        logits = torch.where(pos, shifted * -self.alpha, shifted * self.beta)
-        zero = logits.new_zeros(())  # scalars take the logits' dtype
-        weight = torch.where(pos, w_pos, torch.where(neg, w_neg, zero))
-        value = (F.softplus(logits) * weight).sum()
-        slope = torch.where(pos, -self.alpha, zero + self.beta)
-        grad = torch.sigmoid(logits).mul_(weight).mul_(slope)
-        return value, grad
+        # one logit per pair: -alpha (S - base) on positives, beta (S - base) on
+        # negatives, 0 on self-pairs; blended with 0/1 masks (x * 0 + y is exact)
+        logits = torch.mul(shifted, neg).mul_(self.beta)
+        logits.add_(shifted.mul_(pos), alpha=-self.alpha)
+        weight = torch.mul(pos, w_pos).add_(neg, alpha=w_neg)
+        value = torch.vdot(softplus(logits).view(-1), weight.view(-1))
+        # dL/dS = sigmoid(logit) * weight * slope (slope -alpha or beta)
+        slope = weight.mul_(neg).mul_(self.beta).sub_(pos, alpha=w_pos * self.alpha)
+        return value, torch.sigmoid_(logits).mul_(slope)
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, base={self.base}"

@@ -28,19 +28,26 @@ from torch import Tensor
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
 from retrievalkit.losses.core import PairBatch, RowBlock
+from retrievalkit.losses.fastmath import logaddexp
 from retrievalkit.losses.registry import register_loss
 
 
-def masked_logsumexp(values: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
-    """Per row ``log sum_{mask} exp(values)`` ``[b, 1]`` and the softmax ``[b, R]``.
+def masked_logsumexp(values: Tensor, include: Tensor, exclude: Tensor) -> tuple[Tensor, Tensor]:
+    """Per row ``log sum exp(values)`` over the entries where ``include`` (0/1, same
+    shape; ``exclude = 1 - include``) is 1: ``[b, 1]``, and the softmax ``[b, R]``
+    (0 at excluded entries).
 
-    Outside the mask the softmax is 0. An empty row gives about ``finfo.min``
-    (finite, so no NaN) and an arbitrary softmax: callers mask such rows out.
+    The row maximum is taken with excluded entries pushed to the dtype's lowest
+    value by an addition (exact for the others). The exponent is clamped to
+    ``[-80, 0]`` before ``exp`` and multiplied by ``include``: on CPU ``exp`` of
+    an underflowing argument (below -87 in float32) costs ~60x a normal one, and
+    a weight below ``e^-80`` (1.8e-35) is invisible next to the row's largest
+    weight 1. An empty row gives about ``finfo.min`` (finite, so no NaN) and a
+    zero softmax: callers mask such rows out.
     """
-    masked = torch.where(mask, values, torch.finfo(values.dtype).min)
-    top = masked.amax(dim=1, keepdim=True)
-    weights = (masked - top).exp_()
-    total = weights.sum(dim=1, keepdim=True)
+    top = torch.add(values, exclude, alpha=torch.finfo(values.dtype).min).amax(dim=1, keepdim=True)
+    weights = (values - top).clamp_(-80.0, 0.0).exp_().mul_(include)
+    total = weights.sum(dim=1, keepdim=True).clamp_min_(torch.finfo(values.dtype).tiny)
     return top + total.log(), weights.div_(total)
 
 
@@ -58,19 +65,21 @@ class LiftedStructureLoss(BlockwiseLoss):
         """``n_i`` for every anchor ``[B]`` (a first pass over the blocks) and ``1/|P|``."""
         neg_lse = torch.empty(pairs.num_queries, dtype=sim.dtype, device=sim.device)
         for block in pairs.blocks(sim):
-            neg_lse[block.rows] = masked_logsumexp(block.sim + self.margin, block.neg)[0][:, 0]
+            neg_lse[block.rows] = masked_logsumexp(
+                block.sim + self.margin, block.neg_float, block.same_float
+            )[0][:, 0]
         num_pos, _ = pairs.pair_counts()
         return neg_lse, 1.0 / max(int(num_pos.sum()), 1)
 
     def block_loss(self, block: RowBlock, prepared: tuple[Tensor, float]) -> tuple[Tensor, Tensor]:
         neg_lse, inv_pos = prepared
-        sim, pos = block.sim, block.pos
+        sim, pos = block.sim, block.pos_float
         own, other = neg_lse[block.rows].unsqueeze(1), neg_lse.unsqueeze(0)
-        hinge = torch.where(pos, (torch.logaddexp(own, other) - sim).clamp_(min=0), 0.0)
-        value = (hinge * hinge).sum() * (inv_pos / 2)
+        hinge = logaddexp(own, other).sub_(sim).clamp_(min=0).mul_(pos)
+        value = torch.vdot(hinge.view(-1), hinge.view(-1)) * (inv_pos / 2)
         hinge.mul_(inv_pos)  # now g = dL/dJ
         coeff = 2 * (hinge * torch.sigmoid(own - other)).sum(dim=1, keepdim=True)
-        _, softmax = masked_logsumexp(sim + self.margin, block.neg)
+        _, softmax = masked_logsumexp(sim + self.margin, block.neg_float, block.same_float)
         # rows without negatives have no positive with a negative either: coeff = 0
         return value, softmax.mul_(coeff).sub_(hinge)
 
@@ -90,14 +99,16 @@ class GeneralizedLiftedStructureLoss(BlockwiseLoss):
         return 1.0 / pairs.num_queries
 
     def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
-        sim, pos, neg = block.sim, block.pos, block.neg
-        pos_lse, pos_softmax = masked_logsumexp(self.margin - sim, pos)
-        neg_lse, neg_softmax = masked_logsumexp(sim, neg)
+        sim, pos = block.sim, block.pos_float
+        pos_lse, pos_softmax = masked_logsumexp(self.margin - sim, pos, torch.sub(1, pos))
+        neg_lse, neg_softmax = masked_logsumexp(sim, block.neg_float, block.same_float)
         bracket = pos_lse + neg_lse
-        valid = pos.any(dim=1, keepdim=True) & neg.any(dim=1, keepdim=True)
+        valid = (pos.amax(dim=1, keepdim=True) > 0) & (
+            block.neg_float.amax(dim=1, keepdim=True) > 0
+        )
         active = valid & (bracket >= 0)  # clamp(min=0) passes the gradient at 0
         value = torch.where(active, bracket, 0.0).sum() * prepared
-        coeff = torch.where(active, prepared, sim.new_zeros(()))  # in sim's dtype
+        coeff = active.to(sim.dtype) * prepared  # [b, 1], in sim's dtype
         return value, neg_softmax.sub_(pos_softmax).mul_(coeff)
 
     def extra_repr(self) -> str:

@@ -32,35 +32,39 @@ from retrievalkit.losses.core import PairBatch, RowBlock, build_pairs
 from retrievalkit.losses.registry import register_loss
 
 
-def hardest_similarities(block: RowBlock | PairBatch) -> tuple[Tensor, Tensor]:
+def hardest_similarities(block: RowBlock) -> tuple[Tensor, Tensor]:
     """Per row the lowest positive and the highest negative similarity, ``[b, 1]`` each.
 
-    A row without positives gets ``finfo.max``, without negatives ``-finfo.max``.
+    A row without positives gets ``finfo.max``, without negatives ``-finfo.max``
+    (the other entries are pushed there by an addition: exact for the kept ones,
+    and vectorized on CPU where ``torch.where`` is not).
     """
     sim = block.sim.detach()
     big = torch.finfo(sim.dtype).max
-    min_pos = torch.where(block.pos, sim, big).amin(dim=1, keepdim=True)
-    max_neg = torch.where(block.neg, sim, -big).amax(dim=1, keepdim=True)
+    min_pos = torch.add(sim, torch.sub(1, block.pos_float), alpha=big).amin(dim=1, keepdim=True)
+    max_neg = torch.add(sim, block.same_float, alpha=-big).amax(dim=1, keepdim=True)
     return min_pos, max_neg
 
 
-def mine_pairs(
-    block: RowBlock | PairBatch,
-    epsilon: float | None,
-    hardest: tuple[Tensor, Tensor] | None = None,
+def mine_pairs_float(
+    block: RowBlock, epsilon: float | None, hardest: tuple[Tensor, Tensor] | None = None
 ) -> tuple[Tensor, Tensor]:
-    """Kept positive and negative masks ``[b, R]`` (bool) under the MS mining rule.
-
-    ``epsilon=None`` keeps every positive and negative pair. ``hardest``: the
-    result of :func:`hardest_similarities` if already computed.
-    """
+    """Kept positive and negative pairs ``[b, R]`` as 0/1 in ``sim``'s dtype under the
+    MS mining rule. ``epsilon=None`` keeps every positive and negative pair.
+    ``hardest``: the result of :func:`hardest_similarities` if already computed."""
     if epsilon is None:
-        return block.pos, block.neg
+        return block.pos_float, block.neg_float
     sim = block.sim.detach()
     min_pos, max_neg = hardest_similarities(block) if hardest is None else hardest
-    keep_neg = block.neg & (sim + epsilon > min_pos)
-    keep_pos = block.pos & (sim - epsilon < max_neg)
+    keep_neg = torch.gt(sim + epsilon, min_pos, out=torch.empty_like(sim)).mul_(block.neg_float)
+    keep_pos = torch.lt(sim - epsilon, max_neg, out=torch.empty_like(sim)).mul_(block.pos_float)
     return keep_pos, keep_neg
+
+
+def mine_pairs(block: RowBlock, epsilon: float | None) -> tuple[Tensor, Tensor]:
+    """:func:`mine_pairs_float` as two bool masks."""
+    keep_pos, keep_neg = mine_pairs_float(block, epsilon)
+    return keep_pos > 0, keep_neg > 0
 
 
 class MultiSimilarityMiner(nn.Module):
@@ -133,29 +137,27 @@ class MultiSimilarityLoss(BlockwiseLoss):
     def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
         sim, alpha, beta, base = block.sim, self.alpha, self.beta, self.base
         min_pos, max_neg = hardest_similarities(block)
-        keep_pos, keep_neg = mine_pairs(block, self.epsilon, (min_pos, max_neg))
+        keep_pos, keep_neg = mine_pairs_float(block, self.epsilon, (min_pos, max_neg))
         # Row maxima of the two exponents: the lowest positive is kept if any
         # positive is, the highest negative if any negative is (0 if none).
         top_pos = (-alpha * (min_pos - base)).clamp(min=0)
         top_neg = (beta * (max_neg - base)).clamp(min=0)
         any_pos, any_neg = self._kept_any(min_pos, max_neg)
         top_pos, top_neg = top_pos * any_pos, top_neg * any_neg
-        # exponent - top: -alpha (S - base) - top_pos on kept positives,
-        # beta (S - base) - top_neg on kept negatives, -inf elsewhere (weight 0)
-        neg_exp = torch.where(
-            keep_neg, torch.add(-beta * base - top_neg, sim, alpha=beta), -torch.inf
-        )
-        pos_exp = torch.add(alpha * base - top_pos, sim, alpha=-alpha)
-        weight = torch.where(keep_pos, pos_exp, neg_exp).exp_()  # each <= 1
-        sum_pos = torch.where(keep_pos, weight, 0.0).sum(dim=1, keepdim=True)
-        # denominators (1 + sum) / e^top are >= 1 or contain a weight of 1, so the
-        # subtraction below loses no relevant precision
-        sum_neg = weight.sum(dim=1, keepdim=True) - sum_pos
+        # exponent - top: -alpha (S - base) - top_pos on kept positives, beta (S -
+        # base) - top_neg on kept negatives (each <= 0); elsewhere the weight is
+        # multiplied by 0, its exponent capped at 60 so it stays finite
+        w_neg = torch.add(-beta * base - top_neg, sim, alpha=beta).clamp_max_(60.0).exp_()
+        w_neg.mul_(keep_neg)
+        w_pos = torch.add(alpha * base - top_pos, sim, alpha=-alpha).clamp_max_(60.0).exp_()
+        w_pos.mul_(keep_pos)
+        sum_pos = w_pos.sum(dim=1, keepdim=True)
+        sum_neg = w_neg.sum(dim=1, keepdim=True)
         denom_pos = torch.exp(-top_pos) + sum_pos
         denom_neg = torch.exp(-top_neg) + sum_neg
         per_anchor = (top_pos + denom_pos.log()) / alpha + (top_neg + denom_neg.log()) / beta
-        scale = torch.where(keep_pos, -prepared / denom_pos, prepared / denom_neg)
-        return per_anchor.sum() * prepared, weight.mul_(scale)
+        grad = w_neg.mul_(prepared / denom_neg).sub_(w_pos.mul_(prepared / denom_pos))
+        return per_anchor.sum() * prepared, grad
 
     def _kept_any(self, min_pos: Tensor, max_neg: Tensor) -> tuple[Tensor, Tensor]:
         """Whether a row keeps any positive / any negative, ``[b, 1]`` bool each
