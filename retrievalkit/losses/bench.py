@@ -20,6 +20,7 @@ memory and the full sizes; results in BENCHMARKS.md). Runs are interleaved
 
 from __future__ import annotations
 
+import math
 import statistics
 import time
 from collections.abc import Callable, Iterable
@@ -196,22 +197,53 @@ def make_case(name: str, b: int) -> Case:
     return Case(inputs, extra, impls)
 
 
-def time_case(name: str, b: int, reps: int) -> dict[str, float | None]:
-    """Median seconds of one forward + backward per implementation, interleaved."""
+# A timed sample lasts at least this long: a step shorter than a scheduler time
+# slice (milliseconds at B = 128, 256) is repeated inside one sample, so one
+# descheduling cannot decide a ratio.
+MIN_SAMPLE_SECONDS = 0.1
+
+
+def repeats_for(step: Callable[[], None], min_seconds: float) -> int:
+    """How many back-to-back steps make one sample of at least ``min_seconds``
+    (from the fastest of three timed steps after the warm-up)."""
+    once = float("inf")
+    for _ in range(3 if min_seconds > 0 else 0):
+        start = time.perf_counter()
+        step()
+        once = min(once, time.perf_counter() - start)
+        if once >= min_seconds:
+            break
+    return max(1, math.ceil(min_seconds / max(once, 1e-7))) if min_seconds > 0 else 1
+
+
+def time_case(
+    name: str, b: int, reps: int, min_seconds: float = MIN_SAMPLE_SECONDS
+) -> dict[str, Any]:
+    """Seconds per forward + backward of each implementation, interleaved rounds.
+
+    Returns ``{impl: median, impl + "_best": minimum, impl + "_repeats": steps per
+    sample}`` (None where an implementation does not exist). Each sample times
+    ``repeats`` steps back to back (see :data:`MIN_SAMPLE_SECONDS`).
+    """
     case = make_case(name, b)
-    steps = {impl: case.step(impl) for impl in IMPLS}
+    steps = {impl: step for impl in IMPLS if (step := case.step(impl)) is not None}
     for step in steps.values():  # warm-up
-        if step is not None:
-            step()
-    times: dict[str, list[float]] = {impl: [] for impl in IMPLS}
+        step()
+    repeats = {impl: repeats_for(step, min_seconds) for impl, step in steps.items()}
+    times: dict[str, list[float]] = {impl: [] for impl in steps}
     for _ in range(reps):
         for impl, step in steps.items():
-            if step is None:
-                continue
             start = time.perf_counter()
-            step()
-            times[impl].append(time.perf_counter() - start)
-    return {k: statistics.median(v) if v else None for k, v in times.items()}
+            for _ in range(repeats[impl]):
+                step()
+            times[impl].append((time.perf_counter() - start) / repeats[impl])
+    result: dict[str, Any] = {}
+    for impl in IMPLS:
+        sample = times.get(impl)
+        result[impl] = statistics.median(sample) if sample else None
+        result[impl + "_best"] = min(sample) if sample else None
+        result[impl + "_repeats"] = repeats.get(impl)
+    return result
 
 
 def fmt(value: float | None, unit: str = "") -> str:
@@ -226,8 +258,9 @@ def fmt(value: float | None, unit: str = "") -> str:
 def table_header(memory: bool = False) -> str:
     """The markdown header (and rule) of :func:`benchmark_rows`' lines."""
     header = (
-        "| loss | B | floor (s) | ours (s) | reference (s) | **ours / floor** | ref / ours "
-        "| autograd floor (s) | ours / autograd floor |"
+        "| loss | B | steps per sample (floor/ours/ref) | floor | ours | reference "
+        "| **ours / floor** (median) | ours / floor (best) | ref / ours (median) "
+        "| ours / autograd floor |"
     )
     if memory:
         header += " ours peak MiB | ref peak MiB | floor peak MiB |"
@@ -243,18 +276,21 @@ def benchmark_rows(
     names: Iterable[str],
     reps: int,
     memory: Callable[[str, int, str], float | None] | None = None,
+    min_seconds: float = MIN_SAMPLE_SECONDS,
 ) -> Iterable[tuple[dict[str, Any], str]]:
     """For each size and loss: ``(raw result, markdown line)``; ``memory(name, B, impl)``
-    gives peak MiB per implementation when measured."""
+    gives peak MiB per implementation when measured (None: not measured)."""
     names = list(names)
     for b in sizes:
         for name in names:
-            t = time_case(name, b, reps)
+            t = time_case(name, b, reps, min_seconds)
             row: dict[str, Any] = {"loss": name, "B": b, **t}
+            counts = "/".join(str(t[f"{i}_repeats"] or "-") for i in ("floor", "ours", "ref"))
             line = (
-                f"| {name} | {b} | {fmt(t['floor'], ' s')} | {fmt(t['ours'], ' s')} | "
+                f"| {name} | {b} | {counts} | {fmt(t['floor'], ' s')} | {fmt(t['ours'], ' s')} | "
                 f"{fmt(t['ref'], ' s')} | **{_ratio(t['ours'], t['floor'], 2)}** | "
-                f"{_ratio(t['ref'], t['ours'], 1)} | {fmt(t['autograd_floor'], ' s')} | "
+                f"{_ratio(t['ours_best'], t['floor_best'], 2)} | "
+                f"{_ratio(t['ref'], t['ours'], 2)} | "
                 f"{_ratio(t['ours'], t['autograd_floor'], 2)} |"
             )
             if memory is not None:
