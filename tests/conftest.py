@@ -1,9 +1,9 @@
 """Suite-wide fixtures and hook.
 
-Fixtures: ``tiny_cross_modal`` and ``tiny_metric`` make the tiny synthetic recipes
-the end-to-end tests train in seconds (``tiny_cross_modal(epochs=2, data={"batch_size":
-16})`` merges changes in: nested mappings are merged, other values replaced);
-``write_recipe`` writes one as YAML.
+Fixtures: ``tiny_cross_modal`` and ``tiny_metric`` make the tiny synthetic recipes of
+``tests/tiny.py`` that the end-to-end tests train in seconds
+(``tiny_cross_modal(epochs=2, data={"batch_size": 16})``: nested mappings are merged,
+other values replaced); ``write_recipe`` writes one as YAML.
 
 Hook: ``--skip-report FILE`` records every test that did not run.
 
@@ -16,7 +16,6 @@ module's node id; skips at set-up or in the test body under the test's node id.
 
 from __future__ import annotations
 
-import copy
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -25,70 +24,23 @@ from typing import Any
 import pytest
 import yaml
 
-TINY_CROSS_MODAL: dict[str, Any] = {
-    "name": "tiny_shapes",
-    "task": "cross_modal",
-    "data": {
-        "name": "synthetic_shapes",
-        "options": {"n_images": 48, "size": 16},
-        "image_size": 16,
-        "batch_size": 8,
-    },
-    "model": {
-        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16},
-        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16},
-        "embed_dim": 8,
-    },
-    "losses": [{"name": "vse"}],
-    "epochs": 1,
-}
-TINY_METRIC: dict[str, Any] = {
-    "name": "tiny_classes",
-    "task": "metric",
-    "data": {
-        "name": "synthetic_shape_classes",
-        "options": {"n_images": 192, "size": 16},
-        "image_size": 16,
-        "augment": False,
-        "batch_size": 16,
-        "sampler": "pk",
-        "samples_per_class": 4,
-    },
-    "model": {"image": {"name": "small_cnn", "widths": [8], "out_dim": 8}, "embed_dim": 8},
-    "losses": [{"name": "multi_similarity"}],
-    "epochs": 1,
-    "eval": {"metric": "map_at_r"},
-}
+from tests import tiny
+
 Recipe = Callable[..., dict[str, Any]]
-
-
-def merged(base: dict[str, Any], changes: dict[str, Any]) -> dict[str, Any]:
-    """A deep copy of ``base`` with ``changes``: mappings merged, other values replaced;
-    ``stages`` given at the top replace the single stage's ``losses`` and ``epochs``."""
-    out = copy.deepcopy(base)
-    if "stages" in changes:
-        out.pop("losses", None)
-        out.pop("epochs", None)
-    for key, value in changes.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = merged(out[key], value)
-        else:
-            out[key] = copy.deepcopy(value)
-    return out
 
 
 @pytest.fixture(scope="session")
 def tiny_cross_modal() -> Recipe:
     """``(**changes) -> recipe``: 48 synthetic shapes of 16 px with captions, small CNN +
     GRU into 8 dimensions, VSE, one epoch."""
-    return lambda **changes: merged(TINY_CROSS_MODAL, changes)
+    return tiny.cross_modal
 
 
 @pytest.fixture(scope="session")
 def tiny_metric() -> Recipe:
     """``(**changes) -> recipe``: 192 synthetic shapes in classes, P x K = 4 x 4, small
     CNN into 8 dimensions, multi-similarity, one epoch, MAP@R."""
-    return lambda **changes: merged(TINY_METRIC, changes)
+    return tiny.metric
 
 
 @pytest.fixture(scope="session")

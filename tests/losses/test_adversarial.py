@@ -44,9 +44,9 @@ def test_losses_equal_the_formula_and_route_gradients():
 def test_trainer_gives_the_adversary_its_own_optimizer(tmp_path):
     from retrievalkit.run.config import parse_config
     from retrievalkit.train.trainer import Trainer
-    from tests.train.test_end_to_end import CROSS_MODAL_ADVERSARIAL
+    from tests.tiny import END_TO_END_ADVERSARIAL
 
-    trainer = Trainer(parse_config(CROSS_MODAL_ADVERSARIAL), tmp_path, progress=False)
+    trainer = Trainer(parse_config(END_TO_END_ADVERSARIAL), tmp_path, progress=False)
     discriminator = list(trainer.losses["modality_adversarial"].adversary_parameters())
     main_ids = {id(p) for g in trainer.optimizer.param_groups for p in g["params"]}
     assert trainer.adversary_optimizer is not None

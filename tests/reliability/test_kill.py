@@ -24,12 +24,12 @@ import torch
 import yaml
 
 from retrievalkit.run.checkpoint import PAUSE_ENV, load_checkpoint
-from tests.train.test_end_to_end import CROSS_MODAL
+from tests.tiny import END_TO_END
 
 pytestmark = pytest.mark.slow
 
 # 2 stages x 1 epoch x 12 batches; a checkpoint every 2 steps (the end-to-end recipe)
-RECIPE = {**CROSS_MODAL, "name": "kill_me"}
+RECIPE = {**END_TO_END, "name": "kill_me"}
 TOTAL_STEPS = 24
 TIMEOUT = 600
 

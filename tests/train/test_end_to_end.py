@@ -11,11 +11,8 @@ from retrievalkit.run.checkpoint import load_checkpoint
 from retrievalkit.run.config import parse_config
 from retrievalkit.train.report import finish_run
 from retrievalkit.train.trainer import Trainer
+from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
-TWO_STAGES = [
-    {"name": "sh", "epochs": 1, "losses": [{"name": "vse", "options": {"max_violation": False}}]},
-    {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}]},
-]
 # mFSR (model "mfsr"): separation, a 16-pixel generator and a caption decoder; its
 # discriminators (owned by the mfsr_image term) in their own optimizer group
 _MFSR_TERMS = [
@@ -29,66 +26,44 @@ _MFSR_TERMS = [
     },
 ]
 _MFSR_VSE = {"name": "vse", "inputs": {"img": "image.se", "txt": "text.se"}}
-
-
-@pytest.fixture(scope="module")
-def recipes(tiny_cross_modal) -> dict[str, dict]:
-    """The tiny run in two stages (sum, then max of hinges), checkpointed every 2 steps;
-    the same with an adversarial term in stage 2 (its own optimizer, checkpointed);
-    and mFSR."""
-    cross_modal = tiny_cross_modal(
-        optim={"lr": 1e-3, "warmup_steps": 3},
-        stages=TWO_STAGES,
-        checkpoint_every_steps=2,
-        log_every_steps=1,
-    )
-    adversary = {"name": "modality_adversarial", "weight": 0.5, "options": {"hidden": 8}}
-    adversarial = {
-        **cross_modal,
-        "stages": [
-            TWO_STAGES[0],
-            {"name": "mh", "epochs": 1, "losses": [{"name": "vse"}, adversary]},
-        ],
-    }
-    mfsr = {
-        **cross_modal,
-        "name": "tiny_mfsr",
-        "model": {
-            "name": "mfsr",
-            "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "head": "linear"},
-            "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16, "head": "identity"},
-            "embed_dim": 8,
-            "options": {
-                "joint_dim": 16,
-                "generator": {"size": 16, "base_channels": 4},
-                "decoder": {"word_dim": 8, "hidden_dim": 16},
-            },
+MFSR = {
+    **END_TO_END,
+    "name": "tiny_mfsr",
+    "model": {
+        "name": "mfsr",
+        "image": {"name": "small_cnn", "widths": [8, 16], "out_dim": 16, "head": "linear"},
+        "text": {"name": "gru", "word_dim": 8, "hidden_dim": 16, "head": "identity"},
+        "embed_dim": 8,
+        "options": {
+            "joint_dim": 16,
+            "generator": {"size": 16, "base_channels": 4},
+            "decoder": {"word_dim": 8, "hidden_dim": 16},
         },
-        "optim": {
-            "lr": 1e-3,
-            "warmup_steps": 3,
-            "groups": [
-                {
-                    "name": "discriminators",
-                    "params": ["loss.mfsr_image"],
-                    "lr": 3e-4,
-                    "betas": [0.5, 0.999],
-                }
+    },
+    "optim": {
+        "lr": 1e-3,
+        "warmup_steps": 3,
+        "groups": [
+            {
+                "name": "discriminators",
+                "params": ["loss.mfsr_image"],
+                "lr": 3e-4,
+                "betas": [0.5, 0.999],
+            }
+        ],
+    },
+    "stages": [
+        {
+            "name": "sh",
+            "epochs": 1,
+            "losses": [
+                {**_MFSR_VSE, "options": {"max_violation": False}},
+                *_MFSR_TERMS,
             ],
         },
-        "stages": [
-            {
-                "name": "sh",
-                "epochs": 1,
-                "losses": [
-                    {**_MFSR_VSE, "options": {"max_violation": False}},
-                    *_MFSR_TERMS,
-                ],
-            },
-            {"name": "mh", "epochs": 1, "losses": [_MFSR_VSE, *_MFSR_TERMS]},
-        ],
-    }
-    return {"vse": cross_modal, "adversarial": adversarial, "mfsr": mfsr}
+        {"name": "mh", "epochs": 1, "losses": [_MFSR_VSE, *_MFSR_TERMS]},
+    ],
+}
 
 
 class Killed(Exception):
@@ -99,9 +74,11 @@ def weights(run_dir: Path, name: str = "last") -> dict[str, torch.Tensor]:
     return load_checkpoint(run_dir / "checkpoints" / name).tensors
 
 
-@pytest.mark.parametrize("kind", ["vse", "adversarial", "mfsr"])
-def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch, recipes, kind):
-    config = parse_config(recipes[kind])
+@pytest.mark.parametrize(
+    "raw", [END_TO_END, END_TO_END_ADVERSARIAL, MFSR], ids=["vse", "adversarial", "mfsr"]
+)
+def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch, raw):
+    config = parse_config(raw)
     full = Trainer(config, tmp_path / "full", progress=False)
     full.fit()
     steps_per_epoch = full.state.step // 2
@@ -140,11 +117,11 @@ def test_resume_after_a_kill_is_bit_for_bit(tmp_path, monkeypatch, recipes, kind
     assert again.state.step == full.state.step
 
 
-def test_cli_train_eval_index_search(tmp_path, capsys, recipes):
+def test_cli_train_eval_index_search(tmp_path, capsys):
     recipe = tmp_path / "tiny.yaml"
     import yaml
 
-    recipe.write_text(yaml.safe_dump(recipes["vse"]))
+    recipe.write_text(yaml.safe_dump(END_TO_END))
     run = tmp_path / "run"
     assert (
         main(

@@ -145,10 +145,10 @@ def test_trainer_with_one_chunk_per_batch_equals_plain_steps(tmp_path, adversari
     import copy
 
     from retrievalkit.train.trainer import Trainer
-    from tests.train.test_end_to_end import CROSS_MODAL, CROSS_MODAL_ADVERSARIAL
+    from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
     def final_weights(name, chunk):
-        raw = copy.deepcopy(CROSS_MODAL_ADVERSARIAL if adversarial else CROSS_MODAL)
+        raw = copy.deepcopy(END_TO_END_ADVERSARIAL if adversarial else END_TO_END)
         raw["optim"]["grad_cache_chunk"] = chunk
         raw["stages"] = raw["stages"][-1:] if adversarial else raw["stages"][:1]
         trainer = Trainer(parse_config(raw), tmp_path / name, progress=False)
@@ -170,12 +170,12 @@ def test_trainer_with_several_chunks_per_batch_equals_plain_steps(tmp_path):
     import copy
 
     from retrievalkit.train.trainer import Trainer
-    from tests.train.test_end_to_end import CROSS_MODAL
+    from tests.tiny import END_TO_END
 
     batch_norms = [f"image_encoder.features.{i}.1" for i in range(4)]
 
     def final_weights(name, chunk):
-        raw = copy.deepcopy(CROSS_MODAL)
+        raw = copy.deepcopy(END_TO_END)
         raw["optim"]["grad_cache_chunk"] = chunk
         raw["stages"] = [{**stage, "freeze": batch_norms} for stage in raw["stages"]]
         trainer = Trainer(parse_config(raw), tmp_path / name, progress=False)
@@ -184,7 +184,7 @@ def test_trainer_with_several_chunks_per_batch_equals_plain_steps(tmp_path):
         return {k: v.clone() for k, v in trainer.model.state_dict().items()}
 
     plain, cached = final_weights("plain", None), final_weights("cached", 3)
-    initial = Trainer(parse_config(CROSS_MODAL), tmp_path / "init", progress=False)
+    initial = Trainer(parse_config(END_TO_END), tmp_path / "init", progress=False)
     moved = [k for k, v in initial.model.state_dict().items() if not torch.equal(v, plain[k])]
     assert "image_encoder.fc.weight" in moved and "text_encoder.gru.weight_hh_l0" in moved
     assert plain.keys() == cached.keys()

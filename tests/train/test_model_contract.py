@@ -15,7 +15,7 @@ from retrievalkit.models import MODELS, ModelOutputs, ModelSpec, RetrievalModel,
 from retrievalkit.models.registry import build_image_encoder, build_text_encoder
 from retrievalkit.run.config import ConfigError, parse_config
 from retrievalkit.train.trainer import Trainer
-from tests.train.test_end_to_end import CROSS_MODAL, CROSS_MODAL_ADVERSARIAL
+from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
 
 class PartsModel(RetrievalModel):
@@ -53,7 +53,7 @@ if "test_parts" not in MODELS:
 
 
 def parts_recipe(**term: object) -> dict:
-    raw = copy.deepcopy(CROSS_MODAL)
+    raw = copy.deepcopy(END_TO_END)
     raw["model"]["name"] = "test_parts"
     raw["stages"] = [{"name": "main", "epochs": 1, "losses": [{"name": "vse", **term}]}]
     raw.pop("checkpoint_every_steps")
@@ -119,7 +119,7 @@ def trainer_loader(trainer: Trainer):
 
 
 def test_optimizer_groups_take_their_parameters_and_learning_rate(tmp_path):
-    raw = copy.deepcopy(CROSS_MODAL_ADVERSARIAL)
+    raw = copy.deepcopy(END_TO_END_ADVERSARIAL)
     raw["optim"]["groups"] = [
         {"name": "text", "params": ["text_encoder", "text_head"], "lr": 1e-2},
         {"name": "disc", "params": ["loss.modality_adversarial"], "lr": 3e-3, "optimizer": "sgd"},
@@ -144,7 +144,7 @@ def test_optimizer_groups_take_their_parameters_and_learning_rate(tmp_path):
 
 
 def test_a_group_mixing_adversary_and_encoder_parameters_is_an_error(tmp_path):
-    raw = copy.deepcopy(CROSS_MODAL_ADVERSARIAL)
+    raw = copy.deepcopy(END_TO_END_ADVERSARIAL)
     raw["optim"]["groups"] = [{"name": "g", "params": ["image_head", "loss.modality_adversarial"]}]
     with pytest.raises(ConfigError, match="mixes an adversary"):
         Trainer(parse_config(raw), tmp_path, progress=False)
@@ -154,7 +154,7 @@ def test_a_group_mixing_adversary_and_encoder_parameters_is_an_error(tmp_path):
 
 
 def test_a_skipped_step_does_not_step_the_adversary(tmp_path):
-    raw = copy.deepcopy(CROSS_MODAL_ADVERSARIAL)
+    raw = copy.deepcopy(END_TO_END_ADVERSARIAL)
     raw["stages"] = raw["stages"][-1:]
     trainer = Trainer(parse_config(raw), tmp_path, progress=False)
     discriminator = list(trainer.losses["modality_adversarial"].adversary_parameters())
@@ -182,7 +182,7 @@ def test_grad_cache_needs_the_losses_to_read_only_tower_outputs(tmp_path):
 
 
 def test_task_must_agree_with_the_model(tmp_path):
-    raw = copy.deepcopy(CROSS_MODAL)
+    raw = copy.deepcopy(END_TO_END)
     raw["task"] = "metric"
     with pytest.raises(ConfigError, match="disagrees with model 'dual_encoder'"):
         Trainer(parse_config(raw), tmp_path, progress=False)

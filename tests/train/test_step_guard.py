@@ -14,7 +14,7 @@ import retrievalkit.train.trainer as trainer_module
 from retrievalkit.run.config import ConfigError, parse_config
 from retrievalkit.train.guard import StepGuard, TrainingStopped
 from retrievalkit.train.trainer import Trainer
-from tests.train.test_end_to_end import CROSS_MODAL
+from tests.tiny import END_TO_END
 
 
 def test_guard_names_each_problem():
@@ -33,11 +33,11 @@ def test_guard_names_each_problem():
     with pytest.raises(TrainingStopped, match=r"^step 7: x; stopped as the recipe says"):
         StepGuard("stop").handle(7, "x")
     with pytest.raises(ConfigError, match="optim.nonfinite"):
-        parse_config({**CROSS_MODAL, "optim": {"nonfinite": "ignore"}})
+        parse_config({**END_TO_END, "optim": {"nonfinite": "ignore"}})
 
 
 def _recipe(**optim):
-    raw = copy.deepcopy(CROSS_MODAL)
+    raw = copy.deepcopy(END_TO_END)
     raw["stages"] = raw["stages"][:1]
     raw["optim"].update(optim)
     raw["checkpoint_every_steps"] = None
