@@ -38,6 +38,13 @@ from retrievalkit.run.provenance import write_results
 Scores = dict[str, dict[int, dict[str, float]]]  # recipe -> seed -> metric -> value
 
 
+def fmt_p(p: float | None) -> str:
+    """A p-value to three decimals, ``<0.001`` below that, ``-`` when there is none."""
+    if p is None:
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
 def _cells(line: str) -> list[str]:
     return [c.strip() for c in line.strip().strip("|").split("|")]
 
@@ -145,12 +152,11 @@ class Test:
             return f"{statistics.mean(v):.2f} ± {statistics.stdev(v):.2f}"
 
         diff = statistics.mean(self.a_values) - statistics.mean(self.b_values)
-        paired = "-" if self.paired_p is None else f"{self.paired_p:.3f}"
         verdict = "established (p < 0.05)" if self.welch_p < 0.05 else "not established"
         return (
             f"| {self.metric} | {self.a} | {ms(self.a_values)} | {self.b} | {ms(self.b_values)} "
-            f"| {diff:+.2f} | {self.welch_t:.2f} | {self.welch_df:.1f} | {self.welch_p:.3f} "
-            f"| {paired} | {verdict} |"
+            f"| {diff:+.2f} | {self.welch_t:.2f} | {self.welch_df:.1f} | {fmt_p(self.welch_p)} "
+            f"| {fmt_p(self.paired_p)} | {verdict} |"
         )
 
 
@@ -184,7 +190,7 @@ def compare_summary(table: dict[str, dict[str, Summary]], a: str, b: str, metric
     verdict = "established (p < 0.05)" if welch.pvalue < 0.05 else "not established"
     return (
         f"| {metric} | {a} | {x.mean:.2f} ± {x.std:.2f} | {b} | {y.mean:.2f} ± {y.std:.2f} "
-        f"| {x.mean - y.mean:+.2f} | {welch.statistic:.2f} | {df:.1f} | {welch.pvalue:.3f} "
+        f"| {x.mean - y.mean:+.2f} | {welch.statistic:.2f} | {df:.1f} | {fmt_p(welch.pvalue)} "
         f"| - | {verdict} |"
     )
 
