@@ -15,10 +15,10 @@ BIN := $(VENV)/bin
 TORCH ?= cuda
 ifeq ($(TORCH),cpu)
 TORCH_SPEC ?= torch==2.13.0
-EXTRAS ?= text,index,milvus,serve,export,emoji,dev
+EXTRAS ?= text,index,milvus,serve,export,emoji,towers,dev
 else
 TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
-EXTRAS ?= vision,text,index,milvus,serve,export,emoji,dev
+EXTRAS ?= vision,text,index,milvus,serve,export,emoji,towers,dev
 endif
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
 # the browser of the page's end-to-end test (Playwright drives it; no browser download)
