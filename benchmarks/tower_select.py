@@ -8,7 +8,8 @@ val rsum, its epoch, the last epoch's val rsum and the seconds the run took
 
     OMP_NUM_THREADS=2 python benchmarks/tower_select.py --group head \\
         --candidate "mlp: emoji_lite0_clip" \\
-        --candidate "linear: emoji_lite0_clip model.image.head=linear"
+        --candidate "linear: emoji_lite0_clip model.image.head=linear" \\
+        --candidate "mlp 512: emoji_lite0_clip 'model.image.head={kind: mlp, hidden_dim: 512}'"
 
 writes ``results/tower_select/<group>.md`` (header: command, commit, date, machine,
 seeds) and ``results/tower_select/<group>.json`` (every epoch's val scores).
@@ -79,7 +80,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out-dir", type=Path, default=ROOT / "results" / "tower_select")
     args = parser.parse_args(argv)
     candidates = [parse_candidate(text) for text in args.candidate]
-    rows, records, splits = [], [], None
+    for _, recipe, overrides in candidates:  # a typo fails now, not after an hour
+        load_config(recipe, overrides)
+    args.out_dir.mkdir(parents=True, exist_ok=True)
+    rows: list[str] = []
+    records: list[dict[str, Any]] = []
+    splits = None
     with tempfile.TemporaryDirectory(prefix="tower_select_") as work:
         for label, recipe, overrides in candidates:
             summary, splits = run_candidate(recipe, overrides, args.seed, splits, Path(work))
@@ -91,10 +97,17 @@ def main(argv: list[str] | None = None) -> int:
                 f"| {summary['train_s']:.0f} |"
             )
             print(rows[-1], flush=True)
-    args.out_dir.mkdir(parents=True, exist_ok=True)
+            write_tables(args.out_dir, args.group, rows, records, args.seed)  # after each
+    return 0
+
+
+def write_tables(
+    out_dir: Path, group: str, rows: list[str], records: list[dict[str, Any]], seed: int
+) -> None:
+    """The group's Markdown table and JSON records (every epoch's val scores)."""
     body = "\n".join(
         [
-            f"# Val-split selection: {args.group}",
+            f"# Val-split selection: {group}",
             "",
             "Training split only; val scored every epoch (rsum, full protocol, 170 emoji);",
             "the test split is not scored. Seconds: set-up (model, caches) and training",
@@ -107,9 +120,8 @@ def main(argv: list[str] | None = None) -> int:
             "",
         ]
     )
-    write_results(args.out_dir / f"{args.group}.md", body, seeds=[args.seed])
-    write_results(args.out_dir / f"{args.group}.json", records, seeds=[args.seed])
-    return 0
+    write_results(out_dir / f"{group}.md", body, seeds=[seed])
+    write_results(out_dir / f"{group}.json", records, seeds=[seed])
 
 
 if __name__ == "__main__":
