@@ -7,7 +7,8 @@
 
 with ``P`` the ordered positive pairs of the batch (each unordered pair counted
 twice, with equal ``J``). It needs each positive's own negatives, so it takes no
-extra references. With ``n_i = log sum_{k in N_i} e^{margin + S_ik}``,
+extra references. ``J`` is computed for the positives only, from their columns
+(``O(B K)``); the ``B x B`` work is one masked softmax over the negatives. With ``n_i = log sum_{k in N_i} e^{margin + S_ik}``,
 ``J_ij = logaddexp(n_i, n_j) - S_ij``; the gradient is ``-g_ij`` on positives
 (``g = [J]_+ / |P|``) and ``c_i softmax_{N_i}(S_ik)`` on negatives with
 ``c_i = 2 sum_j g_ij sigmoid(n_i - n_j)`` (``S`` is symmetric, so ``J_ji = J_ij``).
@@ -23,12 +24,13 @@ Its gradient is ``-softmax_{P_i}(margin - S)`` on positives and
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
 from retrievalkit.losses.core import PairBatch, RowBlock
-from retrievalkit.losses.fastmath import logaddexp
 from retrievalkit.losses.registry import register_loss
 
 
@@ -51,6 +53,18 @@ def masked_logsumexp(values: Tensor, include: Tensor, exclude: Tensor) -> tuple[
     return top + total.log(), weights.div_(total)
 
 
+@dataclass(frozen=True)
+class _LiftedTerms:
+    """Per anchor: its share of the loss ``row_value [B]``, its positives' columns
+    ``columns [B, K]`` with ``grad_pos [B, K]`` (``g = [J]_+ / |P|``, 0 on padding)
+    and the weight of its negatives' softmax ``coeff [B, 1]``."""
+
+    row_value: Tensor
+    columns: Tensor
+    grad_pos: Tensor
+    coeff: Tensor
+
+
 @register_loss("lifted")
 class LiftedStructureLoss(BlockwiseLoss):
     """``loss(embeddings [B, D], labels [B]) -> scalar`` (no extra references)."""
@@ -61,27 +75,33 @@ class LiftedStructureLoss(BlockwiseLoss):
         super().__init__()
         self.margin = margin
 
-    def prepare(self, pairs: PairBatch, sim: Tensor) -> tuple[Tensor, float]:
-        """``n_i`` for every anchor ``[B]`` (a first pass over the blocks) and ``1/|P|``."""
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> _LiftedTerms:
+        """``n_i`` for every anchor (a first pass over the blocks), then the terms of
+        the positives only, from their columns (``O(B K)``, K = most positives)."""
         neg_lse = torch.empty(pairs.num_queries, dtype=sim.dtype, device=sim.device)
         for block in pairs.blocks(sim):
             neg_lse[block.rows] = masked_logsumexp(
                 block.sim + self.margin, block.neg_float, block.same_float
             )[0][:, 0]
-        num_pos, _ = pairs.pair_counts()
-        return neg_lse, 1.0 / max(int(num_pos.sum()), 1)
+        columns, num_pos = pairs.positive_index()
+        valid = (torch.arange(columns.shape[1], device=sim.device) < num_pos.unsqueeze(1)).to(
+            sim.dtype
+        )
+        inv_pos = 1.0 / max(int(num_pos.sum()), 1)
+        own, other = neg_lse.unsqueeze(1), neg_lse[columns]
+        hinge = (torch.logaddexp(own, other) - sim.gather(1, columns)).clamp_(min=0).mul_(valid)
+        row_value = (hinge * hinge).sum(dim=1) * (inv_pos / 2)
+        grad_pos = hinge.mul_(inv_pos)  # g = dL/dJ
+        coeff = 2 * (grad_pos * torch.sigmoid(own - other)).sum(dim=1, keepdim=True)
+        return _LiftedTerms(row_value, columns, grad_pos, coeff)
 
-    def block_loss(self, block: RowBlock, prepared: tuple[Tensor, float]) -> tuple[Tensor, Tensor]:
-        neg_lse, inv_pos = prepared
-        sim, pos = block.sim, block.pos_float
-        own, other = neg_lse[block.rows].unsqueeze(1), neg_lse.unsqueeze(0)
-        hinge = logaddexp(own, other).sub_(sim).clamp_(min=0).mul_(pos)
-        value = torch.vdot(hinge.view(-1), hinge.view(-1)) * (inv_pos / 2)
-        hinge.mul_(inv_pos)  # now g = dL/dJ
-        coeff = 2 * (hinge * torch.sigmoid(own - other)).sum(dim=1, keepdim=True)
-        _, softmax = masked_logsumexp(sim + self.margin, block.neg_float, block.same_float)
+    def block_loss(self, block: RowBlock, prepared: _LiftedTerms) -> tuple[Tensor, Tensor]:
+        rows = block.rows
+        _, softmax = masked_logsumexp(block.sim + self.margin, block.neg_float, block.same_float)
         # rows without negatives have no positive with a negative either: coeff = 0
-        return value, softmax.mul_(coeff).sub_(hinge)
+        grad = softmax.mul_(prepared.coeff[rows])
+        grad.scatter_add_(1, prepared.columns[rows], -prepared.grad_pos[rows])  # padding adds 0
+        return prepared.row_value[rows].sum(), grad
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
