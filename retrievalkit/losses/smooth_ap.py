@@ -38,6 +38,10 @@ from torch.autograd.function import once_differentiable
 from retrievalkit.losses.core import (
     PairBatch,
     PairLoss,
+    check_embeddings,
+    compute_dtype,
+    pml_alias,
+    symmetrize_,
 )
 from retrievalkit.losses.registry import register_loss
 
@@ -237,12 +241,7 @@ class _WeightedAPSumFunction(torch.autograd.Function):
     ) -> Tensor:
         sim = sim.detach()
         grad = torch.zeros_like(sim)
-        total = sim.new_zeros(())
-        with torch.autocast(device_type=sim.device.type, enabled=False):
-            for group in groups:
-                chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
-                group_weight = weight[group.rows]
-                total += (_group_pass(chunker, group_weight, grad) * group_weight).sum()
+        total = _weighted_ap_sum(sim, groups, weight, inv_tau, exclude_self, chunk_elements, grad)
         ctx.save_for_backward(grad)
         return total
 
@@ -253,6 +252,61 @@ class _WeightedAPSumFunction(torch.autograd.Function):
         if grad_output.device.type == "cpu" and float(grad_output) == 1.0:
             return grad, None, None, None, None, None  # no B x R copy
         return grad * grad_output, None, None, None, None, None
+
+
+def _weighted_ap_sum(
+    sim: Tensor,
+    groups: list[_Group],
+    weight: Tensor,
+    inv_tau: float,
+    exclude_self: bool,
+    chunk_elements: int,
+    grad: Tensor,
+) -> Tensor:
+    """``sum_q weight_q AP_q`` with its ``dL/dS`` written into the rows of ``grad``
+    that belong to a group (``grad`` may be ``sim`` itself: each row is read
+    before it is written, and only its own chunk writes it)."""
+    total = sim.new_zeros(())
+    with torch.autocast(device_type=sim.device.type, enabled=False):
+        for group in groups:
+            chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
+            group_weight = weight[group.rows]
+            total += (_group_pass(chunker, group_weight, grad) * group_weight).sum()
+    return total
+
+
+class _GramWeightedAPSumFunction(torch.autograd.Function):
+    """``x [B, D] -> sum_q weight_q AP_q`` on ``S = x x^T`` (no extra references):
+    ``dL/dS`` is written over ``S`` (one ``B x B`` matrix) and the backward is
+    ``(G + G^T) x``, symmetrized in place. ``x`` is in the compute dtype."""
+
+    @staticmethod
+    def forward(  # type: ignore[override]
+        ctx: Any, x: Tensor, labels: Tensor, include_self: bool, inv_tau: float
+    ) -> Tensor:
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            sim = x @ x.T
+        pairs = PairBatch(sim=sim, labels=labels, ref_labels=labels)
+        groups = _groups_by_count(*pairs.positive_index(), include_self)
+        valid = _has_positive(groups, pairs.num_queries, sim.device)
+        num_valid = int(valid.sum())
+        weight = valid.to(sim.dtype) * (-1.0 / max(num_valid, 1))
+        chunk = DEFAULT_CHUNK_ELEMENTS
+        total = _weighted_ap_sum(sim, groups, weight, inv_tau, not include_self, chunk, sim)
+        sim[~valid] = 0  # queries without a positive: no gradient
+        ctx.save_for_backward(x, sim)
+        ctx.symmetric = False
+        return total + 1.0 if num_valid else total * 0.0
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx: Any, grad_output: Tensor) -> tuple[Tensor | None, ...]:
+        x, grad = ctx.saved_tensors
+        if not ctx.symmetric:  # a second backward (retain_graph) reuses it
+            symmetrize_(grad)
+            ctx.symmetric = True
+        with torch.autocast(device_type=x.device.type, enabled=False):
+            return (grad @ x).mul_(grad_output), None, None, None
 
 
 def smooth_ap_per_query(
@@ -322,6 +376,26 @@ class SmoothAPLoss(PairLoss):
         if temperature <= 0:
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.include_self = temperature, include_self
+
+    def forward(
+        self,
+        embeddings: Tensor,
+        labels: Tensor,
+        ref_embeddings: Tensor | None = None,
+        ref_labels: Tensor | None = None,
+        *,
+        ref_emb: Tensor | None = None,
+    ) -> Tensor:
+        """As :class:`PairLoss`; without references ``S = x x^T`` is made inside the
+        loss and its gradient written over it (one ``B x B`` matrix)."""
+        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
+        if ref_embeddings is not None or ref_labels is not None:
+            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
+        check_embeddings(embeddings, labels)
+        x = embeddings.to(compute_dtype(embeddings.dtype))
+        return _GramWeightedAPSumFunction.apply(
+            x, labels, self.include_self, 1.0 / self.temperature
+        )
 
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:
         """``1 - mean AP`` over the queries with a positive, as ``1 + sum_q w_q AP_q``
