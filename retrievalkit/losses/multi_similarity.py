@@ -24,6 +24,8 @@ maximum, which mining already gives (``min_pos`` / ``max_neg``).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import Tensor, nn
 
@@ -95,6 +97,19 @@ class MultiSimilarityMiner(nn.Module):
         return f"epsilon={self.epsilon}"
 
 
+@dataclass(frozen=True)
+class _Positives:
+    """Per anchor its positives' ``columns [B, K]`` (padding: column 0), ``valid
+    [B, K]`` (0/1), their similarities ``values [B, K]``, the lowest of them
+    ``min_pos [B, 1]`` (``finfo.max`` if none), and the loss's ``scale`` 1/B."""
+
+    columns: Tensor
+    valid: Tensor
+    values: Tensor
+    min_pos: Tensor
+    scale: float
+
+
 @register_loss("multi_similarity")
 class MultiSimilarityLoss(BlockwiseLoss):
     """``loss(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``.
@@ -131,13 +146,30 @@ class MultiSimilarityLoss(BlockwiseLoss):
                         "(use F.normalize(x, dim=1))"
                     )
 
-    def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
-        return 1.0 / pairs.num_queries  # average over all B anchors
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> _Positives:
+        """The positives' columns and similarities (``O(B K)``) and each anchor's
+        lowest positive similarity; the loss averages over all B anchors."""
+        columns, num_pos = pairs.positive_index()
+        valid = torch.arange(columns.shape[1], device=sim.device) < num_pos.unsqueeze(1)
+        values = sim.gather(1, columns)
+        big = torch.finfo(sim.dtype).max
+        min_pos = torch.where(valid, values, big).amin(dim=1, keepdim=True)
+        return _Positives(columns, valid.to(sim.dtype), values, min_pos, 1.0 / pairs.num_queries)
 
-    def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
-        sim, alpha, beta, base = block.sim, self.alpha, self.beta, self.base
-        min_pos, max_neg = hardest_similarities(block)
-        keep_pos, keep_neg = mine_pairs_float(block, self.epsilon, (min_pos, max_neg))
+    def block_loss(self, block: RowBlock, prepared: _Positives) -> tuple[Tensor, Tensor]:
+        """Negatives are dense ``[b, R]`` passes; positives (``[b, K]``) are added to
+        the block's gradient by a scatter."""
+        sim, alpha, beta, base, eps = block.sim, self.alpha, self.beta, self.base, self.epsilon
+        rows, scale = block.rows, prepared.scale
+        big = torch.finfo(sim.dtype).max
+        min_pos = prepared.min_pos[rows]
+        max_neg = torch.add(sim, block.same_float, alpha=-big).amax(dim=1, keepdim=True)
+        pos_sim, keep_pos = prepared.values[rows], prepared.valid[rows]
+        if eps is None:
+            keep_neg = block.neg_float
+        else:  # the MS mining rule (see mine_pairs_float)
+            keep_neg = torch.gt(sim + eps, min_pos, out=torch.empty_like(sim)).mul_(block.neg_float)
+            keep_pos = keep_pos * (pos_sim - eps < max_neg)
         # Row maxima of the two exponents: the lowest positive is kept if any
         # positive is, the highest negative if any negative is (0 if none).
         top_pos = (-alpha * (min_pos - base)).clamp(min=0)
@@ -149,15 +181,14 @@ class MultiSimilarityLoss(BlockwiseLoss):
         # multiplied by 0, its exponent capped at 60 so it stays finite
         w_neg = torch.add(-beta * base - top_neg, sim, alpha=beta).clamp_max_(60.0).exp_()
         w_neg.mul_(keep_neg)
-        w_pos = torch.add(alpha * base - top_pos, sim, alpha=-alpha).clamp_max_(60.0).exp_()
+        w_pos = torch.add(alpha * base - top_pos, pos_sim, alpha=-alpha).clamp_max_(60.0).exp_()
         w_pos.mul_(keep_pos)
-        sum_pos = w_pos.sum(dim=1, keepdim=True)
-        sum_neg = w_neg.sum(dim=1, keepdim=True)
-        denom_pos = torch.exp(-top_pos) + sum_pos
-        denom_neg = torch.exp(-top_neg) + sum_neg
+        denom_pos = torch.exp(-top_pos) + w_pos.sum(dim=1, keepdim=True)
+        denom_neg = torch.exp(-top_neg) + w_neg.sum(dim=1, keepdim=True)
         per_anchor = (top_pos + denom_pos.log()) / alpha + (top_neg + denom_neg.log()) / beta
-        grad = w_neg.mul_(prepared / denom_neg).sub_(w_pos.mul_(prepared / denom_pos))
-        return per_anchor.sum() * prepared, grad
+        grad = w_neg.mul_(scale / denom_neg)
+        grad.scatter_add_(1, prepared.columns[rows], w_pos.mul_(-scale / denom_pos))
+        return per_anchor.sum() * scale, grad
 
     def _kept_any(self, min_pos: Tensor, max_neg: Tensor) -> tuple[Tensor, Tensor]:
         """Whether a row keeps any positive / any negative, ``[b, 1]`` bool each
