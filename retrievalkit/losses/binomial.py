@@ -7,13 +7,30 @@ Gradient: ``-alpha sigmoid(-alpha (S - base)) / |P|`` on positives,
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
-from retrievalkit.losses.core import PairBatch, RowBlock
+from retrievalkit.losses.core import PairBatch, RowBlock, same_label_pairs
 from retrievalkit.losses.fastmath import softplus
 from retrievalkit.losses.registry import register_loss
+
+
+@dataclass(frozen=True)
+class _BinomialTerms:
+    """``w_neg = 1/|N|``; per anchor its positives' loss ``row_value [B]`` (already
+    weighted), their ``columns [B, K]`` and gradient ``grad_pos [B, K]`` (0 on
+    padding); the same-label pairs ``(same_rows, same_cols)`` in row order."""
+
+    w_neg: float
+    row_value: Tensor
+    columns: Tensor
+    grad_pos: Tensor
+    same_rows: Tensor
+    same_cols: Tensor
 
 
 @register_loss("binomial")
@@ -24,24 +41,32 @@ class BinomialDevianceLoss(BlockwiseLoss):
         super().__init__()
         self.alpha, self.beta, self.base = alpha, beta, base
 
-    def prepare(self, pairs: PairBatch, sim: Tensor) -> tuple[float, float]:
-        """``(1/|P|, 1/|N|)`` (1 when a set is empty: its sum is 0 anyway)."""
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> _BinomialTerms:
+        """The positives' terms from their columns (``O(B K)``) and the same-label
+        pairs to exclude from the dense pass over the negatives."""
         num_pos, num_neg = pairs.pair_counts()
-        return 1.0 / max(int(num_pos.sum()), 1), 1.0 / max(int(num_neg.sum()), 1)
+        w_pos, w_neg = 1.0 / max(int(num_pos.sum()), 1), 1.0 / max(int(num_neg.sum()), 1)
+        columns, count = pairs.positive_index()
+        valid = (torch.arange(columns.shape[1], device=sim.device) < count.unsqueeze(1)).to(
+            sim.dtype
+        )
+        logits = (sim.gather(1, columns) - self.base) * -self.alpha
+        row_value = (F.softplus(logits) * valid).sum(dim=1) * w_pos
+        grad = torch.sigmoid(logits).mul_(valid).mul_(-self.alpha * w_pos)
+        same_rows, same_cols = same_label_pairs(pairs.labels, pairs.ref_labels)
+        return _BinomialTerms(w_neg, row_value, columns, grad, same_rows, same_cols)
 
-    def block_loss(self, block: RowBlock, prepared: tuple[float, float]) -> tuple[Tensor, Tensor]:
-        w_pos, w_neg = prepared
-        pos, neg = block.pos_float, block.neg_float
-        shifted = block.sim - self.base
-        # one logit per pair: -alpha (S - base) on positives, beta (S - base) on
-        # negatives, 0 on self-pairs; blended with 0/1 masks (x * 0 + y is exact)
-        logits = torch.mul(shifted, neg).mul_(self.beta)
-        logits.add_(shifted.mul_(pos), alpha=-self.alpha)
-        weight = torch.mul(pos, w_pos).add_(neg, alpha=w_neg)
-        value = torch.vdot(softplus(logits).view(-1), weight.view(-1))
-        # dL/dS = sigmoid(logit) * weight * slope (slope -alpha or beta)
-        slope = weight.mul_(neg).mul_(self.beta).sub_(pos, alpha=w_pos * self.alpha)
-        return value, torch.sigmoid_(logits).mul_(slope)
+    def block_loss(self, block: RowBlock, prepared: _BinomialTerms) -> tuple[Tensor, Tensor]:
+        """Every pair of the block as a negative, ``beta (S - base)``, with the same-label
+        pairs pushed to the lowest logit (softplus and sigmoid 0); the positives'
+        own terms are added from ``prepared``."""
+        rows, t = block.rows, prepared
+        logits = (block.sim - self.base).mul_(self.beta)
+        lo, hi = torch.searchsorted(t.same_rows, torch.tensor([rows.start, rows.stop])).tolist()
+        logits[t.same_rows[lo:hi] - rows.start, t.same_cols[lo:hi]] = torch.finfo(logits.dtype).min
+        value = softplus(logits).sum() * t.w_neg + t.row_value[rows].sum()
+        grad = torch.sigmoid_(logits).mul_(self.beta * t.w_neg)
+        return value, grad.scatter_add_(1, t.columns[rows], t.grad_pos[rows])  # padding adds 0
 
     def extra_repr(self) -> str:
         return f"alpha={self.alpha}, beta={self.beta}, base={self.base}"
