@@ -107,6 +107,19 @@ class LiftedStructureLoss(BlockwiseLoss):
         return f"margin={self.margin}"
 
 
+@dataclass(frozen=True)
+class _GeneralizedTerms:
+    """Per anchor its positives' ``columns [B, K]``, ``log sum_P e^{margin - S}``
+    ``pos_lse [B, 1]`` and softmax ``pos_softmax [B, K]`` (0 on padding), whether it
+    has a positive and a negative ``has_both [B, 1]``, and the loss's ``scale`` 1/B."""
+
+    columns: Tensor
+    pos_lse: Tensor
+    pos_softmax: Tensor
+    has_both: Tensor
+    scale: float
+
+
 @register_loss("lifted_generalized")
 class GeneralizedLiftedStructureLoss(BlockwiseLoss):
     """``loss(embeddings [B, D], labels [B], ref_embeddings=None, ref_labels=None)``."""
@@ -115,21 +128,30 @@ class GeneralizedLiftedStructureLoss(BlockwiseLoss):
         super().__init__()
         self.margin = margin
 
-    def prepare(self, pairs: PairBatch, sim: Tensor) -> float:
-        return 1.0 / pairs.num_queries
-
-    def block_loss(self, block: RowBlock, prepared: float) -> tuple[Tensor, Tensor]:
-        sim, pos = block.sim, block.pos_float
-        pos_lse, pos_softmax = masked_logsumexp(self.margin - sim, pos, torch.sub(1, pos))
-        neg_lse, neg_softmax = masked_logsumexp(sim, block.neg_float, block.same_float)
-        bracket = pos_lse + neg_lse
-        valid = (pos.amax(dim=1, keepdim=True) > 0) & (
-            block.neg_float.amax(dim=1, keepdim=True) > 0
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> _GeneralizedTerms:
+        """The positive half of every bracket from the positives' columns (``O(B K)``)."""
+        columns, num_pos = pairs.positive_index()
+        valid = (torch.arange(columns.shape[1], device=sim.device) < num_pos.unsqueeze(1)).to(
+            sim.dtype
         )
-        active = valid & (bracket >= 0)  # clamp(min=0) passes the gradient at 0
-        value = torch.where(active, bracket, 0.0).sum() * prepared
-        coeff = active.to(sim.dtype) * prepared  # [b, 1], in sim's dtype
-        return value, neg_softmax.sub_(pos_softmax).mul_(coeff)
+        pos_lse, pos_softmax = masked_logsumexp(
+            self.margin - sim.gather(1, columns), valid, 1 - valid
+        )
+        _, num_neg = pairs.pair_counts()
+        has_both = ((num_pos > 0) & (num_neg > 0)).unsqueeze(1)
+        return _GeneralizedTerms(columns, pos_lse, pos_softmax, has_both, 1.0 / pairs.num_queries)
+
+    def block_loss(self, block: RowBlock, prepared: _GeneralizedTerms) -> tuple[Tensor, Tensor]:
+        rows, scale = block.rows, prepared.scale
+        neg_lse, neg_softmax = masked_logsumexp(block.sim, block.neg_float, block.same_float)
+        bracket = prepared.pos_lse[rows] + neg_lse
+        active = prepared.has_both[rows] & (bracket >= 0)  # clamp(min=0) passes the gradient at 0
+        value = torch.where(active, bracket, 0.0).sum() * scale
+        coeff = active.to(block.sim.dtype) * scale  # [b, 1], in sim's dtype
+        grad = neg_softmax.mul_(coeff)
+        return value, grad.scatter_add_(
+            1, prepared.columns[rows], prepared.pos_softmax[rows] * -coeff
+        )
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
