@@ -6,13 +6,15 @@ features, the part ``pipeline/tower_cache.py`` runs once per image) in PyTorch
 provider, on batches of random images at the tower's input side (the speed does
 not depend on the pixels); and the images/s its FLOP count would allow at this
 machine's measured fp32 matmul rate (``torch.mm`` of 1024 x 1024, same threads).
-Each figure is the median of ``--repeats`` timed batches after one warm-up batch.
+The three are timed in interleaved rounds (a PyTorch batch, an onnxruntime batch,
+eight matmuls), ``--repeats`` rounds after a warm-up round, medians reported, so a
+change of the machine's load hits all three alike: read the ratios.
 
     OMP_NUM_THREADS=2 python benchmarks/feature_extraction.py --threads 1 2
 
 writes ``results/benchmarks/feature_extraction.md`` (header: command, commit, date,
 machine). The machine is shared: numbers vary with the other load on it, which the
-table's load column records (1-minute load average at the start of each row).
+table's load column records (1-minute load average before and after each row).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -35,22 +38,23 @@ from retrievalkit.pipeline.tower_cache import export_trunk  # noqa: E402
 from retrievalkit.run.provenance import write_results  # noqa: E402
 
 
-def median_seconds(run, repeats: int) -> float:
-    """Median wall time of ``run()`` over ``repeats`` calls, after one warm-up call."""
+def seconds(run) -> float:
+    """Wall time of one call of ``run()``."""
+    start = time.perf_counter()
     run()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
+    return time.perf_counter() - start
+
+
+def interleaved_medians(runs: dict[str, Any], repeats: int) -> dict[str, float]:
+    """Median seconds of each callable, timed in interleaved rounds (one call of each
+    per round, after a warm-up round), so load changes hit all of them alike."""
+    for run in runs.values():
         run()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
-
-
-def matmul_rate(threads: int, repeats: int, size: int = 1024) -> float:
-    """fp32 FLOP/s of ``torch.mm`` on ``size x size`` matrices (2 n^3 per product)."""
-    torch.set_num_threads(threads)
-    a, b = torch.randn(size, size), torch.randn(size, size)
-    return 2 * size**3 / median_seconds(lambda: torch.mm(a, b), repeats * 4)
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for _ in range(repeats):
+        for name, run in runs.items():
+            times[name].append(seconds(run))
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def trunk_flops(encoder: torch.nn.Module, side: int) -> int:
@@ -84,23 +88,34 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "trunk.onnx"
         export_trunk(encoder, path, side)
         for threads in args.threads:
-            load = os.getloadavg()[0]
+            load_before = os.getloadavg()[0]
             torch.set_num_threads(threads)
-            with torch.no_grad():
-                torch_s = median_seconds(lambda: encoder.trunk(images), args.repeats)
             options = ort.SessionOptions()
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
             feed = {"images": images.numpy()}
-            ort_s = median_seconds(lambda s=session, f=feed: s.run(None, f), args.repeats)
-            rate = matmul_rate(threads, args.repeats)
-            torch_ips, ort_ips = args.batch / torch_s, args.batch / ort_s
+            a, b = torch.randn(1024, 1024), torch.randn(1024, 1024)
+
+            def run_torch() -> None:
+                with torch.no_grad():
+                    encoder.trunk(images)
+
+            medians = interleaved_medians(
+                {
+                    "torch": run_torch,
+                    "ort": lambda s=session, f=feed: s.run(None, f),
+                    "matmul": lambda a=a, b=b: [torch.mm(a, b) for _ in range(8)],
+                },
+                args.repeats,
+            )
+            rate = 8 * 2 * 1024**3 / medians["matmul"]
+            torch_ips, ort_ips = args.batch / medians["torch"], args.batch / medians["ort"]
             bound_ips = rate / flops
             rows.append(
-                f"| {threads} | {load:.1f} | {torch_ips:.1f} | {ort_ips:.1f} | {ort_ips / torch_ips:.2f} "
-                f"| {rate / 1e9:.1f} | {bound_ips:.1f} | {torch_ips / bound_ips:.2f} "
-                f"| {ort_ips / bound_ips:.2f} |"
+                f"| {threads} | {load_before:.1f}-{os.getloadavg()[0]:.1f} | {torch_ips:.1f} "
+                f"| {ort_ips:.1f} | {ort_ips / torch_ips:.2f} | {rate / 1e9:.1f} "
+                f"| {bound_ips:.1f} | {torch_ips / bound_ips:.2f} | {ort_ips / bound_ips:.2f} |"
             )
             print(rows[-1], flush=True)
     body = "\n".join(
@@ -108,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
             f"# Feature extraction: EfficientNet-{args.variant} trunk at {side} px",
             "",
             f"Frozen trunk (stem, 7 stages, head conv, average pool -> {encoder.out_dim}-d), "
-            f"batches of {args.batch} random images, median of {args.repeats} timed batches "
-            f"after a warm-up. FLOPs per image: {flops / 1e9:.3f} G (torch.utils.flop_counter, "
+            f"batches of {args.batch} random images, medians of {args.repeats} interleaved "
+            f"rounds after a warm-up. FLOPs per image: {flops / 1e9:.3f} G (torch.utils.flop_counter, "
             "2 per multiply-add). 'FLOP bound' = the measured 1024 x 1024 fp32 matmul rate / "
             "FLOPs per image: the images/s if every FLOP ran at matmul speed.",
             "",
-            "| threads | load (1 min) | PyTorch img/s | onnxruntime img/s | ORT / PyTorch "
+            "| threads | load (1 min, before-after) | PyTorch img/s | onnxruntime img/s | ORT / PyTorch "
             "| matmul GFLOP/s | FLOP-bound img/s | PyTorch / bound | ORT / bound |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
             *rows,

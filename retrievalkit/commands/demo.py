@@ -1,7 +1,10 @@
 """``retrievalkit demo``: the main job of ``make demo``.
 
 Trains the emoji image <-> text model on every available art style (recipe
-``configs/emoji_vsepp.yaml``), scores the test split (and each style's view of
+``configs/emoji_lite0_clip.yaml``: a frozen ImageNet EfficientNet-Lite0 whose
+features are extracted once and cached, an MLP head trained into the frozen MiniLM
+space with InfoNCE; chosen on the val split, ``results/tower_select/``; the small
+CNN from scratch is ``--recipe emoji_vsepp``), scores the test split (and each style's view of
 it), indexes every image of every emoji (train + val + test, all styles), shows
 the top hits of a few typed queries and rates search quality on the test part of
 a typed query set: the trained model alone (image embeddings), hybrid (fused with
@@ -40,7 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser = subparsers.add_parser("demo", help="train, evaluate, index and search emoji")
     parser.add_argument("--out", type=Path, default=Path("runs/demo"))
     parser.add_argument(
-        "--recipe", default="emoji_vsepp", help="recipe path or shipped name (emoji_vsepp)"
+        "--recipe",
+        default="emoji_lite0_clip",
+        help="recipe path or shipped name (emoji_lite0_clip; the small CNN: emoji_vsepp)",
     )
     parser.add_argument("--config", dest="recipe", help=argparse.SUPPRESS)  # the old name
     add_set_option(parser)
