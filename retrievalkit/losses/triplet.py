@@ -54,9 +54,12 @@ def hardest_pairs(pairs: PairBatch) -> tuple[Tensor, Tensor, Tensor]:
     neg_idx = torch.zeros_like(pos_idx)
     valid = torch.zeros(num, dtype=torch.bool, device=sim.device)
     for block in pairs.blocks(sim):
-        pos_idx[block.rows] = torch.where(block.pos, block.sim, big).argmin(dim=1)
-        neg_idx[block.rows] = torch.where(block.neg, block.sim, -big).argmax(dim=1)
-        valid[block.rows] = block.pos.any(dim=1) & block.neg.any(dim=1)
+        # other entries pushed to +-finfo.max by an addition (a 0/1 blend is
+        # vectorized on CPU, torch.where is not); kept entries are unchanged
+        not_pos = torch.sub(1, block.pos_float)
+        pos_idx[block.rows] = torch.add(block.sim, not_pos, alpha=big).argmin(dim=1)
+        neg_idx[block.rows] = torch.add(block.sim, block.same_float, alpha=-big).argmax(dim=1)
+        valid[block.rows] = (not_pos.amin(dim=1) == 0) & (block.same_float.amin(dim=1) == 0)
     return pos_idx, neg_idx, valid
 
 
