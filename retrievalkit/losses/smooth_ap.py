@@ -177,7 +177,7 @@ def _group_pass(
         w_pos = _weighted_sigmoid_grad(pos_sig, g_numer)
         grad_anchor = w_pos.sum(dim=1) - w_pos.sum(dim=2)  # [c, k]
         w_all = _weighted_sigmoid_grad(all_sig, g_denom)
-        grad_sim[rows[chunk]] = w_all.sum(dim=1)
+        grad_sim.index_copy_(0, rows[chunk], w_all.sum(dim=1))
         grad_anchor -= w_all.sum(dim=2)
         grad_sim.index_put_(
             (rows[chunk].unsqueeze(1), pos_idx[chunk]), grad_anchor, accumulate=True
@@ -293,7 +293,7 @@ class _GramWeightedAPSumFunction(torch.autograd.Function):
         weight = valid.to(sim.dtype) * (-1.0 / max(num_valid, 1))
         chunk = DEFAULT_CHUNK_ELEMENTS
         total = _weighted_ap_sum(sim, groups, weight, inv_tau, not include_self, chunk, sim)
-        sim[~valid] = 0  # queries without a positive: no gradient
+        sim.index_fill_(0, (~valid).nonzero().squeeze(1), 0)  # no positive: no gradient
         ctx.save_for_backward(x, sim)
         ctx.symmetric = False
         return total + 1.0 if num_valid else total * 0.0
