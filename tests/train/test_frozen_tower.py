@@ -3,6 +3,7 @@ second run), cached augmented views, and every path (eval, embed, index, search,
 the HTTP service, ``rk.load``, ONNX export) on a few synthetic images with
 EfficientNet-Lite0 at 64 px (its declared input side here)."""
 
+import dataclasses
 import json
 
 import numpy as np
@@ -138,3 +139,41 @@ def test_every_path_works_with_the_frozen_tower(tmp_path, cache_dir, capsys):
     pixels = encoder.transform(Image.open(image_path))[None].numpy()
     (onnx_emb,) = session.run(None, {"images": pixels})
     np.testing.assert_allclose(onnx_emb[0], from_api[0], atol=5e-3)
+
+
+def test_fine_tuning_trains_the_top_only_after_the_warm_up(tmp_path, cache_dir):
+    """trainable_stages=1: the cached input of the last stage feeds training; the head
+    warm-up leaves the tower as loaded, the next stage trains the last stage and head
+    conv in their own optimizer group, and the frozen stages and every BN's running
+    statistics never change."""
+    fine = trainer(
+        tmp_path,
+        "ft",
+        model__image__trainable_stages=1,
+        data__views=1,
+        optim={"lr": 1e-3, "groups": [{"name": "tower", "params": ["image_encoder"], "lr": 1e-4}]},
+        stages=[
+            {
+                "name": "warmup",
+                "epochs": 1,
+                "freeze": ["image_encoder"],
+                "losses": [{"name": "clip"}],
+            },
+            {"name": "finetune", "epochs": 1, "losses": [{"name": "clip"}]},
+        ],
+    )
+    encoder = fine.model.image_encoder
+    assert fine.loader_split.images.load(0).shape == encoder.cached_shape == (192, 2, 2)
+    assert set(fine.groups) == {"main", "tower"}
+    before = {k: v.clone() for k, v in encoder.state_dict().items()}
+    both = fine.config
+    fine.config = dataclasses.replace(both, stages=both.stages[:1])
+    fine.fit()  # the warm-up stage alone
+    for key, value in encoder.state_dict().items():
+        assert torch.equal(value, before[key]), key
+    fine.config = both
+    fine.fit()  # goes on with the fine-tuning stage
+    after = encoder.state_dict()
+    changed = {k for k in after if not torch.equal(after[k], before[k])}
+    assert changed and all(k.startswith(("stages.6.", "head.0.", "head.1.")) for k in changed)
+    assert not any("running" in k for k in changed)  # BN statistics stay frozen
