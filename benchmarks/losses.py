@@ -21,7 +21,10 @@ sample therefore repeats the step back to back until it lasts at least
 
 Load: the 1-minute load average is read before and after each thread setting; a
 setting whose load exceeds 0.75 per core (1.5 on 2 cores) is labelled NOT USABLE
-FOR A CLAIM in the results file. Peak memory (``--memory``) is the growth of the
+FOR A CLAIM in the results file. At one thread the table adds the ratios of the
+calling thread's CPU time (all the work runs on it): they count the work done and
+not the time spent waiting for a core, so they stay readable on a shared machine
+(caches shared with other jobs still inflate them); wall time is the claim. Peak memory (``--memory``) is the growth of the
 process's peak RSS during one fwd+bwd, in a fresh interpreter per case, at the
 largest B only (PML's Smooth-AP is not run above B = 512: it needs B^3 memory).
 
@@ -80,9 +83,11 @@ def run_setting(threads: int, args: argparse.Namespace) -> str:
     torch.set_num_threads(threads)
     before = load_average()
     print(f"# {threads} thread(s), load average before: {before:.2f}", flush=True)
-    lines = [table_header(memory=False)]
+    cpu = threads == 1
+    lines = [table_header(memory=False, cpu=cpu)]
     print(lines[0], flush=True)
-    for _, line in benchmark_rows(args.sizes, args.losses, args.reps, None, args.min_seconds):
+    rows = benchmark_rows(args.sizes, args.losses, args.reps, None, args.min_seconds, cpu)
+    for _, line in rows:
         print(line, flush=True)
         lines.append(line)
     after = load_average()

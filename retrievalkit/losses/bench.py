@@ -221,27 +221,33 @@ def time_case(
 ) -> dict[str, Any]:
     """Seconds per forward + backward of each implementation, interleaved rounds.
 
-    Returns ``{impl: median, impl + "_best": minimum, impl + "_repeats": steps per
-    sample}`` (None where an implementation does not exist). Each sample times
-    ``repeats`` steps back to back (see :data:`MIN_SAMPLE_SECONDS`).
+    Returns ``{impl: median, impl + "_best": minimum, impl + "_cpu": median CPU
+    time of the calling thread, impl + "_repeats": steps per sample}`` (None where
+    an implementation does not exist). Each sample times ``repeats`` steps back to
+    back (see :data:`MIN_SAMPLE_SECONDS`). With one torch thread all the work runs
+    on the calling thread, so its CPU time is the work done, whatever else the
+    machine runs (wall time includes the time the process waits for a core).
     """
     case = make_case(name, b)
     steps = {impl: step for impl in IMPLS if (step := case.step(impl)) is not None}
     for step in steps.values():  # warm-up
         step()
     repeats = {impl: repeats_for(step, min_seconds) for impl, step in steps.items()}
-    times: dict[str, list[float]] = {impl: [] for impl in steps}
+    wall: dict[str, list[float]] = {impl: [] for impl in steps}
+    cpu: dict[str, list[float]] = {impl: [] for impl in steps}
     for _ in range(reps):
         for impl, step in steps.items():
-            start = time.perf_counter()
+            start, start_cpu = time.perf_counter(), time.thread_time()
             for _ in range(repeats[impl]):
                 step()
-            times[impl].append((time.perf_counter() - start) / repeats[impl])
+            cpu[impl].append((time.thread_time() - start_cpu) / repeats[impl])
+            wall[impl].append((time.perf_counter() - start) / repeats[impl])
     result: dict[str, Any] = {}
     for impl in IMPLS:
-        sample = times.get(impl)
+        sample = wall.get(impl)
         result[impl] = statistics.median(sample) if sample else None
         result[impl + "_best"] = min(sample) if sample else None
+        result[impl + "_cpu"] = statistics.median(cpu[impl]) if sample else None
         result[impl + "_repeats"] = repeats.get(impl)
     return result
 
@@ -255,13 +261,15 @@ def fmt(value: float | None, unit: str = "") -> str:
     return f"{value:.0f}{unit}"
 
 
-def table_header(memory: bool = False) -> str:
+def table_header(memory: bool = False, cpu: bool = False) -> str:
     """The markdown header (and rule) of :func:`benchmark_rows`' lines."""
     header = (
         "| loss | B | steps per sample (floor/ours/ref) | floor | ours | reference "
         "| **ours / floor** (median) | ours / floor (best) | ref / ours (median) "
         "| ours / autograd floor |"
     )
+    if cpu:
+        header += " ours / floor (CPU time) | ref / ours (CPU time) |"
     if memory:
         header += " ours peak MiB | ref peak MiB | floor peak MiB |"
     return header + "\n|" + "---|" * (header.count("|") - 1)
@@ -277,9 +285,11 @@ def benchmark_rows(
     reps: int,
     memory: Callable[[str, int, str], float | None] | None = None,
     min_seconds: float = MIN_SAMPLE_SECONDS,
+    cpu: bool = False,
 ) -> Iterable[tuple[dict[str, Any], str]]:
     """For each size and loss: ``(raw result, markdown line)``; ``memory(name, B, impl)``
-    gives peak MiB per implementation when measured (None: not measured)."""
+    gives peak MiB per implementation when measured (None: not measured); ``cpu``
+    adds the CPU-time ratios (meaningful with one torch thread)."""
     names = list(names)
     for b in sizes:
         for name in names:
@@ -293,6 +303,11 @@ def benchmark_rows(
                 f"{_ratio(t['ref'], t['ours'], 2)} | "
                 f"{_ratio(t['ours'], t['autograd_floor'], 2)} |"
             )
+            if cpu:
+                line += (
+                    f" {_ratio(t['ours_cpu'], t['floor_cpu'], 2)} |"
+                    f" {_ratio(t['ref_cpu'], t['ours_cpu'], 2)} |"
+                )
             if memory is not None:
                 mem = {impl: memory(name, b, impl) for impl in ("ours", "ref", "floor")}
                 row.update({f"{k}_peak_mib": v for k, v in mem.items()})
