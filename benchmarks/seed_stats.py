@@ -9,6 +9,8 @@ Sources (repeatable ``--source``), each giving per-seed test scores per recipe:
 - a ``retrievalkit compare --out`` directory (``RECIPE/seedS/metrics.json``, ``test``);
 - a ``.json`` results file whose ``results.runs`` is a list of
   ``{"recipe", "seed", "test": {metric: value}}`` (e.g. ``fmnist_plain_loop.py``'s).
+- a per-seed column table ``| test split | seed run 0 | ... |`` (e.g.
+  ``results/emoji/demo_3seeds.md``), its recipe named by the file's stem;
 - ``--summary FILE``: a table of ``mean ± std`` cells with a ``seeds`` column (the
   count), e.g. ``results/emoji/mfsr_ablation.md``; only Welch's test is possible
   from it (computed from the rounded mean, std and n), and the output says so.
@@ -125,11 +127,38 @@ def read_summary_md(path: Path) -> dict[str, dict[str, Summary]]:
     return out
 
 
+def read_seed_columns(path: Path) -> Scores:
+    """Per-seed scores from a table ``| test split | seed run 0 | seed run 1 | ... |``
+    (one metric per row; e.g. ``results/emoji/demo_3seeds.md``), under the recipe
+    name ``path.stem``."""
+    lines = path.read_text().splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("| test split |"))
+    header = _cells(lines[start])
+    seeds = {
+        i: int(h.removeprefix("seed run "))
+        for i, h in enumerate(header)
+        if h.startswith("seed run ")
+    }
+    out: dict[int, dict[str, float]] = {seed: {} for seed in seeds.values()}
+    for number, line in enumerate(lines[start + 2 :], start + 3):
+        if not line.startswith("|"):
+            break
+        cells = _cells(line)
+        try:
+            for column, seed in seeds.items():
+                out[seed][cells[0]] = float(cells[column])
+        except (IndexError, ValueError) as err:
+            raise ValueError(f"{path}:{number}: expected a number per 'seed run' column") from err
+    return {path.stem: out}
+
+
 def read_source(path: Path) -> Scores:
     if path.is_dir():
         return read_compare_dir(path)
     if path.suffix == ".json":
         return read_runs_json(path)
+    if any(line.startswith("| test split |") for line in path.read_text().splitlines()):
+        return read_seed_columns(path)
     return read_comparison_md(path)
 
 

@@ -59,3 +59,29 @@ def test_runs_json_and_unknown_recipe(tmp_path: Path) -> None:
     assert scores["plain_loop"][1]["map_at_r"] == 31.0
     with pytest.raises(ValueError, match="no recipe 'zzz'"):
         stats["compare"](scores, "plain_loop", "zzz", "map_at_r")
+
+
+SEED_COLUMNS = """runs: r0, r1, r2
+
+| test split | seed run 0 | seed run 1 | seed run 2 | mean ± std |
+|---|---|---|---|---|
+| rsum | 218.9 | 208.6 | 218.6 | 215.4 ± 5.8 |
+| t2i R@5, noto view | 41.0 | 41.2 | 42.0 | 41.4 ± 0.5 |
+
+Search, TEST part
+"""
+
+
+def test_seed_column_table_is_read_under_the_file_stem(tmp_path: Path) -> None:
+    (tmp_path / "demo_3seeds.md").write_text(SEED_COLUMNS)
+    scores = stats["read_source"](tmp_path / "demo_3seeds.md")
+    assert scores == {
+        "demo_3seeds": {
+            0: {"rsum": 218.9, "t2i R@5, noto view": 41.0},
+            1: {"rsum": 208.6, "t2i R@5, noto view": 41.2},
+            2: {"rsum": 218.6, "t2i R@5, noto view": 42.0},
+        }
+    }
+    (tmp_path / "bad.md").write_text(SEED_COLUMNS.replace("208.6", "n/a"))
+    with pytest.raises(ValueError, match=r"bad.md:5: expected a number"):
+        stats["read_source"](tmp_path / "bad.md")
