@@ -19,6 +19,7 @@ CHECK = """
 import json, sys
 from pathlib import Path
 import retrievalkit
+from retrievalkit.compare.plan import load_variants
 from retrievalkit.eval.query_set import emoji_query_file, load_query_set
 from retrievalkit.run.config import load_config
 from retrievalkit.run.recipes import resolve_recipe, shipped_recipes
@@ -31,6 +32,7 @@ print(json.dumps({
     "recipes": names,
     "demo_recipe": str(resolve_recipe("emoji_vsepp")),
     "queries": len(load_query_set(emoji_query_file())),
+    "ablation_rows": len(load_variants("mfsr_emoji_ablation")),  # configs/variants by name
     "typed": (package / "py.typed").exists(),
     "page": (package / "serve" / "static" / "index.html").exists(),
 }))
@@ -92,6 +94,7 @@ def test_wheel_in_a_fresh_venv_runs_data_info_and_loads_every_recipe(tmp_path):
     assert facts["recipes"] == shipped_recipes() and "emoji_vsepp" in facts["recipes"]
     assert Path(facts["demo_recipe"]).is_relative_to(venv)
     assert facts["queries"] > 100 and facts["typed"] and facts["page"]
+    assert facts["ablation_rows"] == 5
     info = subprocess.run([str(venv / "bin" / "retrievalkit"), "data", "info", "emoji"], **run)
     assert info.returncode == 0, info.stderr
     assert "emoji" in info.stdout
