@@ -1,4 +1,5 @@
 """Results files that say where they came from: a header the writer adds itself.
+(Over 300 lines on purpose: the header's writer, reader and command wrapper share one format.)
 
 Every results file under ``results/`` starts with the same facts, collected here at
 write time rather than typed by hand:
