@@ -16,6 +16,11 @@ SMALL_IMAGE = {
     "precomp": ({"in_dim": 12, "hidden": [16]}, (3, 12)),
     "small_cnn": ({"widths": [4, 8], "out_dim": 8}, (3, 3, 32, 32)),
     "resnet18": ({}, (2, 3, 32, 32)),
+    # pretrained towers: the last stage trainable (frozen ones have no gradient to check)
+    **{
+        f"efficientnet_lite{i}": ({"image_size": 64, "trainable_stages": 1}, (2, 3, 64, 64))
+        for i in range(3)
+    },
 }
 BUILD_ONLY_IMAGE = {"resnet50": 2048, "resnet152": 2048}  # slow to run on CPU
 SMALL_TEXT = {
