@@ -62,7 +62,8 @@ class BinomialDevianceLoss(BlockwiseLoss):
         own terms are added from ``prepared``."""
         rows, t = block.rows, prepared
         logits = (block.sim - self.base).mul_(self.beta)
-        lo, hi = torch.searchsorted(t.same_rows, torch.tensor([rows.start, rows.stop])).tolist()
+        bounds = torch.tensor([rows.start, rows.stop], device=t.same_rows.device)
+        lo, hi = torch.searchsorted(t.same_rows, bounds).tolist()
         logits[t.same_rows[lo:hi] - rows.start, t.same_cols[lo:hi]] = torch.finfo(logits.dtype).min
         value = softplus(logits).sum() * t.w_neg + t.row_value[rows].sum()
         grad = torch.sigmoid_(logits).mul_(self.beta * t.w_neg)
