@@ -28,8 +28,8 @@ not the time spent waiting for a core, so they stay readable on a shared machine
 process's peak RSS during one fwd+bwd, in a fresh interpreter per case, at the
 largest B only (PML's Smooth-AP is not run above B = 512: it needs B^3 memory).
 
-    python benchmarks/losses.py --quick     # ~5 min on a quiet 2-core machine
-    python benchmarks/losses.py             # adds B = 4096 to every loss, memory
+    python benchmarks/losses.py --memory    # B = 128..4096, 1 and all threads, 5 rounds, memory
+    python benchmarks/losses.py --quick     # B = 128, 256, 1024, 3 rounds
 """
 
 from __future__ import annotations
