@@ -24,15 +24,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import (
-    PairBatch,
-    PairLoss,
-    RowBlock,
-    check_embeddings,
-    compute_dtype,
-    pml_alias,
-    symmetrize_,
-)
+from retrievalkit.losses.core import PairBatch, PairLoss, RowBlock, symmetrize_
 
 
 class BlockwiseLoss(PairLoss):
@@ -49,21 +41,7 @@ class BlockwiseLoss(PairLoss):
         """
         raise NotImplementedError
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        *,
-        ref_emb: Tensor | None = None,
-    ) -> Tensor:
-        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
-        if ref_embeddings is not None or ref_labels is not None:
-            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
-        self.check_inputs(embeddings, None)
-        check_embeddings(embeddings, labels)
-        x = embeddings.to(compute_dtype(embeddings.dtype))
+    def gram_loss(self, x: Tensor, labels: Tensor) -> Tensor:
         return _GramBlockwiseFunction.apply(x, labels, self)
 
     def loss_from_pairs(self, pairs: PairBatch) -> Tensor:

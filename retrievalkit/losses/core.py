@@ -372,8 +372,19 @@ class PairLoss(nn.Module):
         if ref_embeddings is not None and not self.accepts_references:
             raise ValueError(f"{type(self).__name__} does not accept reference embeddings")
         self.check_inputs(embeddings, ref_embeddings)
+        if ref_embeddings is None and ref_labels is None:
+            check_embeddings(embeddings, labels)
+            value = self.gram_loss(embeddings.to(compute_dtype(embeddings.dtype)), labels)
+            if value is not None:
+                return value
         pairs = build_pairs(embeddings, labels, ref_embeddings, ref_labels)
         return self.loss_from_pairs(pairs)
+
+    def gram_loss(self, x: Tensor, labels: Tensor) -> Tensor | None:
+        """The loss of ``x [B, D]`` (compute dtype) without extra references, made
+        from ``x`` directly (e.g. ``S = x x^T`` built inside the loss and its
+        gradient written over it); ``None`` (default): use :meth:`loss_from_pairs`."""
+        return None
 
     def check_inputs(self, embeddings: Tensor, ref_embeddings: Tensor | None) -> None:
         """Loss-specific input checks before the pairs are built (default: none)."""

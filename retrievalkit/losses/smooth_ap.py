@@ -35,14 +35,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import (
-    PairBatch,
-    PairLoss,
-    check_embeddings,
-    compute_dtype,
-    pml_alias,
-    symmetrize_,
-)
+from retrievalkit.losses.core import PairBatch, PairLoss, symmetrize_
 from retrievalkit.losses.registry import register_loss
 
 # Elements of the [chunk, K, R] sigmoid buffer (4 MiB in float32): large enough
@@ -377,22 +370,9 @@ class SmoothAPLoss(PairLoss):
             raise ValueError(f"temperature must be > 0, got {temperature}")
         self.temperature, self.include_self = temperature, include_self
 
-    def forward(
-        self,
-        embeddings: Tensor,
-        labels: Tensor,
-        ref_embeddings: Tensor | None = None,
-        ref_labels: Tensor | None = None,
-        *,
-        ref_emb: Tensor | None = None,
-    ) -> Tensor:
-        """As :class:`PairLoss`; without references ``S = x x^T`` is made inside the
-        loss and its gradient written over it (one ``B x B`` matrix)."""
-        ref_embeddings = pml_alias(ref_embeddings, ref_emb)
-        if ref_embeddings is not None or ref_labels is not None:
-            return super().forward(embeddings, labels, ref_embeddings, ref_labels)
-        check_embeddings(embeddings, labels)
-        x = embeddings.to(compute_dtype(embeddings.dtype))
+    def gram_loss(self, x: Tensor, labels: Tensor) -> Tensor:
+        """Without references ``S = x x^T`` is made inside the loss and its gradient
+        written over it (one ``B x B`` matrix)."""
         return _GramWeightedAPSumFunction.apply(
             x, labels, self.include_self, 1.0 / self.temperature
         )
