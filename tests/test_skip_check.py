@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -33,7 +34,12 @@ def run_suite(tmp_path: Path, body: str) -> dict:
     report = tmp_path / "skips.json"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--rootdir",
            str(tmp_path), "--skip-report", str(report), str(tmp_path)]  # fmt: skip
-    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True)
+    # the copied conftest imports the suite's helpers (tests.tiny): the repository on the path
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), os.environ.get("PYTHONPATH")])),
+    }
+    done = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, env=env)
     assert done.returncode in (0, 5), done.stdout + done.stderr  # 5: every test skipped
     return json.loads(report.read_text())
 
