@@ -69,7 +69,7 @@ def score(split_data: tuple[Tensor, Tensor, Tensor], fitted: Any) -> dict[str, A
 def main(argv: list[str] | None = None) -> int:
     from retrievalkit.run.config import load_config
     from retrievalkit.run.provenance import write_results
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("recipe")

@@ -24,7 +24,7 @@ from retrievalkit.losses import VSELoss
 from retrievalkit.pipeline.build import build_model
 from retrievalkit.run.config import parse_config
 from retrievalkit.run.provenance import stdout_to_results
-from retrievalkit.train.grad_cache import grad_cache_backward
+from retrievalkit.training.grad_cache import grad_cache_backward
 
 WORDS = [
     "a",

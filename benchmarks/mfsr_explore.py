@@ -34,7 +34,7 @@ from retrievalkit.models import build_image_encoder, build_text_encoder
 from retrievalkit.models.mfsr import MFSRModel
 from retrievalkit.pipeline.embed import embed_captions, embed_images
 from retrievalkit.run.provenance import write_results
-from retrievalkit.train.reconstructions import save_reconstructions
+from retrievalkit.training.reconstructions import save_reconstructions
 
 p = argparse.ArgumentParser()
 p.add_argument("--epochs", type=int, default=4)

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from retrievalkit.pipeline.build import load_splits  # noqa: E402
 from retrievalkit.run.config import load_config  # noqa: E402
 from retrievalkit.run.provenance import write_results  # noqa: E402
-from retrievalkit.train.trainer import Trainer  # noqa: E402
+from retrievalkit.training.trainer import Trainer  # noqa: E402
 
 
 def parse_candidate(text: str) -> tuple[str, str, list[str]]:

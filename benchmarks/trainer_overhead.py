@@ -29,8 +29,8 @@ from retrievalkit.pipeline.build import load_splits
 from retrievalkit.run.config import load_config
 from retrievalkit.run.provenance import stdout_to_results
 from retrievalkit.run.recipes import resolve_recipe
-from retrievalkit.train.data_loading import make_batch_sampler
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.data_loading import make_batch_sampler
+from retrievalkit.training.trainer import Trainer
 
 
 def bare_epoch(trainer: Trainer, images: torch.Tensor, state: dict) -> float:

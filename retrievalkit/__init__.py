@@ -19,8 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
-_API = {"load", "SearchEngine", "Encoder", "similarity", "semantic_search"}
-# ``train`` is the callable sub-package (see retrievalkit/train/__init__.py)
+_API = {"load", "SearchEngine", "Encoder", "similarity", "semantic_search", "train"}
 _SUBMODULES = {
     "losses",
     "eval",
@@ -31,7 +30,7 @@ _SUBMODULES = {
     "search",
     "run",
     "serve",
-    "train",
+    "training",
 }
 
 if TYPE_CHECKING:

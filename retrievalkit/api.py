@@ -223,6 +223,6 @@ def train(
     (default ``runs/<recipe name>``) and return the run directory; its test
     scores are in ``metrics.json``. ``overrides`` are ``key.path=value`` strings,
     as ``--set`` takes them. Under ``torchrun`` each rank calls it."""
-    from retrievalkit.train.launch import train_recipe
+    from retrievalkit.training.launch import train_recipe
 
     return train_recipe(recipe, out, overrides, device, resume=resume, progress=progress)[0]

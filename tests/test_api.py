@@ -104,3 +104,15 @@ def test_similarity_and_semantic_search_match_sentence_transformers():
     assert len(rk.semantic_search(queries[0], corpus, top_k=100)[0]) == 50  # all rows
     with pytest.raises(InputError, match="16 dimensions, the corpus 8"):
         rk.semantic_search(queries, corpus[:, :8])
+
+
+def test_rk_train_is_a_plain_function_after_the_training_package_is_imported():
+    import inspect
+
+    import retrievalkit as rk
+    import retrievalkit.training.trainer  # noqa: F401  (binds rk.training, not rk.train)
+
+    from retrievalkit.api import train as api_train
+
+    assert inspect.isfunction(rk.train)
+    assert rk.train is api_train

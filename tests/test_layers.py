@@ -1,7 +1,7 @@
 """The import graph of ``retrievalkit/`` has no circle and no import back up a layer.
 
 Layers, top to bottom (``tools/layers.py``, drawn in ARCHITECTURE.md): front ends
-(``commands``, ``serve``, ``cli``, ``api``, the package root) -> ``train`` and
+(``commands``, ``serve``, ``cli``, ``api``, the package root) -> ``training`` and
 ``compare`` -> ``pipeline`` and ``search`` -> the parts (``models``, ``data``,
 ``losses``, ``eval``, ``index``, ``run`` and the shared ``errors`` / ``registry``
 modules). A module may import its own layer or any layer below. Every ``import``

@@ -73,7 +73,7 @@ def test_import_is_light_and_api_names_resolve():
         "if m in sys.modules]; assert not heavy, heavy; "
         "assert callable(rk.load) and callable(rk.train) and rk.SearchEngine; "
         "assert callable(rk.similarity) and callable(rk.semantic_search); "
-        "import retrievalkit.train.trainer; assert callable(rk.train); "
+        "import retrievalkit.training.trainer; assert callable(rk.train); "
         "assert rk.losses.VSELoss and rk.eval.cross_modal_recall"
     )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -19,7 +19,7 @@ PACKAGE = ROOT / "retrievalkit"
 # top to bottom; a room may import its own layer or any layer below
 LAYERS: dict[str, tuple[str, ...]] = {
     "front ends": ("", "__main__", "api", "cli", "commands", "serve", "export"),
-    "training": ("train", "compare"),
+    "training": ("training", "compare"),
     "search": ("pipeline", "search"),
     "parts": (
         "models",
@@ -60,7 +60,7 @@ def imports(path: Path, known: set[str]) -> set[str]:
 
 
 def room(module: str) -> str:
-    """``retrievalkit.train.trainer`` -> ``train``; the root package -> ``""``."""
+    """``retrievalkit.training.trainer`` -> ``training``; the root package -> ``""``."""
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else ""
 

@@ -114,8 +114,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from retrievalkit.search.index_dir import describe
     from retrievalkit.search.quality import score_search
-    from retrievalkit.train.report import finish_run, style_scores
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.report import finish_run, style_scores
+    from retrievalkit.training.trainer import Trainer
 
     if args.fresh and args.out.exists():
         shutil.rmtree(args.out)

@@ -35,7 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from retrievalkit.train.launch import train_recipe
+    from retrievalkit.training.launch import train_recipe
 
     run_dir, results = train_recipe(
         args.recipe,

@@ -87,8 +87,8 @@ def train_and_score(
     ``wall_s`` covers this call only (training and scoring); ``resumed`` says an
     earlier, interrupted call did part of the training.
     """
-    from retrievalkit.train.report import finish_run, style_scores
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.report import finish_run, style_scores
+    from retrievalkit.training.trainer import Trainer
 
     resumed = (run.run_dir / "checkpoints" / "last").exists()
     start = time.perf_counter()

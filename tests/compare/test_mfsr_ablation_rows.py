@@ -11,7 +11,7 @@ from retrievalkit.data import Vocabulary
 from retrievalkit.pipeline.build import build_model
 from retrievalkit.run.config import load_config
 from retrievalkit.run.recipes import resolve_recipe
-from retrievalkit.train.objective import Objective, build_loss_modules, loss_keys
+from retrievalkit.training.objective import Objective, build_loss_modules, loss_keys
 
 ROWS = {variant.name: variant for variant in load_variants("mfsr_emoji_ablation")}
 

@@ -43,7 +43,7 @@ def test_losses_equal_the_formula_and_route_gradients():
 
 def test_trainer_gives_the_adversary_its_own_optimizer(tmp_path):
     from retrievalkit.run.config import parse_config
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
     from tests.tiny import END_TO_END_ADVERSARIAL
 
     trainer = Trainer(parse_config(END_TO_END_ADVERSARIAL), tmp_path, progress=False)

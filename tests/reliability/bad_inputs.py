@@ -262,7 +262,7 @@ def _(tmp: Path) -> str:
 def _trained(tmp: Path) -> Path:
     """A tiny trained run (cached per session directory)."""
     from retrievalkit.run.config import parse_config
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
 
     run = tmp.parent / "shared_run"
     if not (run / "checkpoints" / "last").exists():

@@ -43,7 +43,7 @@ def served_index(tmp_path_factory) -> Path:
 
     from retrievalkit.run.config import parse_config
     from retrievalkit.search import build_index_dir
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
 
     root = tmp_path_factory.mktemp("served")
     threads = torch.get_num_threads()

@@ -23,7 +23,7 @@ import yaml
 
 from retrievalkit.run.checkpoint import load_checkpoint
 from retrievalkit.run.config import parse_config
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.trainer import Trainer
 
 SGD = {"name": "sgd", "lr": 0.05, "momentum": 0.9, "grad_clip": None}
 NO_BN = {"image": {"widths": [8, 16], "out_dim": 16, "batchnorm": False}}
@@ -67,8 +67,8 @@ WORKER = textwrap.dedent(
     """
     import json, sys
     from retrievalkit.run.config import parse_config
-    from retrievalkit.train.distributed import init_runtime, shutdown
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.distributed import init_runtime, shutdown
+    from retrievalkit.training.trainer import Trainer
 
     recipe, out, kill_at, resume = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4] == "1"
     runtime = init_runtime("cpu")  # from RANK / WORLD_SIZE / MASTER_ADDR, as torchrun sets

@@ -8,7 +8,7 @@ from retrievalkit.losses import ClipLoss, MultiSimilarityLoss, VSELoss
 from retrievalkit.losses.distributed import DistributedPairLoss, DistributedVSELoss
 from retrievalkit.losses.instance import InstanceLoss
 from retrievalkit.models.image import SmallCNN
-from retrievalkit.train.distributed import (
+from retrievalkit.training.distributed import (
     RankScaledLoss,
     Runtime,
     for_ranks,

@@ -9,8 +9,8 @@ import torch
 from retrievalkit.cli import main
 from retrievalkit.run.checkpoint import load_checkpoint
 from retrievalkit.run.config import parse_config
-from retrievalkit.train.report import finish_run
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.report import finish_run
+from retrievalkit.training.trainer import Trainer
 from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
 # mFSR (model "mfsr"): separation, a 16-pixel generator and a caption decoder; its

@@ -16,7 +16,7 @@ pytest.importorskip("efficientnet_lite_pytorch")
 from retrievalkit.cli import main
 from retrievalkit.pipeline.tower_cache import item_digest, view_key
 from retrievalkit.run.config import parse_config
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.trainer import Trainer
 
 RECIPE = {
     "name": "tiny_lite0",

@@ -12,7 +12,7 @@ from torch import nn
 
 from retrievalkit.losses import InstanceLoss, VSELoss
 from retrievalkit.run.config import ConfigError, parse_config
-from retrievalkit.train.grad_cache import chunk_slices, grad_cache_backward
+from retrievalkit.training.grad_cache import chunk_slices, grad_cache_backward
 
 
 class NoisyTower(nn.Module):
@@ -144,7 +144,7 @@ def test_trainer_with_one_chunk_per_batch_equals_plain_steps(tmp_path, adversari
     # with batch norm, GRU) ends with the same weights as the plain step
     import copy
 
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
     from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
     def final_weights(name, chunk):
@@ -169,7 +169,7 @@ def test_trainer_with_several_chunks_per_batch_equals_plain_steps(tmp_path):
     # whole batch) every step equals the plain one, so the final weights match
     import copy
 
-    from retrievalkit.train.trainer import Trainer
+    from retrievalkit.training.trainer import Trainer
     from tests.tiny import END_TO_END
 
     batch_norms = [f"image_encoder.features.{i}.1" for i in range(4)]

@@ -8,7 +8,11 @@ import torch
 
 from retrievalkit.pipeline.build import build_transform, load_splits
 from retrievalkit.run.config import parse_config
-from retrievalkit.train.data_loading import PreparedImages, make_train_loader, prepare_train_images
+from retrievalkit.training.data_loading import (
+    PreparedImages,
+    make_train_loader,
+    prepare_train_images,
+)
 
 RAW = {
     "name": "loader",

@@ -14,7 +14,7 @@ import yaml
 
 from retrievalkit.cli import main
 from retrievalkit.run.config import ConfigError, parse_config
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.trainer import Trainer
 from tests.train.test_end_to_end import MFSR
 
 

@@ -14,7 +14,7 @@ from retrievalkit.eval import cross_modal_recall
 from retrievalkit.models import MODELS, ModelOutputs, ModelSpec, RetrievalModel, build_model
 from retrievalkit.models.registry import build_image_encoder, build_text_encoder
 from retrievalkit.run.config import ConfigError, parse_config
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.trainer import Trainer
 from tests.tiny import END_TO_END, END_TO_END_ADVERSARIAL
 
 
@@ -111,7 +111,7 @@ def test_named_inputs_reach_the_loss_and_retrieval_uses_the_declared_side(tmp_pa
 
 
 def trainer_loader(trainer: Trainer):
-    from retrievalkit.train.data_loading import make_train_loader
+    from retrievalkit.training.data_loading import make_train_loader
 
     return make_train_loader(
         trainer.train_split, trainer.config.data, trainer.train_transform, True, seed=0, epoch=0

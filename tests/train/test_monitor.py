@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from retrievalkit.losses import VSELoss
-from retrievalkit.train.monitor import CollapseMonitor
+from retrievalkit.training.monitor import CollapseMonitor
 
 
 def run_steps(monitor, img, txt, loss, steps):
@@ -53,7 +53,7 @@ def test_sh_loss_has_no_collapse_value():
 def test_a_collapsing_generator_warns_once_after_patience(caplog):
     monitor = CollapseMonitor(patience=3)
     reasons = ["mfsr_image: D1 accuracy pinned at 100% real / 100% generated"]
-    with caplog.at_level(logging.WARNING, logger="retrievalkit.train.monitor"):
+    with caplog.at_level(logging.WARNING, logger="retrievalkit.training.monitor"):
         monitor.update_adversaries(reasons, step=1)
         monitor.update_adversaries([], step=2)  # a healthy step resets the count
         for step in range(3, 9):

@@ -9,7 +9,7 @@ from retrievalkit.data import Vocabulary
 from retrievalkit.models.tower import frozen_trunk_of, image_input_of
 from retrievalkit.pipeline.build import build_model, text_encoder_needs_vocab
 from retrievalkit.run.config import load_config
-from retrievalkit.train.objective import Objective, build_loss_modules, loss_keys
+from retrievalkit.training.objective import Objective, build_loss_modules, loss_keys
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 
@@ -118,7 +118,7 @@ def test_fashion_mnist_recipe_data_path_gives_the_plain_loops_tensors_and_batche
     import numpy as np
 
     from retrievalkit.pipeline.build import build_transform, load_splits
-    from retrievalkit.train.data_loading import make_batch_sampler, make_train_loader
+    from retrievalkit.training.data_loading import make_batch_sampler, make_train_loader
 
     config = load_config(FASHION[0], ["data.options.limit=3000"])
     split = load_splits(config.data)["train"]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from PIL import Image
 
-from retrievalkit.train.reconstructions import save_reconstructions
+from retrievalkit.training.reconstructions import save_reconstructions
 from tests.models.test_mfsr_model import CAPTIONS, smooth_images, tiny_model
 
 

@@ -1,7 +1,7 @@
 """Run logs: a stage that adds a loss term adds a CSV column; resume keeps the header."""
 
-from retrievalkit.train.plots import plot_curves
-from retrievalkit.train.run_log import RunLog
+from retrievalkit.training.plots import plot_curves
+from retrievalkit.training.run_log import RunLog
 
 
 def test_new_loss_term_adds_a_column_and_keeps_earlier_rows(tmp_path):

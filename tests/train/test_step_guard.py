@@ -10,10 +10,10 @@ from dataclasses import replace
 import pytest
 import torch
 
-import retrievalkit.train.trainer as trainer_module
+import retrievalkit.training.trainer as trainer_module
 from retrievalkit.run.config import ConfigError, parse_config
-from retrievalkit.train.guard import StepGuard, TrainingStopped
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.guard import StepGuard, TrainingStopped
+from retrievalkit.training.trainer import Trainer
 from tests.tiny import END_TO_END
 
 

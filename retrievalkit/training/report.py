@@ -11,14 +11,14 @@ import torch
 
 from retrievalkit.pipeline.embed import embed_captions, embed_model_images, model_device
 from retrievalkit.run.checkpoint import load_checkpoint
-from retrievalkit.train.plots import (
+from retrievalkit.training.plots import (
     plot_curves,
     plot_image_to_image_grid,
     plot_text_to_image_grid,
     top_k,
 )
-from retrievalkit.train.reconstructions import save_reconstructions
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.reconstructions import save_reconstructions
+from retrievalkit.training.trainer import Trainer
 
 log = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ import torch
 from retrievalkit.pipeline.build import load_vocab
 from retrievalkit.run.checkpoint import VOCAB_FILE, load_checkpoint, save_checkpoint
 from retrievalkit.run.config import ConfigError, RunConfig, config_to_dict
-from retrievalkit.train.distributed import Runtime
-from retrievalkit.train.optim import ParamGroup
-from retrievalkit.train.state import TrainerState, restore_rng_state
+from retrievalkit.training.distributed import Runtime
+from retrievalkit.training.optim import ParamGroup
+from retrievalkit.training.state import TrainerState, restore_rng_state
 
 
 def run_tensors(

@@ -14,14 +14,14 @@ from typing import Any
 import torch
 
 from retrievalkit.run.config import RunConfig
-from retrievalkit.train.backward import loss_backward
-from retrievalkit.train.data_loading import TrainBatch
-from retrievalkit.train.distributed import Runtime, average_gradients, mean_over_ranks
-from retrievalkit.train.guard import StepGuard
-from retrievalkit.train.monitor import CollapseMonitor
-from retrievalkit.train.objective import Objective, trainable_loss_parameters
-from retrievalkit.train.optim import ParamGroup
-from retrievalkit.train.state import TrainerState
+from retrievalkit.training.backward import loss_backward
+from retrievalkit.training.data_loading import TrainBatch
+from retrievalkit.training.distributed import Runtime, average_gradients, mean_over_ranks
+from retrievalkit.training.guard import StepGuard
+from retrievalkit.training.monitor import CollapseMonitor
+from retrievalkit.training.objective import Objective, trainable_loss_parameters
+from retrievalkit.training.optim import ParamGroup
+from retrievalkit.training.state import TrainerState
 
 log = logging.getLogger(__name__)
 

@@ -11,9 +11,9 @@ from torch import nn
 
 from retrievalkit.models import Tower
 from retrievalkit.run.config import ConfigError
-from retrievalkit.train.distributed import Runtime, mean_over_ranks
-from retrievalkit.train.grad_cache import grad_cache_backward
-from retrievalkit.train.objective import Objective
+from retrievalkit.training.distributed import Runtime, mean_over_ranks
+from retrievalkit.training.grad_cache import grad_cache_backward
+from retrievalkit.training.objective import Objective
 
 
 @dataclass

@@ -23,15 +23,15 @@ from retrievalkit.pipeline.build import (
 )
 from retrievalkit.run.checkpoint import VOCAB_FILE
 from retrievalkit.run.config import ConfigError, DataConfig, OptimConfig, RunConfig
-from retrievalkit.train.data_loading import TowerViews, prepare_train_images
-from retrievalkit.train.distributed import Runtime, for_ranks, sync_batchnorm
-from retrievalkit.train.objective import (
+from retrievalkit.training.data_loading import TowerViews, prepare_train_images
+from retrievalkit.training.distributed import Runtime, for_ranks, sync_batchnorm
+from retrievalkit.training.objective import (
     Objective,
     adversary_parameters,
     build_loss_modules,
     loss_keys,
 )
-from retrievalkit.train.optim import ParamGroup, build_param_groups
+from retrievalkit.training.optim import ParamGroup, build_param_groups
 
 
 def load_run_splits(

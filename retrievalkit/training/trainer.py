@@ -25,13 +25,13 @@ from tqdm.auto import tqdm
 from retrievalkit.pipeline.evaluate import evaluate
 from retrievalkit.run.checkpoint import check_writable, checkpoint_bytes, previous_dir
 from retrievalkit.run.config import RunConfig, StageConfig, config_to_dict
-from retrievalkit.train.data_loading import TrainBatch, make_train_loader
-from retrievalkit.train.distributed import Runtime, barrier, gather_objects, wrap_model
-from retrievalkit.train.objective import Objective
-from retrievalkit.train.optim import ParamGroup, learning_rate, set_learning_rate
-from retrievalkit.train.resume import restore_run, run_tensors, write_run_checkpoint
-from retrievalkit.train.run_log import RunLog
-from retrievalkit.train.setup import (
+from retrievalkit.training.data_loading import TrainBatch, make_train_loader
+from retrievalkit.training.distributed import Runtime, barrier, gather_objects, wrap_model
+from retrievalkit.training.objective import Objective
+from retrievalkit.training.optim import ParamGroup, learning_rate, set_learning_rate
+from retrievalkit.training.resume import restore_run, run_tensors, write_run_checkpoint
+from retrievalkit.training.run_log import RunLog
+from retrievalkit.training.setup import (
     build_objectives,
     build_optimizers,
     build_run_losses,
@@ -41,8 +41,8 @@ from retrievalkit.train.setup import (
     load_run_splits,
     warm_text_cache,
 )
-from retrievalkit.train.state import TrainerState, capture_rng_state
-from retrievalkit.train.step import StepRunner
+from retrievalkit.training.state import TrainerState, capture_rng_state
+from retrievalkit.training.step import StepRunner
 
 log = logging.getLogger(__name__)
 

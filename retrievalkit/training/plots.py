@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from retrievalkit.train.run_log import RunLog
+from retrievalkit.training.run_log import RunLog
 
 _SKIP_STEP_COLUMNS = {"step", "epoch", "lr"}
 _SCORE_KEYS = ("rsum", "i2t_r1", "t2i_r1", "recall@1", "map_at_r", "map")

@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from retrievalkit.run.config import RunConfig, load_config
-from retrievalkit.train.distributed import init_runtime, shutdown
-from retrievalkit.train.report import finish_run
-from retrievalkit.train.trainer import Trainer
+from retrievalkit.training.distributed import init_runtime, shutdown
+from retrievalkit.training.report import finish_run
+from retrievalkit.training.trainer import Trainer
 
 
 def train_run(

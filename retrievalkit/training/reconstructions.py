@@ -21,7 +21,7 @@ import torch
 from torch import Tensor
 
 from retrievalkit.models.modes import eval_mode
-from retrievalkit.train.plots import _pyplot, _show_image
+from retrievalkit.training.plots import _pyplot, _show_image
 
 
 def to_display(pixels: Tensor) -> np.ndarray:
