@@ -110,8 +110,7 @@ def test_rk_train_is_a_plain_function_after_the_training_package_is_imported():
     import inspect
 
     import retrievalkit as rk
-    import retrievalkit.training.trainer  # noqa: F401  (binds rk.training, not rk.train)
-
+    import retrievalkit.training.trainer
     from retrievalkit.api import train as api_train
 
     assert inspect.isfunction(rk.train)
