@@ -1,6 +1,7 @@
 """Loss speed: retrievalkit's losses against the matmul floor and a reference
 implementation (pytorch-metric-learning (PML) configured to the same definitions
 for the metric losses, vsepp's own ``ContrastiveLoss`` for VSE++/VSE0).
+(Over 300 lines on purpose: the two floors, the cases and their timing loop define one measurement and change together.)
 
 The floor is the least work any loss on the similarity matrix must do:
 - metric losses, ``S = x x^T`` ``[B, B]``: the forward matmul and ONE backward

@@ -1,4 +1,5 @@
 """The one core every loss is written on: similarity matrix ``S`` and masks.
+(Over 300 lines on purpose: S, the masks, PairBatch and PairLoss are the one contract every loss is written on.)
 
 Conventions (see DESIGN.md):
 - Queries are the batch ``embeddings [B, D]``. References are the batch itself

@@ -1,4 +1,5 @@
 """The VSE++ hinge terms of a similarity matrix, with their gradient in closed form.
+(Over 300 lines on purpose: the hinge terms and their closed-form gradient must change together to stay exact.)
 
 For a query ``q`` (a row of ``S = Q K^T``, ``S [B, R]``, its match in column ``q``)
 and its negatives ``j`` (columns whose id differs)::

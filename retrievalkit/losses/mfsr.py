@@ -1,4 +1,5 @@
 """mFSR losses (METHODS.md 2), each a registered term taking named model outputs.
+(Over 300 lines on purpose: the four mFSR terms and the GAN health check their image term reports through are one method (METHODS.md 2).)
 
 The semantic loss is VSE++ MH on ``(image.se, text.se)``: the ``vse`` loss with
 other inputs, not a class of its own. The others:

@@ -1,4 +1,5 @@
 """Smooth-AP (Brown, Xie, Kalogeiton, Zisserman, ECCV 2020), exact for any labels.
+(Over 300 lines on purpose: the exact forward and its hand-written backward share the group passes and change together.)
 
 For a query ``q`` with positives ``P`` (same label, ``q`` itself excluded) and
 retrieval set ``Omega`` (all references except ``q``)::
