@@ -44,6 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrievalkit.data.emoji.render_cache import load_or_render
 from retrievalkit.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -205,18 +206,7 @@ def render_cached(
     file); written atomically (unique temp file + rename), so parallel runs are safe."""
     cache_dir = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = _cache_path(cache_dir, keys, size, font_path)
-    if path.exists():
-        try:
-            with np.load(path) as data:
-                return data["pixels"], data["ok"]
-        except (OSError, KeyError, ValueError):
-            log.warning("emoji cache %s is unreadable: rendering again", path)
-    pixels, ok = render(keys, size, font_path)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, pixels=pixels, ok=np.asarray(ok))
-    os.replace(tmp, path)
-    return pixels, np.asarray(ok)
+    return load_or_render(path, lambda: render(keys, size, font_path))
 
 
 def render_noto(

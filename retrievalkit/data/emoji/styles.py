@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
+from retrievalkit.data.emoji.render_cache import load_or_render
 from retrievalkit.data.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -246,19 +247,12 @@ def render_style_cached(
         f"{CACHE_VERSION}|{style.name}|{version}|{stat.st_size}|{size}|{'|'.join(keys)}".encode()
     ).hexdigest()[:16]
     path = cache_dir / f"emoji-{style.name}-{size}px-{digest}.npz"
-    if path.exists():
-        try:
-            with np.load(path) as data:
-                return data["pixels"], data["ok"]
-        except (OSError, KeyError, ValueError):
-            log.warning("emoji cache %s is unreadable: rendering again", path)
-    log.info("emoji: rendering %s (%d candidates)", style.name, len(keys))
-    pixels, ok = render_icons([icons.get(key) for key in keys], size)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.npz")
-    np.savez(tmp, pixels=pixels, ok=ok)
-    os.replace(tmp, path)
-    return pixels, ok
+
+    def render_now() -> tuple[np.ndarray, np.ndarray]:
+        log.info("emoji: rendering %s (%d candidates)", style.name, len(keys))
+        return render_icons([icons.get(key) for key in keys], size)
+
+    return load_or_render(path, render_now)
 
 
 def available_styles(styles_dir: Path, font_path: Path) -> tuple[list[str], list[str]]:
