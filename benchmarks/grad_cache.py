@@ -11,6 +11,7 @@ subprocess per case, median of 3; Linux), time the median of ``--reps`` steps.
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -91,6 +92,11 @@ def make_step(batch: int, chunk: int | None):
     return step
 
 
+def loadavg() -> str:
+    """The 1/5/15-minute load averages, for the results file."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--batch", type=int, default=512)
@@ -108,6 +114,7 @@ def main() -> None:
         return
     with stdout_to_results(args.out or "results/bench/grad_cache.md"):
         print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, B = {args.batch}")
+        print(f"load average before: {loadavg()}\n")
         print("| step | B | chunk | time (s) | peak MiB |")
         print("|---|---|---|---|---|")
         for chunk in [None, *args.chunks]:
@@ -125,6 +132,7 @@ def main() -> None:
                 f"| {name} | {args.batch} | {label} | {statistics.median(times):.2f} | {mib:.0f} |",
                 flush=True,
             )
+        print(f"\nload average after: {loadavg()}")
 
 
 if __name__ == "__main__":

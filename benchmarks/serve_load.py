@@ -135,6 +135,11 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def loadavg() -> str:
+    """The 1/5/15-minute load averages, for the results file."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--index", type=Path, required=True)
@@ -153,6 +158,7 @@ def main() -> int:
     args = parser.parse_args()
     with stdout_to_results(args.out or "results/bench/serve_load.md"):
         queries = load_queries()
+        print(f"load average before: {loadavg()}\n", flush=True)
         print(HEADER, flush=True)
         rows = []
         for repeat in range(args.repeats):  # modes interleaved, so a busy spell hits both
@@ -160,6 +166,7 @@ def main() -> int:
                 rows += [{**row, "repeat": repeat} for row in run_mode(args, access, queries)]
         print()
         print(summary(rows))
+        print(f"\nload average after: {loadavg()}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
             args.json.write_text(json.dumps(rows, indent=2))

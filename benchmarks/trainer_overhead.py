@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import copy
 import json
+import os
 import statistics
 import tempfile
 import time
@@ -67,6 +68,11 @@ def trainer_epoch(config, splits: dict, state: dict) -> tuple[float, int]:
         return time.perf_counter() - start, trainer.state.step
 
 
+def loadavg() -> str:
+    """The 1/5/15-minute load averages, for the results file."""
+    return " ".join(f"{v:.2f}" for v in os.getloadavg())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("recipe", help="a metric-learning recipe (file or shipped name)")
@@ -94,6 +100,7 @@ def main() -> None:
         state = copy.deepcopy(reference.model.state_dict())
         source = reference.train_split.images
         images = torch.stack([reference.eval_transform(source.load(i)) for i in range(len(source))])
+        print(f"load average before: {loadavg()}")
         bare, full = [], []
         for _ in range(args.reps):
             bare.append(bare_epoch(reference, images, state))
@@ -109,6 +116,7 @@ def main() -> None:
             "ratio_of_medians": round(statistics.median(full) / statistics.median(bare), 3),
         }
         print(json.dumps(row))
+        print(f"load average after: {loadavg()}")
 
 
 if __name__ == "__main__":
