@@ -28,6 +28,8 @@ from typing import Any
 import httpx
 from loadtest import rss_mib, run_level, wait_until_healthy
 from prometheus_client.parser import text_string_to_metric_families
+from scipy import stats
+from seed_stats import fmt_p
 
 from retrievalkit.run.provenance import stdout_to_results
 
@@ -135,6 +137,32 @@ def summary(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def welch(rows: list[dict[str, Any]], a: str, b: str) -> str:
+    """Welch's t-test (two-sided, over the repeats) of access ``a`` against ``b`` per level.
+
+    For req/s, p50 and p99; a level needs at least 2 runs of each mode, else no row.
+    """
+    lines = [
+        f"| clients | runs {a} / {b} | req/s {b} / {a}, p | p50 {b} / {a}, p | p99 {b} / {a}, p |",
+        "|---|---|---|---|---|",
+    ]
+    for clients in sorted({r["clients"] for r in rows}):
+        group = {
+            m: [r for r in rows if r["access"] == m and r["clients"] == clients] for m in (a, b)
+        }
+        if min(len(g) for g in group.values()) < 2:
+            continue
+        cells = []
+        for field in ("requests_per_second", "p50_ms", "p99_ms"):
+            xa, xb = ([r[field] for r in group[m]] for m in (a, b))
+            p = stats.ttest_ind(xb, xa, equal_var=False).pvalue
+            ratio = (sum(xb) / len(xb)) / (sum(xa) / len(xa))
+            cells.append(f"{ratio:.2f}, p {fmt_p(float(p))}")
+        runs = f"{len(group[a])} / {len(group[b])}"
+        lines.append(f"| {clients} | {runs} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def loadavg() -> str:
     """The 1/5/15-minute load averages, for the results file."""
     return " ".join(f"{v:.2f}" for v in os.getloadavg())
@@ -166,6 +194,11 @@ def main() -> int:
                 rows += [{**row, "repeat": repeat} for row in run_mode(args, access, queries)]
         print()
         print(summary(rows))
+        if len(args.access) == 2:
+            print(
+                f"\nWelch's t-test over the repeats, ratio of means {args.access[1]} / {args.access[0]}:\n"
+            )
+            print(welch(rows, *args.access))
         print(f"\nload average after: {loadavg()}")
         if args.json:
             args.json.parent.mkdir(parents=True, exist_ok=True)
