@@ -29,8 +29,25 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def split_features(trainer: Any, split: Any) -> tuple[Tensor, Tensor, Tensor]:
-    """(trunk rows ``[N, F]``, caption embeddings ``[M, 384]``, caption -> image ``[M]``)."""
+def standardize_by_style(rows: Tensor, styles: list[str] | None) -> Tensor:
+    """``rows [N, F]`` z-scored per channel within each style's own images (the style's
+    mean and std over the split's images of that style, no labels used); unchanged when
+    the split has no styles."""
+    if styles is None:
+        return rows
+    out = torch.empty_like(rows)
+    for style in sorted(set(styles)):
+        members = torch.tensor([i for i, s in enumerate(styles) if s == style])
+        part = rows[members]
+        out[members] = (part - part.mean(0)) / (part.std(0) + 1e-6)
+    return out
+
+
+def split_features(
+    trainer: Any, split: Any, by_style: bool = False
+) -> tuple[Tensor, Tensor, Tensor]:
+    """(trunk rows ``[N, F]``, caption embeddings ``[M, 384]``, caption -> image ``[M]``);
+    ``by_style``: rows standardized within each art style (``standardize_by_style``)."""
     from retrievalkit.pipeline.embed import embed_captions
     from retrievalkit.pipeline.tower_cache import cached_views
 
@@ -38,6 +55,8 @@ def split_features(trainer: Any, split: Any) -> tuple[Tensor, Tensor, Tensor]:
     if cached is None:
         raise SystemExit(f"{trainer.config.name}: the image tower declares no frozen trunk")
     rows = torch.as_tensor(cached.rows[:, 0].reshape(len(cached), -1)).float()
+    if by_style:
+        rows = standardize_by_style(rows, getattr(split, "image_styles", None))
     with torch.no_grad():
         text = embed_captions(trainer.model.encode_text, split.captions)
     return rows, text, torch.as_tensor(split.caption_image, dtype=torch.long)
@@ -76,24 +95,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", dest="overrides", action="append", default=[])
     parser.add_argument("--lambdas", type=float, nargs="+", default=[1, 10, 100, 1000, 10000])
     parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument(
+        "--by-style",
+        action="store_true",
+        help="standardize trunk features within each art style of each split "
+        "(transductive: uses the unlabelled images of the style being searched)",
+    )
     args = parser.parse_args(argv)
+    by_style = args.by_style
     config = load_config(args.recipe, args.overrides)
     with tempfile.TemporaryDirectory(prefix="lstsq_") as work:
         trainer = Trainer(config, Path(work) / "run", progress=False)
-    train = split_features(trainer, trainer.splits["train"])
+    train = split_features(trainer, trainer.splits["train"], by_style)
     x_pairs, t_pairs = train[0][train[2]], train[1]
-    val = split_features(trainer, trainer.splits["val"])
+    val = split_features(trainer, trainer.splits["val"], by_style)
     sweep = {lam: score(val, fit_ridge(x_pairs, t_pairs, lam)) for lam in args.lambdas}
     best = max(args.lambdas, key=lambda lam: sweep[lam]["rsum"])
     fitted = fit_ridge(x_pairs, t_pairs, best)
     tests = {
-        name: score(split_features(trainer, split), fitted)
+        name: score(split_features(trainer, split, by_style), fitted)
         for name, split in trainer.splits.items()
         if name == "test" or name.startswith("test_")
     }
     keys = ("rsum", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
     lines = [
-        f"# Frozen tower + ridge head (no SGD): {config.name} {' '.join(args.overrides)}",
+        f"# Frozen tower + ridge head (no SGD): {config.name} {' '.join(args.overrides)}"
+        + (" (features standardized per art style)" if by_style else ""),
         "",
         f"Training pairs {len(t_pairs)}, trunk features {x_pairs.shape[1]}-d (view 0).",
         "",

@@ -8,13 +8,16 @@ from typing import Any
 
 from torch import Tensor, nn
 
-HEAD_KINDS = ("linear", "mlp", "identity")
+HEAD_KINDS = ("linear", "mlp", "identity", "residual")
 
 
 class ProjectionHead(nn.Module):
     """``[B, in_dim] -> [B, out_dim]``: linear (VSE++, Xavier init as in vsepp), a
-    2-layer MLP (``kind="mlp"``), or ``"identity"`` (keeps a pretrained encoder's
-    space as the joint space, e.g. a frozen MiniLM; needs ``in_dim == out_dim``)."""
+    2-layer MLP (``kind="mlp"``), ``"identity"`` (keeps a pretrained encoder's
+    space as the joint space, e.g. a frozen MiniLM; needs ``in_dim == out_dim``), or
+    ``"residual"``: ``x + mlp(x)`` with the MLP's last layer zero-initialised, so
+    training starts from the pretrained space and learns a correction (needs
+    ``in_dim == out_dim``)."""
 
     def __init__(
         self,
@@ -25,15 +28,13 @@ class ProjectionHead(nn.Module):
         dropout: float = 0.0,
     ) -> None:
         super().__init__()
+        if kind in ("identity", "residual") and in_dim != out_dim:
+            raise ValueError(f"the {kind} head needs in_dim == out_dim, got {in_dim} and {out_dim}")
         if kind == "identity":
-            if in_dim != out_dim:
-                raise ValueError(
-                    f"an identity head needs in_dim == out_dim, got {in_dim} and {out_dim}"
-                )
             self.net = nn.Identity()
         elif kind == "linear":
             self.net: nn.Module = nn.Linear(in_dim, out_dim)
-        elif kind == "mlp":
+        elif kind in ("mlp", "residual"):
             hidden = hidden_dim or max(in_dim, out_dim)
             self.net = nn.Sequential(
                 nn.Linear(in_dim, hidden),
@@ -49,12 +50,14 @@ class ProjectionHead(nn.Module):
                 bound = math.sqrt(6.0) / math.sqrt(module.in_features + module.out_features)
                 nn.init.uniform_(module.weight, -bound, bound)
                 nn.init.zeros_(module.bias)
-
+        if kind == "residual":
+            nn.init.zeros_(self.net[-1].weight)
         self.kind = kind
 
     def forward(self, features: Tensor) -> Tensor:
         """``[B, in_dim]`` -> ``[B, out_dim]``."""
-        return self.net(features)
+        out = self.net(features)
+        return features + out if self.kind == "residual" else out
 
 
 HeadSpec = str | Mapping[str, Any]

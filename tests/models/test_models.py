@@ -66,6 +66,19 @@ def test_identity_head_keeps_the_encoder_space():
         ProjectionHead(6, 5, kind="deep")
 
 
+def test_residual_head_starts_at_the_identity_and_learns_a_correction():
+    head = ProjectionHead(6, 6, kind="residual", hidden_dim=8)
+    head.eval()  # batch norm on running statistics: the input passes unchanged
+    x = _images(3, 6)
+    assert torch.equal(head(x), x)
+    head.train()
+    loss = (head(_images(5, 6)) - 1.0).pow(2).sum()
+    loss.backward()
+    assert head.net[-1].weight.grad.abs().sum() > 0  # the zero layer receives a gradient
+    with pytest.raises(ValueError, match="residual head needs in_dim == out_dim"):
+        ProjectionHead(6, 5, kind="residual")
+
+
 def test_precomp_is_the_identity_by_default_and_checks_the_width():
     encoder = build_image_encoder("precomp", in_dim=10)
     x = _images(4, 10)
