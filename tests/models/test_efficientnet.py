@@ -78,3 +78,19 @@ def test_frozen_tower_and_trainable_top():
     assert frozen.cache_id != tuned.cache_id
     with pytest.raises(ValueError, match="expects images"):
         frozen(torch.randn(2, 5))
+
+
+def test_multi_pool_adds_the_last_stages_averages_to_the_head_features():
+    avg = build_image_encoder("efficientnet_lite0", image_size=96)
+    multi = build_image_encoder("efficientnet_lite0", image_size=96, pool="multi")
+    assert multi.out_dim == multi.cached_shape[0] == 1280 + 112 + 192 + 320
+    images = torch.randn(2, 3, 96, 96)
+    features = multi(images)
+    torch.testing.assert_close(features[:, :1280], avg(images))  # the head conv's average
+    x = multi.stem(images)
+    for stage in multi.stages:
+        x = stage(x)
+    torch.testing.assert_close(features[:, -320:], x.mean(dim=(2, 3)))  # the last stage's
+    assert multi.cache_id != avg.cache_id
+    with pytest.raises(ValueError, match="0 with pool 'multi'"):
+        build_image_encoder("efficientnet_lite0", pool="multi", trainable_stages=1)
