@@ -9,16 +9,21 @@ each elementwise pass over the whole matrix (memory bound); here each pass runs
 on a block of ~1 MiB (near the cache), and the only ``B x R`` tensors are ``S``
 and ``dL/dS``. Without extra references the loss also makes ``S = x x^T`` itself
 (:class:`_GramBlockwiseFunction`) and writes ``dL/dS`` over ``S`` block by
-block, so one ``B x B`` matrix is all it holds; the backward symmetrizes it in
-place and does the one matmul ``(G + G^T) x``. The brute-force loops in ``tests/losses`` check every block
-gradient against autograd on the formulas.
+block, so one ``B x B`` matrix is all it holds; the backward is the one matmul
+``(G + G^T) x`` (symmetrized in place first, unless the loss wrote ``G + G^T``
+directly: :meth:`BlockwiseLoss.symmetric_gradient`; a transposing pass costs
+about as much as a third of a matmul here). A loss declaring
+``in_place`` computes over the block itself (a scratch copy of ``S``'s rows) and
+leaves its gradient there: no ``b x R`` temporaries beyond what it allocates, no
+copy. The brute-force loops in ``tests/losses`` check every block gradient
+against autograd on the formulas.
 
 Double backward is not supported (the gradient is not itself differentiable).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor
@@ -28,7 +33,18 @@ from retrievalkit.losses.core import PairBatch, PairLoss, RowBlock, symmetrize_
 
 
 class BlockwiseLoss(PairLoss):
-    """Base: implement :meth:`block_loss` (and :meth:`prepare` for global facts)."""
+    """Base: implement :meth:`block_loss` (and :meth:`prepare` for global facts).
+
+    ``in_place = True`` declares that ``prepare`` and ``block_loss`` may overwrite
+    ``sim`` (a scratch copy of ``S``: without references it is ``S`` itself, which
+    becomes ``dL/dS``) and that ``block_loss`` may return ``block.sim`` as the
+    block's gradient (then nothing is copied). Otherwise ``sim`` is read only.
+    Blocks carry their same-label pairs (:attr:`RowBlock.same_index`) when
+    ``same_pairs = True``.
+    """
+
+    in_place: ClassVar[bool] = False
+    same_pairs: ClassVar[bool] = False
 
     def prepare(self, pairs: PairBatch, sim: Tensor) -> Any:
         """Facts every block needs (pair counts, per-row statistics); ``sim`` is detached."""
@@ -41,6 +57,20 @@ class BlockwiseLoss(PairLoss):
         """
         raise NotImplementedError
 
+    def finish(self, grad: Tensor, prepared: Any) -> None:
+        """After the last block: final changes to the whole ``grad [B, R]`` (default none)."""
+
+    def symmetric_gradient(self, prepared: Any) -> bool:
+        """Whether, for ``S = x x^T`` (``pairs.gram``), the blocks wrote ``G + G^T``
+        instead of ``G = dL/dS`` (then the backward needs no symmetrization).
+
+        A loss may do so when it can form ``(G + G^T)_ij`` from row ``i``'s block,
+        reading ``S_ij`` for ``S_ji`` (equal: ``x x^T`` is symmetric bit for bit
+        with the BLAS here, checked in the tests; otherwise a rounding-level
+        difference). Default: no.
+        """
+        return False
+
     def gram_loss(self, x: Tensor, labels: Tensor) -> Tensor:
         return _GramBlockwiseFunction.apply(x, labels, self)
 
@@ -48,17 +78,22 @@ class BlockwiseLoss(PairLoss):
         return _BlockwiseFunction.apply(pairs.sim, pairs, self)
 
 
-def _run_blocks(pairs: PairBatch, sim: Tensor, loss: BlockwiseLoss, grad: Tensor) -> Tensor:
+def _run_blocks(
+    pairs: PairBatch, sim: Tensor, loss: BlockwiseLoss, grad: Tensor
+) -> tuple[Tensor, Any]:
     """The loss over ``sim [B, R]`` (detached) block by block, ``dL/dS`` written into
     ``grad`` (may be ``sim`` itself: a block's rows are overwritten after use and
-    :meth:`BlockwiseLoss.prepare` reads everything first)."""
+    :meth:`BlockwiseLoss.prepare` reads everything first). Returns the loss and
+    what :meth:`BlockwiseLoss.prepare` returned."""
     prepared = loss.prepare(pairs, sim)
     total = sim.new_zeros(())
-    for block in pairs.blocks(sim):
+    for block in pairs.blocks(sim, same_pairs=loss.same_pairs):
         part, block_grad = loss.block_loss(block, prepared)
         total += part
-        grad[block.rows] = block_grad
-    return total
+        if block_grad is not block.sim or grad is not sim:
+            grad[block.rows] = block_grad
+    loss.finish(grad, prepared)
+    return total, prepared
 
 
 class _BlockwiseFunction(torch.autograd.Function):
@@ -66,9 +101,12 @@ class _BlockwiseFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, sim: Tensor, pairs: PairBatch, loss: BlockwiseLoss) -> Tensor:  # type: ignore[override]
-        sim = sim.detach()
-        grad = torch.empty_like(sim)
-        total = _run_blocks(pairs, sim, loss, grad)
+        if loss.in_place:  # the loss works on a copy of S and turns it into dL/dS
+            grad = sim.detach().clone(memory_format=torch.contiguous_format)
+            sim = grad
+        else:
+            sim, grad = sim.detach(), torch.empty_like(sim)
+        total, _ = _run_blocks(pairs, sim, loss, grad)
         ctx.save_for_backward(grad)
         return total
 
@@ -90,9 +128,10 @@ class _GramBlockwiseFunction(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor, labels: Tensor, loss: BlockwiseLoss) -> Tensor:  # type: ignore[override]
         with torch.autocast(device_type=x.device.type, enabled=False):
             sim = x @ x.T
-        total = _run_blocks(PairBatch(sim=sim, labels=labels, ref_labels=labels), sim, loss, sim)
+        pairs = PairBatch(sim=sim, labels=labels, ref_labels=labels, gram=True)
+        total, prepared = _run_blocks(pairs, sim, loss, sim)
         ctx.save_for_backward(x, sim)
-        ctx.symmetric = False
+        ctx.symmetric = loss.symmetric_gradient(prepared)  # already G + G^T
         return total
 
     @staticmethod

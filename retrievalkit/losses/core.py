@@ -127,6 +127,36 @@ def same_label_pairs(query_labels: Tensor, ref_labels: Tensor) -> tuple[Tensor, 
     return rows, cols
 
 
+@dataclass(frozen=True)
+class SameLabelPairs:
+    """Every ``(row, col)`` with ``labels[row] == ref_labels[col]`` (self-pairs
+    included), row by row: ``rows``, ``cols`` (long ``[nnz]``) and ``offsets``
+    (Python ints ``[B + 1]``: row ``q``'s pairs are ``offsets[q]:offsets[q + 1]``).
+
+    Made once per loss call from sorted labels (``O(R log R + nnz)``, one
+    device-to-host copy); a block of rows takes its pairs by slicing
+    (:meth:`in_rows`), so excluding them from a ``b x R`` block is an ``O(b K)``
+    ``index_put_``, never a ``b x R`` mask.
+    """
+
+    rows: Tensor
+    cols: Tensor
+    offsets: list[int]
+
+    @classmethod
+    def from_labels(cls, labels: Tensor, ref_labels: Tensor) -> SameLabelPairs:
+        rows, cols = same_label_pairs(labels, ref_labels)
+        counts = torch.bincount(rows, minlength=labels.shape[0])
+        offsets = torch.cat([counts.new_zeros(1), torch.cumsum(counts, 0)]).tolist()
+        return cls(rows, cols, offsets)
+
+    def in_rows(self, rows: slice) -> tuple[Tensor, Tensor]:
+        """``(local rows, cols)`` of the pairs of query rows ``rows`` (local: minus
+        ``rows.start``), ready for ``block[local, cols]``."""
+        lo, hi = self.offsets[rows.start], self.offsets[rows.stop]
+        return self.rows[lo:hi] - rows.start, self.cols[lo:hi]
+
+
 def self_pair_mask(num_queries: int, num_refs: int, device: torch.device) -> Tensor:
     """bool ``[B, M]``, True on the diagonal of the first ``B`` columns."""
     rows = torch.arange(num_queries, device=device)
@@ -145,6 +175,8 @@ class RowBlock:
             ``sim``'s dtype (equal labels, equal codes), so a mask is one
             float comparison.
         rows: the slice of query indices (``rows.start`` is the first one).
+        same_pairs: the batch's same-label pairs (:attr:`same_index` takes this
+            block's), when the blocks were made with ``same_pairs=True``.
 
     Masks: ``pos_float`` / ``neg_float`` (``[b, R]``, 0/1 in ``sim``'s dtype: blend
     with arithmetic, which is vectorized on CPU where ``torch.where`` and
@@ -156,6 +188,15 @@ class RowBlock:
     codes: Tensor
     ref_codes: Tensor
     rows: slice
+    same_pairs: SameLabelPairs | None = None
+
+    @cached_property
+    def same_index(self) -> tuple[Tensor, Tensor]:
+        """``(local rows, cols)`` of the block's same-label pairs (self-pairs
+        included): ``block.sim[same_index] = value`` excludes them in ``O(b K)``."""
+        if self.same_pairs is None:
+            raise ValueError("this block was made without its same-label pairs")
+        return self.same_pairs.in_rows(self.rows)
 
     @cached_property
     def same_float(self) -> Tensor:
@@ -187,6 +228,13 @@ class RowBlock:
         return self.same_float == 0
 
 
+def block_rows(num_cols: int, max_elements: int | None = None) -> int:
+    """Rows per block of :meth:`PairBatch.blocks`: about ``max_elements`` (default
+    ``BLOCK_ELEMENTS``) entries of ``num_cols`` columns, at least one row."""
+    max_elements = BLOCK_ELEMENTS if max_elements is None else max_elements
+    return max(1, max_elements // max(num_cols, 1))
+
+
 def label_codes(labels: Tensor, ref_labels: Tensor, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
     """``labels [B]`` and ``ref_labels [R]`` as dense integer codes in ``dtype`` (equal
     labels, equal codes; exact in float32 below 2^24 distinct labels)."""
@@ -205,6 +253,8 @@ class PairBatch:
         sim: ``[B, R]`` float32/64 similarities (R = B + number of extra refs).
         labels: ``[B]`` labels of the queries.
         ref_labels: ``[R]`` labels of all references (the batch's first).
+        gram: ``sim`` is ``x x^T`` of the queries themselves (then
+            ``|S_ij| <= max_i S_ii``, see :meth:`abs_bound`).
 
     ``pos`` / ``neg`` are the whole ``[B, R]`` masks (made on first use);
     :meth:`blocks` gives them block by block of rows instead.
@@ -213,6 +263,7 @@ class PairBatch:
     sim: Tensor
     labels: Tensor
     ref_labels: Tensor
+    gram: bool = False
 
     @property
     def num_queries(self) -> int:
@@ -232,21 +283,39 @@ class PairBatch:
         return ~same_label_mask(self.labels, self.ref_labels)
 
     def blocks(
-        self, sim: Tensor | None = None, max_elements: int | None = None
+        self,
+        sim: Tensor | None = None,
+        max_elements: int | None = None,
+        same_pairs: bool = False,
     ) -> Iterator[RowBlock]:
         """Blocks of about ``max_elements`` (default ``BLOCK_ELEMENTS``) entries, in
         row order, with their masks.
 
         ``sim`` (default ``self.sim``) may be any ``[B, R]`` tensor to slice, e.g.
-        a detached copy.
+        a detached copy. ``same_pairs``: give every block its same-label pairs
+        (:attr:`RowBlock.same_index`, from :attr:`same_label_pairs`).
         """
         sim = self.sim if sim is None else sim
-        max_elements = BLOCK_ELEMENTS if max_elements is None else max_elements
-        step = max(1, max_elements // max(sim.shape[1], 1))
+        step = block_rows(sim.shape[1], max_elements)
         codes, ref_codes = label_codes(self.labels, self.ref_labels, sim.dtype)
+        same = self.same_label_pairs if same_pairs else None
         for start in range(0, self.num_queries, step):
             rows = slice(start, min(start + step, self.num_queries))
-            yield RowBlock(sim=sim[rows], codes=codes[rows], ref_codes=ref_codes, rows=rows)
+            yield RowBlock(sim[rows], codes[rows], ref_codes, rows, same)
+
+    @cached_property
+    def same_label_pairs(self) -> SameLabelPairs:
+        """The ``(row, col)`` pairs with equal labels (self-pairs included), row by row."""
+        return SameLabelPairs.from_labels(self.labels, self.ref_labels)
+
+    def abs_bound(self, sim: Tensor | None = None) -> float:
+        """An upper bound of ``|S|`` (``sim``: default ``self.sim``, before any block
+        overwrites it): ``max_i S_ii`` for a Gram matrix (``O(B)``, Cauchy-Schwarz),
+        else ``max |S|`` (one pass). NaN if ``S`` has a NaN."""
+        sim = self.sim if sim is None else sim
+        if not sim.numel():
+            return 0.0
+        return float(sim.diagonal().amax() if self.gram else sim.abs().amax())
 
     def pair_counts(self) -> tuple[Tensor, Tensor]:
         """Per query the number of positives and of negatives: two ``[B]`` long tensors.

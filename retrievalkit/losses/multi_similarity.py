@@ -30,7 +30,7 @@ import torch
 from torch import Tensor, nn
 
 from retrievalkit.losses.blockwise import BlockwiseLoss
-from retrievalkit.losses.core import PairBatch, RowBlock, build_pairs
+from retrievalkit.losses.core import PairBatch, RowBlock, block_rows, build_pairs
 from retrievalkit.losses.registry import register_loss
 
 
@@ -101,13 +101,15 @@ class MultiSimilarityMiner(nn.Module):
 class _Positives:
     """Per anchor its positives' ``columns [B, K]`` (padding: column 0), ``valid
     [B, K]`` (0/1), their similarities ``values [B, K]``, the lowest of them
-    ``min_pos [B, 1]`` (``finfo.max`` if none), and the loss's ``scale`` 1/B."""
+    ``min_pos [B, 1]`` (``finfo.max`` if none), the loss's ``scale`` 1/B, and
+    ``scratch [b, R]``, one block's buffer for the mining mask (reused)."""
 
     columns: Tensor
     valid: Tensor
     values: Tensor
     min_pos: Tensor
     scale: float
+    scratch: Tensor
 
 
 @register_loss("multi_similarity")
@@ -119,6 +121,8 @@ class MultiSimilarityLoss(BlockwiseLoss):
         epsilon: mining margin (0.1); ``None`` keeps every pair.
         check_norms: raise if the embeddings are not L2-normalized.
     """
+
+    in_place, same_pairs = True, True  # see BlockwiseLoss
 
     def __init__(
         self,
@@ -154,33 +158,42 @@ class MultiSimilarityLoss(BlockwiseLoss):
         values = sim.gather(1, columns)
         big = torch.finfo(sim.dtype).max
         min_pos = torch.where(valid, values, big).amin(dim=1, keepdim=True)
-        return _Positives(columns, valid.to(sim.dtype), values, min_pos, 1.0 / pairs.num_queries)
+        rows = min(block_rows(sim.shape[1]), pairs.num_queries)
+        scratch = sim.new_empty(rows, sim.shape[1])  # one block's mining mask, reused
+        return _Positives(
+            columns, valid.to(sim.dtype), values, min_pos, 1.0 / pairs.num_queries, scratch
+        )
 
     def block_loss(self, block: RowBlock, prepared: _Positives) -> tuple[Tensor, Tensor]:
-        """Negatives are dense ``[b, R]`` passes; positives (``[b, K]``) are added to
-        the block's gradient by a scatter."""
+        """Negatives are dense ``[b, R]`` passes over ``block.sim`` (a scratch copy,
+        overwritten with the gradient); positives (``[b, K]``) are added to the
+        block's gradient by a scatter."""
         sim, alpha, beta, base, eps = block.sim, self.alpha, self.beta, self.base, self.epsilon
         rows, scale = block.rows, prepared.scale
         big = torch.finfo(sim.dtype).max
+        # same-label pairs (the positives' values are in `prepared`) to the lowest
+        # value: below every negative in the row maximum, never kept by mining
+        # (-big + eps = -big), and weight e^-inf = 0
+        sim[block.same_index] = -big
         min_pos = prepared.min_pos[rows]
-        max_neg = torch.add(sim, block.same_float, alpha=-big).amax(dim=1, keepdim=True)
+        max_neg = sim.amax(dim=1, keepdim=True)
         pos_sim, keep_pos = prepared.values[rows], prepared.valid[rows]
-        if eps is None:
-            keep_neg = block.neg_float
-        else:  # the MS mining rule (see mine_pairs_float)
-            keep_neg = torch.gt(sim + eps, min_pos, out=torch.empty_like(sim)).mul_(block.neg_float)
+        keep_neg = None
+        if eps is not None:  # the MS mining rule (see mine_pairs_float)
+            keep_neg = torch.add(sim, eps, out=prepared.scratch[: sim.shape[0]])
+            torch.gt(keep_neg, min_pos, out=keep_neg)
             keep_pos = keep_pos * (pos_sim - eps < max_neg)
         # Row maxima of the two exponents: the lowest positive is kept if any
-        # positive is, the highest negative if any negative is (0 if none).
+        # positive is, the highest negative if any negative is. The negatives'
+        # shift is their row maximum whether kept or not (every exponent <= 0, so
+        # a weight multiplied by 0 is finite); a row keeping none adds 0.
         top_pos = (-alpha * (min_pos - base)).clamp(min=0)
-        top_neg = (beta * (max_neg - base)).clamp(min=0)
+        shift_neg = (beta * (max_neg - base)).clamp(min=0)
         any_pos, any_neg = self._kept_any(min_pos, max_neg)
-        top_pos, top_neg = top_pos * any_pos, top_neg * any_neg
-        # exponent - top: -alpha (S - base) - top_pos on kept positives, beta (S -
-        # base) - top_neg on kept negatives (each <= 0); elsewhere the weight is
-        # multiplied by 0, its exponent capped at 60 so it stays finite
-        w_neg = torch.add(-beta * base - top_neg, sim, alpha=beta).clamp_max_(60.0).exp_()
-        w_neg.mul_(keep_neg)
+        top_pos, top_neg = top_pos * any_pos, shift_neg * any_neg
+        w_neg = torch.add(-beta * base - shift_neg, sim, alpha=beta, out=sim).exp_()
+        if keep_neg is not None:
+            w_neg.mul_(keep_neg)
         w_pos = torch.add(alpha * base - top_pos, pos_sim, alpha=-alpha).clamp_max_(60.0).exp_()
         w_pos.mul_(keep_pos)
         denom_pos = torch.exp(-top_pos) + w_pos.sum(dim=1, keepdim=True)

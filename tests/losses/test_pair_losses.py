@@ -317,6 +317,48 @@ def test_positive_index_equals_mask_columns(seed):
         assert (idx[q, n_pos[q] :] == 0).all()
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [13, 300, 1031])
+def test_gram_matrix_is_symmetric_bit_for_bit(dtype, n):
+    """The losses that write ``G + G^T`` directly read ``S_ij`` for ``S_ji``
+    (``BlockwiseLoss.symmetric_gradient``): exact because ``x x^T`` is symmetric
+    bit for bit with this BLAS."""
+    x = F.normalize(torch.randn(n, 64, generator=torch.Generator().manual_seed(n), dtype=dtype))
+    sim = x @ x.T
+    assert torch.equal(sim, sim.T)
+
+
+@pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
+def test_gram_gradient_equals_symmetrized_pair_gradient(name, make, ref, block_size):
+    """Without references (S = x x^T built inside the loss, its gradient written
+    as G or directly as G + G^T) the gradient is (G + G^T) x of the PairBatch path."""
+    x, labels = batch(n=29, classes=5, seed=31)
+    loss = make()
+    (g_x,) = torch.autograd.grad(loss(x, labels), x)
+    sim = (x.detach() @ x.detach().T).requires_grad_()
+    loss.loss_from_pairs(core.PairBatch(sim=sim, labels=labels, ref_labels=labels)).backward()
+    torch.testing.assert_close(g_x, (sim.grad + sim.grad.T) @ x.detach(), rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_block_same_index_equals_the_same_label_mask(seed):
+    """Each block's same-label pairs (by index, self-pairs included) are exactly the
+    True entries of its rows of the label-equality mask, for any block size."""
+    g = torch.Generator().manual_seed(seed)
+    n = int(torch.randint(1, 25, (1,), generator=g))
+    labels = torch.randint(0, 6, (n,), generator=g)
+    ref_labels = torch.randint(0, 9, (int(torch.randint(0, 8, (1,), generator=g)),), generator=g)
+    emb = F.normalize(torch.randn(n, 4, generator=g), dim=1)
+    refs = F.normalize(torch.randn(len(ref_labels), 4, generator=g), dim=1)
+    pairs = core.build_pairs(emb, labels, refs, ref_labels)
+    same = core.same_label_mask(pairs.labels, pairs.ref_labels)
+    for max_elements in (1, 7, 40, 1 << 18):
+        for block in pairs.blocks(max_elements=max_elements, same_pairs=True):
+            mask = torch.zeros_like(same[block.rows])
+            mask[block.same_index] = True
+            assert torch.equal(mask, same[block.rows])
+
+
 @pytest.mark.parametrize("name,make,ref", CASES, ids=[c[0] for c in CASES])
 def test_pml_keyword_names_are_aliases(name, make, ref):
     """PML's call ``loss(embeddings, labels, ref_emb=..., ref_labels=...)`` is ours with
