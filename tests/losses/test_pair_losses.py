@@ -317,6 +317,25 @@ def test_positive_index_equals_mask_columns(seed):
         assert (idx[q, n_pos[q] :] == 0).all()
 
 
+@pytest.mark.parametrize("name", ["lifted", "lifted_generalized"])
+@pytest.mark.parametrize("scale,limit", [(1.0, -1.0), (5.0, None)])
+def test_lifted_shifted_exponentials_equal_brute_force(monkeypatch, name, scale, limit, block_size):
+    """The negatives' e^S shifted by their row maximum (|S| above the limit: large
+    norms, or the limit lowered) give the brute-force value and gradient too."""
+    from retrievalkit.losses import lifted
+
+    if limit is not None:
+        monkeypatch.setattr(lifted, "UNSHIFTED_LIMIT", limit)
+    _, make, ref = next(c for c in CASES if c[0] == name)
+    x, labels = batch(n=13, classes=4, seed=5)
+    x = (x.detach() * scale).requires_grad_()
+    ours, expected = make()(x, labels), ref(x, labels)
+    assert torch.allclose(ours, expected, atol=1e-8, rtol=1e-8), (float(ours), float(expected))
+    g_ours = torch.autograd.grad(ours, x)[0]
+    g_ref = torch.autograd.grad(expected, x)[0]
+    assert torch.allclose(g_ours, g_ref, atol=1e-7, rtol=1e-7)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("n", [13, 300, 1031])
 def test_gram_matrix_is_symmetric_bit_for_bit(dtype, n):
