@@ -30,13 +30,20 @@ class ContrastiveLoss(BlockwiseLoss):
         super().__init__()
         self.margin = margin
 
-    def prepare(self, pairs: PairBatch, sim: Tensor) -> tuple[float, float]:
-        """``(1/|P|, 1/|N|)`` (1 when a set is empty: its sum is 0 anyway)."""
+    def prepare(self, pairs: PairBatch, sim: Tensor) -> tuple[float, float, float]:
+        """``(1/|P|, 1/|N|)`` (1 when a set is empty: its sum is 0 anyway) and the
+        gradient's factor: 2 for ``S = x x^T`` (``G`` is symmetric, ``G + G^T = 2 G``)."""
         num_pos, num_neg = pairs.pair_counts()
-        return 1.0 / max(int(num_pos.sum()), 1), 1.0 / max(int(num_neg.sum()), 1)
+        factor = 2.0 if pairs.gram else 1.0
+        return 1.0 / max(int(num_pos.sum()), 1), 1.0 / max(int(num_neg.sum()), 1), factor
 
-    def block_loss(self, block: RowBlock, prepared: tuple[float, float]) -> tuple[Tensor, Tensor]:
-        w_pos, w_neg = prepared
+    def symmetric_gradient(self, prepared: tuple[float, float, float]) -> bool:
+        return prepared[2] == 2.0
+
+    def block_loss(
+        self, block: RowBlock, prepared: tuple[float, float, float]
+    ) -> tuple[Tensor, Tensor]:
+        w_pos, w_neg, factor = prepared
         sim, pos = block.sim, block.pos_float
         # active negatives: S - margin >= 0 exactly when S >= margin; 0/1 masks and
         # dot products instead of masked copies (elementwise blends are vectorized)
@@ -46,7 +53,7 @@ class ContrastiveLoss(BlockwiseLoss):
         value = value + w_neg * (
             torch.vdot(active.view(-1), sim.reshape(-1)) - self.margin * num_active
         )
-        return value, active.mul_(w_neg).sub_(pos, alpha=w_pos)
+        return value, active.mul_(w_neg * factor).sub_(pos, alpha=w_pos * factor)
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"
