@@ -57,8 +57,10 @@ class BlockwiseLoss(PairLoss):
         """
         raise NotImplementedError
 
-    def finish(self, grad: Tensor, prepared: Any) -> None:
-        """After the last block: final changes to the whole ``grad [B, R]`` (default none)."""
+    def finish(self, grad: Tensor, prepared: Any) -> Tensor | None:
+        """After the last block: final changes to the whole ``grad [B, R]`` and a
+        last part of the loss (``None``: nothing to add; default)."""
+        return None
 
     def symmetric_gradient(self, prepared: Any) -> bool:
         """Whether, for ``S = x x^T`` (``pairs.gram``), the blocks wrote ``G + G^T``
@@ -92,8 +94,8 @@ def _run_blocks(
         total += part
         if block_grad is not block.sim or grad is not sim:
             grad[block.rows] = block_grad
-    loss.finish(grad, prepared)
-    return total, prepared
+    last = loss.finish(grad, prepared)
+    return total if last is None else total + last, prepared
 
 
 class _BlockwiseFunction(torch.autograd.Function):

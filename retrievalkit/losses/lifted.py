@@ -265,12 +265,13 @@ class GeneralizedLiftedStructureLoss(BlockwiseLoss):
     def finish(self, grad: Tensor, prepared: _GeneralizedTerms) -> None:
         """For ``G + G^T``: the positives' gradient at ``(i, j)`` and at ``(j, i)``."""
         if prepared.symmetric is None:
-            return
+            return None
         columns, values = prepared.columns, prepared.symmetric.grad_pos  # padding: value 0
         anchors = torch.arange(columns.shape[0], device=columns.device).unsqueeze(1)
         anchors = anchors.expand_as(columns)
         grad.index_put_((anchors, columns), values, accumulate=True)
         grad.index_put_((columns, anchors), values, accumulate=True)
+        return None
 
     def extra_repr(self) -> str:
         return f"margin={self.margin}"

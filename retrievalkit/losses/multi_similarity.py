@@ -101,8 +101,10 @@ class MultiSimilarityMiner(nn.Module):
 class _Positives:
     """Per anchor its positives' ``columns [B, K]`` (padding: column 0), ``valid
     [B, K]`` (0/1), their similarities ``values [B, K]``, the lowest of them
-    ``min_pos [B, 1]`` (``finfo.max`` if none), the loss's ``scale`` 1/B, and
-    ``scratch [b, R]``, one block's buffer for the mining mask (reused)."""
+    ``min_pos [B, 1]`` (``finfo.max`` if none), the loss's ``scale`` 1/B,
+    ``scratch [b, R]``, one block's buffer for the mining mask (reused), and what
+    the blocks fill in: each anchor's hardest negative ``max_neg [B, 1]`` and its
+    negatives' part of the loss ``neg_part [B, 1]``."""
 
     columns: Tensor
     valid: Tensor
@@ -110,6 +112,8 @@ class _Positives:
     min_pos: Tensor
     scale: float
     scratch: Tensor
+    max_neg: Tensor
+    neg_part: Tensor
 
 
 @register_loss("multi_similarity")
@@ -160,48 +164,58 @@ class MultiSimilarityLoss(BlockwiseLoss):
         min_pos = torch.where(valid, values, big).amin(dim=1, keepdim=True)
         rows = min(block_rows(sim.shape[1]), pairs.num_queries)
         scratch = sim.new_empty(rows, sim.shape[1])  # one block's mining mask, reused
+        max_neg, neg_part = torch.empty_like(min_pos), torch.empty_like(min_pos)
+        scale = 1.0 / pairs.num_queries
         return _Positives(
-            columns, valid.to(sim.dtype), values, min_pos, 1.0 / pairs.num_queries, scratch
+            columns, valid.to(sim.dtype), values, min_pos, scale, scratch, max_neg, neg_part
         )
 
     def block_loss(self, block: RowBlock, prepared: _Positives) -> tuple[Tensor, Tensor]:
-        """Negatives are dense ``[b, R]`` passes over ``block.sim`` (a scratch copy,
-        overwritten with the gradient); positives (``[b, K]``) are added to the
-        block's gradient by a scatter."""
-        sim, alpha, beta, base, eps = block.sim, self.alpha, self.beta, self.base, self.epsilon
-        rows, scale = block.rows, prepared.scale
-        big = torch.finfo(sim.dtype).max
+        """The negatives: dense ``[b, R]`` passes over ``block.sim`` (a scratch copy,
+        overwritten with the gradient); their part of the loss is kept per anchor
+        and the positives (``[B, K]``) are done once by :meth:`finish`."""
+        sim, beta, base, rows = block.sim, self.beta, self.base, block.rows
         # same-label pairs (the positives' values are in `prepared`) to the lowest
         # value: below every negative in the row maximum, never kept by mining
         # (-big + eps = -big), and weight e^-inf = 0
-        sim[block.same_index] = -big
-        min_pos = prepared.min_pos[rows]
-        max_neg = sim.amax(dim=1, keepdim=True)
-        pos_sim, keep_pos = prepared.values[rows], prepared.valid[rows]
+        sim[block.same_index] = -torch.finfo(sim.dtype).max
+        min_pos, max_neg = prepared.min_pos[rows], prepared.max_neg[rows]
+        torch.amax(sim, dim=1, keepdim=True, out=max_neg)
         keep_neg = None
-        if eps is not None:  # the MS mining rule (see mine_pairs_float)
-            keep_neg = torch.add(sim, eps, out=prepared.scratch[: sim.shape[0]])
+        if self.epsilon is not None:  # the MS mining rule (see mine_pairs_float)
+            keep_neg = torch.add(sim, self.epsilon, out=prepared.scratch[: sim.shape[0]])
             torch.gt(keep_neg, min_pos, out=keep_neg)
-            keep_pos = keep_pos * (pos_sim - eps < max_neg)
-        # Row maxima of the two exponents: the lowest positive is kept if any
-        # positive is, the highest negative if any negative is. The negatives'
-        # shift is their row maximum whether kept or not (every exponent <= 0, so
-        # a weight multiplied by 0 is finite); a row keeping none adds 0.
-        top_pos = (-alpha * (min_pos - base)).clamp(min=0)
-        shift_neg = (beta * (max_neg - base)).clamp(min=0)
-        any_pos, any_neg = self._kept_any(min_pos, max_neg)
-        top_pos, top_neg = top_pos * any_pos, shift_neg * any_neg
-        w_neg = torch.add(-beta * base - shift_neg, sim, alpha=beta, out=sim).exp_()
+        # The negatives' shift is their row maximum whether kept or not (every
+        # exponent <= 0, so a weight multiplied by 0 is finite); the loss uses it
+        # only if the highest negative is kept (else the row keeps none: 0).
+        shift = (beta * (max_neg - base)).clamp_(min=0)
+        w_neg = torch.add(-beta * base - shift, sim, alpha=beta, out=sim).exp_()
         if keep_neg is not None:
             w_neg.mul_(keep_neg)
-        w_pos = torch.add(alpha * base - top_pos, pos_sim, alpha=-alpha).clamp_max_(60.0).exp_()
+        top = shift.mul_(self._kept_any(min_pos, max_neg)[1])
+        denom = w_neg.sum(dim=1, keepdim=True).add_(torch.exp(-top))
+        torch.add(top, denom.log(), out=prepared.neg_part[rows])
+        return sim.new_zeros(()), w_neg.mul_(denom.reciprocal_().mul_(prepared.scale))
+
+    def finish(self, grad: Tensor, prepared: _Positives) -> Tensor:
+        """The positives of every anchor at once (``[B, K]``, from their columns):
+        their gradient is added to ``grad`` by a scatter; returns the loss."""
+        t, alpha, base = prepared, self.alpha, self.base
+        pos_sim, keep_pos = t.values, t.valid
+        if self.epsilon is not None:
+            keep_pos = keep_pos * (pos_sim - self.epsilon < t.max_neg)
+        # the lowest positive is kept if any positive is: the row maximum of the exponent
+        top = (
+            (-alpha * (t.min_pos - base))
+            .clamp_(min=0)
+            .mul_(self._kept_any(t.min_pos, t.max_neg)[0])
+        )
+        w_pos = torch.add(alpha * base - top, pos_sim, alpha=-alpha).clamp_max_(60.0).exp_()
         w_pos.mul_(keep_pos)
-        denom_pos = torch.exp(-top_pos) + w_pos.sum(dim=1, keepdim=True)
-        denom_neg = torch.exp(-top_neg) + w_neg.sum(dim=1, keepdim=True)
-        per_anchor = (top_pos + denom_pos.log()) / alpha + (top_neg + denom_neg.log()) / beta
-        grad = w_neg.mul_(scale / denom_neg)
-        grad.scatter_add_(1, prepared.columns[rows], w_pos.mul_(-scale / denom_pos))
-        return per_anchor.sum() * scale, grad
+        denom = torch.exp(-top) + w_pos.sum(dim=1, keepdim=True)
+        grad.scatter_add_(1, t.columns, w_pos.mul_(-t.scale / denom))
+        per_anchor = (top + denom.log()) / alpha + t.neg_part / self.beta
+        return per_anchor.sum() * t.scale
 
     def _kept_any(self, min_pos: Tensor, max_neg: Tensor) -> tuple[Tensor, Tensor]:
         """Whether a row keeps any positive / any negative, ``[b, 1]`` bool each
