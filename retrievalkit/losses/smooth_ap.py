@@ -49,11 +49,20 @@ class _Group:
     """Queries sharing one positive count ``k``.
 
     ``rows [Q]`` long: query (row) indices; ``pos_idx [Q, k]`` long: reference
-    columns of their positives (with ``include_self`` the query's own column).
+    columns of their positives (with ``include_self`` the query's own column);
+    ``start``: the first row when the rows are consecutive (then a chunk's rows
+    are a slice of ``S``, read and written without an index), else ``None``.
     """
 
     rows: Tensor
     pos_idx: Tensor
+    start: int | None = None
+
+    def row_slice(self, chunk: slice) -> slice | None:
+        """The rows of ``chunk`` (positions in the group) as a slice of ``S``, or ``None``."""
+        if self.start is None:
+            return None
+        return slice(self.start + chunk.start, self.start + min(chunk.stop, len(self.rows)))
 
 
 def _positive_groups(pos: Tensor, include_self: bool) -> list[_Group]:
@@ -86,7 +95,9 @@ def _groups_by_count(idx: Tensor, n_pos: Tensor, include_self: bool) -> list[_Gr
     for k in torch.unique(k_valid).tolist():
         if k > 0:
             rows = torch.nonzero(k_valid == k).squeeze(1)
-            groups.append(_Group(rows=rows, pos_idx=idx[rows, :k]))
+            first, last = rows[[0, -1]].tolist()
+            start = first if last - first + 1 == rows.shape[0] else None
+            groups.append(_Group(rows=rows, pos_idx=idx[rows, :k], start=start))
     return groups
 
 
@@ -120,12 +131,17 @@ class _Chunker:
         self.chunks = _row_chunks(num_rows, k * sim.shape[1], chunk_elements)
         rows_per_chunk = self.chunks[0].stop
         self.buffer = sim.new_empty(rows_per_chunk, k, sim.shape[1])
+        self.scaled = sim.new_empty(rows_per_chunk, sim.shape[1])  # reused: no page faults
         self.local = torch.arange(rows_per_chunk, device=sim.device)
         self.neg_inf = sim.new_full((), float("-inf"))
 
     def all_block(self, chunk: slice) -> Tensor:
-        rows = self.group.rows[chunk]
-        scaled = self.sim.index_select(0, rows).mul_(self.inv_tau)  # [c, R]
+        rows, row_slice = self.group.rows[chunk], self.group.row_slice(chunk)
+        scaled = self.scaled[: rows.shape[0]]  # [c, R]
+        if row_slice is None:
+            torch.index_select(self.sim, 0, rows, out=scaled).mul_(self.inv_tau)
+        else:
+            torch.mul(self.sim[row_slice], self.inv_tau, out=scaled)
         if self.exclude_self:
             scaled.index_put_((self.local[: rows.shape[0]], rows), self.neg_inf)
         out = self.buffer[: rows.shape[0]]
@@ -171,7 +187,11 @@ def _group_pass(
         w_pos = _weighted_sigmoid_grad(pos_sig, g_numer)
         grad_anchor = w_pos.sum(dim=1) - w_pos.sum(dim=2)  # [c, k]
         w_all = _weighted_sigmoid_grad(all_sig, g_denom)
-        grad_sim.index_copy_(0, rows[chunk], w_all.sum(dim=1))
+        row_slice = chunker.group.row_slice(chunk)
+        if row_slice is None:
+            grad_sim.index_copy_(0, rows[chunk], w_all.sum(dim=1))
+        else:
+            torch.sum(w_all, dim=1, out=grad_sim[row_slice])
         grad_anchor -= w_all.sum(dim=2)
         grad_sim.index_put_(
             (rows[chunk].unsqueeze(1), pos_idx[chunk]), grad_anchor, accumulate=True
@@ -265,7 +285,8 @@ def _weighted_ap_sum(
         for group in groups:
             chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
             group_weight = weight[group.rows]
-            total += (_group_pass(chunker, group_weight, grad) * group_weight).sum()
+            ap = _group_pass(chunker, group_weight, grad)
+            total += (ap * group_weight).sum()
     return total
 
 

@@ -335,3 +335,21 @@ def test_bad_arguments_raise_clear_errors():
         SmoothAPLoss()(emb, labels, ref_embeddings=emb)
     with pytest.raises(ValueError, match="bool tensor shaped like sim"):
         smooth_ap_per_query(emb @ emb.T, torch.ones(4, 3, dtype=torch.bool))
+
+
+@pytest.mark.parametrize("include_self", [False, True])
+@pytest.mark.parametrize("chunk", [1, 40])
+def test_consecutive_rows_in_several_chunks_match_brute_force(monkeypatch, chunk, include_self):
+    """Class-sorted labels make one group of consecutive rows, read and written as
+    slices of S chunk by chunk (no index): same value and gradient as the loop."""
+    import retrievalkit.losses.smooth_ap as smooth_ap
+
+    monkeypatch.setattr(smooth_ap, "DEFAULT_CHUNK_ELEMENTS", chunk)
+    labels = torch.arange(12) // 3
+    emb = random_embeddings(len(labels), 6, seed=8).requires_grad_()
+    ours = SmoothAPLoss(temperature=0.05, include_self=include_self)(emb, labels)
+    (g_ours,) = torch.autograd.grad(ours, emb)
+    ref = brute_force_loss(emb, labels, 0.05, include_self)
+    (g_ref,) = torch.autograd.grad(ref, emb)
+    torch.testing.assert_close(ours, ref, rtol=0, atol=1e-5)
+    torch.testing.assert_close(g_ours, g_ref, rtol=0, atol=1e-5)
