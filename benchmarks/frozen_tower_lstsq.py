@@ -85,6 +85,21 @@ def score(split_data: tuple[Tensor, Tensor, Tensor], fitted: Any) -> dict[str, A
     return dict(evaluate_protocol("full", project(rows, fitted), text, caption_image))
 
 
+RECALL_KEYS = ("rsum", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
+
+
+def recall_table(records: dict[str, dict[str, Any]]) -> list[str]:
+    """Markdown lines: one row per split of ``records`` (split -> scores), RECALL_KEYS."""
+    return [
+        "| split | " + " | ".join(RECALL_KEYS) + " |",
+        "|---|" + "---|" * len(RECALL_KEYS),
+        *(
+            f"| {name} | " + " | ".join(f"{record[k]:.1f}" for k in RECALL_KEYS) + " |"
+            for name, record in records.items()
+        ),
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     from retrievalkit.run.config import load_config
     from retrievalkit.run.provenance import write_results
@@ -117,7 +132,6 @@ def main(argv: list[str] | None = None) -> int:
         for name, split in trainer.splits.items()
         if name == "test" or name.startswith("test_")
     }
-    keys = ("rsum", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
     lines = [
         f"# Frozen tower + ridge head (no SGD): {config.name} {' '.join(args.overrides)}"
         + (" (features standardized per art style)" if by_style else ""),
@@ -128,12 +142,7 @@ def main(argv: list[str] | None = None) -> int:
         + ", ".join(f"{lam:g}: {sweep[lam]['rsum']:.1f}" for lam in args.lambdas)
         + f"; chosen lambda = {best:g}.",
         "",
-        "| split | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-        *(
-            f"| {name} | " + " | ".join(f"{record[k]:.1f}" for k in keys) + " |"
-            for name, record in tests.items()
-        ),
+        *recall_table(tests),
         "",
     ]
     unseen = (config.data.options or {}).get("held_out_style")

@@ -48,6 +48,8 @@ def oracle_scores(trainer: Any, split: Any, protocol: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from frozen_tower_lstsq import recall_table  # benchmarks/ is sys.path[0] when run
+
     from retrievalkit.run.config import load_config
     from retrievalkit.run.provenance import write_results
     from retrievalkit.training.trainer import Trainer
@@ -65,19 +67,13 @@ def main(argv: list[str] | None = None) -> int:
         for name, split in trainer.splits.items()
         if name in ("val", "test") or name.startswith("test_")
     }
-    keys = ("rsum", "i2t_r1", "i2t_r5", "i2t_r10", "t2i_r1", "t2i_r5", "t2i_r10")
     lines = [
         f"# Caption-centroid oracle (frozen text tower): {config.name} " + " ".join(args.overrides),
         "",
         "Each image embedded at the normalized mean of its own captions' embeddings "
         "(reads the answers: a reference point, not a model).",
         "",
-        "| split | " + " | ".join(keys) + " |",
-        "|---|" + "---|" * len(keys),
-        *(
-            f"| {name} | " + " | ".join(f"{record[k]:.1f}" for k in keys) + " |"
-            for name, record in records.items()
-        ),
+        *recall_table(records),
         "",
     ]
     write_results(args.out, "\n".join(lines), seeds=[config.seed])
