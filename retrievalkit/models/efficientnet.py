@@ -169,11 +169,10 @@ class EfficientNetLite(nn.Module):
         for module in self.top_modules():
             module.requires_grad_(True)
         self.eval()
-        with torch.no_grad():
-            shape = self.trunk(torch.zeros(1, 3, side, side)).shape[1:]
-        self.cached_shape: tuple[int, ...] = tuple(int(d) for d in shape)
-        with torch.no_grad():
-            self.out_dim = int(self.top(torch.zeros(1, *self.cached_shape)).shape[1])
+        with torch.no_grad():  # both widths come from one dummy pass
+            cached = self.trunk(torch.zeros(1, 3, side, side))
+            self.out_dim = int(self.top(cached).shape[1])
+        self.cached_shape: tuple[int, ...] = tuple(int(d) for d in cached.shape[1:])
 
     # ------------------------------------------------------------- the contract
     @property
