@@ -22,9 +22,12 @@ padding: exact for any class sizes and order) and processed in chunks of
 queries. The loss computes ``dL/dS`` in the same pass as its value, from the
 sigmoid blocks while they are in the cache; ``smooth_ap_per_query`` (any
 upstream gradient) recomputes them in backward. Extra memory is ``O(B R)``
-(the gradient of ``S``) plus one ``[chunk, K, R]`` buffer. Without extra
-references the core builds ``x @ x.T`` with a one-matmul backward (``(G + G.T) @ x``
-instead of two matmuls). Double backward is not supported.
+(the gradient of ``S``) plus one ``[chunk, K, R]`` buffer. The passes read
+``S / tau`` (one scaled copy, or the matmul's own output) and write each row's
+gradient over it. Without extra references the loss builds ``x x^T / tau`` from
+the upper triangle (:func:`~retrievalkit.losses.core.scaled_gram`, half a matmul)
+with a one-matmul backward (``(G + G.T) @ x`` instead of two matmuls). Double
+backward is not supported.
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import PairBatch, PairLoss, symmetrize_
+from retrievalkit.losses.core import PairBatch, PairLoss, scaled_gram, symmetrize_
 from retrievalkit.losses.registry import register_loss
 
 # Elements of the [chunk, K, R] sigmoid buffer (4 MiB in float32): large enough
@@ -107,45 +110,58 @@ def _row_chunks(num_rows: int, row_elements: int, chunk_elements: int) -> list[s
     return [slice(a, min(a + size, num_rows)) for a in range(0, num_rows, size)]
 
 
+def _logits(sim: Tensor, inv_tau: float, exclude_self: bool, scaled: bool = False) -> Tensor:
+    """``sim / tau`` ``[B, R]`` with each query's own column (``q < B``) at ``-inf``
+    when the query is excluded from its own retrieval set (``G = 0`` there).
+
+    A fresh tensor, or ``sim`` itself when ``scaled`` (already ``sim / tau``, owned
+    by the caller). The passes read a row of it once and may then write that
+    row's gradient over it.
+    """
+    logits = sim if scaled else sim * inv_tau
+    if exclude_self:
+        logits.diagonal().fill_(float("-inf"))
+    return logits
+
+
+def _zero_rows_outside(groups: list[_Group], grad: Tensor) -> Tensor:
+    """Zero the rows of ``grad [B, R]`` whose query is in no group (no positive)."""
+    valid = _has_positive(groups, grad.shape[0], grad.device)
+    return grad.index_fill_(0, (~valid).nonzero().squeeze(1), 0)
+
+
 class _Chunker:
     """Computes the sigmoid blocks of one group, chunk by chunk of its queries.
 
-    ``anchors [Q, k]`` = ``S_qi / tau`` of the group's positives.
+    ``logits [B, R]`` = ``S / tau`` (own column at ``-inf`` when excluded, see
+    :func:`_logits`); ``anchors [Q, k]`` = the logits of the group's positives.
     ``all_block(c)`` -> ``[c, k, R]`` = ``G(S_qj - S_qi)`` for every reference
-    ``j`` (0 at ``j = q`` when the query is excluded from its own retrieval set),
-    written into one reused buffer (valid until the next call);
+    ``j``, written into one reused buffer (valid until the next call);
     ``pos_block(c)`` -> ``[c, k, k]`` = the same for ``j`` in the positives.
     """
 
-    def __init__(
-        self,
-        sim: Tensor,
-        group: _Group,
-        inv_tau: float,
-        exclude_self: bool,
-        chunk_elements: int,
-    ) -> None:
-        self.sim, self.group, self.inv_tau, self.exclude_self = sim, group, inv_tau, exclude_self
+    def __init__(self, logits: Tensor, group: _Group, inv_tau: float, chunk_elements: int) -> None:
+        self.logits, self.group, self.inv_tau = logits, group, inv_tau
         num_rows, k = group.pos_idx.shape
-        self.anchors = sim[group.rows.unsqueeze(1), group.pos_idx] * inv_tau
-        self.chunks = _row_chunks(num_rows, k * sim.shape[1], chunk_elements)
+        self.anchors = logits[group.rows.unsqueeze(1), group.pos_idx]
+        self.chunks = _row_chunks(num_rows, k * logits.shape[1], chunk_elements)
         rows_per_chunk = self.chunks[0].stop
-        self.buffer = sim.new_empty(rows_per_chunk, k, sim.shape[1])
-        self.scaled = sim.new_empty(rows_per_chunk, sim.shape[1])  # reused: no page faults
-        self.local = torch.arange(rows_per_chunk, device=sim.device)
-        self.neg_inf = sim.new_full((), float("-inf"))
+        self.buffer = logits.new_empty(rows_per_chunk, k, logits.shape[1])
+        # rows that are not consecutive are gathered into one reused buffer
+        self.gathered = (
+            None if group.start is not None else logits.new_empty(rows_per_chunk, logits.shape[1])
+        )
 
     def all_block(self, chunk: slice) -> Tensor:
-        rows, row_slice = self.group.rows[chunk], self.group.row_slice(chunk)
-        scaled = self.scaled[: rows.shape[0]]  # [c, R]
-        if row_slice is None:
-            torch.index_select(self.sim, 0, rows, out=scaled).mul_(self.inv_tau)
+        row_slice = self.group.row_slice(chunk)
+        if row_slice is not None:
+            rows = self.logits[row_slice]  # [c, R], a view
         else:
-            torch.mul(self.sim[row_slice], self.inv_tau, out=scaled)
-        if self.exclude_self:
-            scaled.index_put_((self.local[: rows.shape[0]], rows), self.neg_inf)
+            assert self.gathered is not None
+            index = self.group.rows[chunk]
+            rows = torch.index_select(self.logits, 0, index, out=self.gathered[: index.shape[0]])
         out = self.buffer[: rows.shape[0]]
-        torch.sub(scaled.unsqueeze(1), self.anchors[chunk].unsqueeze(2), out=out)
+        torch.sub(rows.unsqueeze(1), self.anchors[chunk].unsqueeze(2), out=out)
         return out.sigmoid_()
 
     def pos_block(self, chunk: slice) -> Tensor:
@@ -216,9 +232,9 @@ class _SmoothAPFunction(torch.autograd.Function):
     ) -> Tensor:
         ap = sim.new_zeros(sim.shape[0])
         with torch.autocast(device_type=sim.device.type, enabled=False):
+            logits = _logits(sim.detach(), inv_tau, exclude_self)
             for group in groups:
-                chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
-                ap[group.rows] = _group_pass(chunker)
+                ap[group.rows] = _group_pass(_Chunker(logits, group, inv_tau, chunk_elements))
         ctx.save_for_backward(sim)
         ctx.groups, ctx.inv_tau = groups, inv_tau
         ctx.exclude_self, ctx.chunk_elements = exclude_self, chunk_elements
@@ -228,12 +244,12 @@ class _SmoothAPFunction(torch.autograd.Function):
     @once_differentiable
     def backward(ctx: Any, grad_ap: Tensor) -> tuple[Tensor | None, ...]:
         (sim,) = ctx.saved_tensors
-        grad_sim = torch.zeros_like(sim)
         with torch.autocast(device_type=sim.device.type, enabled=False):
+            grad = _logits(sim, ctx.inv_tau, ctx.exclude_self)  # rows become dL/dS
             for group in ctx.groups:
-                chunker = _Chunker(sim, group, ctx.inv_tau, ctx.exclude_self, ctx.chunk_elements)
-                _group_pass(chunker, grad_ap[group.rows], grad_sim)
-        return grad_sim, None, None, None, None
+                chunker = _Chunker(grad, group, ctx.inv_tau, ctx.chunk_elements)
+                _group_pass(chunker, grad_ap[group.rows], grad)
+        return _zero_rows_outside(ctx.groups, grad), None, None, None, None
 
 
 class _WeightedAPSumFunction(torch.autograd.Function):
@@ -253,10 +269,10 @@ class _WeightedAPSumFunction(torch.autograd.Function):
         exclude_self: bool,
         chunk_elements: int,
     ) -> Tensor:
-        sim = sim.detach()
-        grad = torch.zeros_like(sim)
-        total = _weighted_ap_sum(sim, groups, weight, inv_tau, exclude_self, chunk_elements, grad)
-        ctx.save_for_backward(grad)
+        with torch.autocast(device_type=sim.device.type, enabled=False):
+            grad = _logits(sim.detach(), inv_tau, exclude_self)  # rows become dL/dS
+            total = _weighted_ap_sum(grad, groups, weight, inv_tau, chunk_elements)
+        ctx.save_for_backward(_zero_rows_outside(groups, grad))
         return total
 
     @staticmethod
@@ -269,47 +285,45 @@ class _WeightedAPSumFunction(torch.autograd.Function):
 
 
 def _weighted_ap_sum(
-    sim: Tensor,
+    logits: Tensor,
     groups: list[_Group],
     weight: Tensor,
     inv_tau: float,
-    exclude_self: bool,
     chunk_elements: int,
-    grad: Tensor,
 ) -> Tensor:
-    """``sum_q weight_q AP_q`` with its ``dL/dS`` written into the rows of ``grad``
-    that belong to a group (``grad`` may be ``sim`` itself: each row is read
-    before it is written, and only its own chunk writes it)."""
-    total = sim.new_zeros(())
-    with torch.autocast(device_type=sim.device.type, enabled=False):
-        for group in groups:
-            chunker = _Chunker(sim, group, inv_tau, exclude_self, chunk_elements)
-            group_weight = weight[group.rows]
-            ap = _group_pass(chunker, group_weight, grad)
-            total += (ap * group_weight).sum()
+    """``sum_q weight_q AP_q`` from ``logits [B, R]`` (:func:`_logits`), with its
+    ``dL/dS`` written over the rows of ``logits`` that belong to a group (each
+    row is read before it is written, and only its own chunk writes it)."""
+    total = logits.new_zeros(())
+    for group in groups:
+        group_weight = weight[group.rows]
+        chunker = _Chunker(logits, group, inv_tau, chunk_elements)
+        ap = _group_pass(chunker, group_weight, logits)
+        total += (ap * group_weight).sum()
     return total
 
 
 class _GramWeightedAPSumFunction(torch.autograd.Function):
     """``x [B, D] -> sum_q weight_q AP_q`` on ``S = x x^T`` (no extra references):
-    ``dL/dS`` is written over ``S`` (one ``B x B`` matrix) and the backward is
-    ``(G + G^T) x``, symmetrized in place. ``x`` is in the compute dtype."""
+    ``S / tau`` comes from :func:`scaled_gram` (half a matmul), ``dL/dS`` is written over
+    it (one ``B x B`` matrix) and the backward is ``(G + G^T) x``, symmetrized in
+    place. ``x`` is in the compute dtype."""
 
     @staticmethod
     def forward(  # type: ignore[override]
         ctx: Any, x: Tensor, labels: Tensor, include_self: bool, inv_tau: float
     ) -> Tensor:
         with torch.autocast(device_type=x.device.type, enabled=False):
-            sim = x @ x.T
-        pairs = PairBatch(sim=sim, labels=labels, ref_labels=labels)
-        groups = _groups_by_count(*pairs.positive_index(), include_self)
-        valid = _has_positive(groups, pairs.num_queries, sim.device)
-        num_valid = int(valid.sum())
-        weight = valid.to(sim.dtype) * (-1.0 / max(num_valid, 1))
-        chunk = DEFAULT_CHUNK_ELEMENTS
-        total = _weighted_ap_sum(sim, groups, weight, inv_tau, not include_self, chunk, sim)
-        sim.index_fill_(0, (~valid).nonzero().squeeze(1), 0)  # no positive: no gradient
-        ctx.save_for_backward(x, sim)
+            num = x.shape[0]
+            scaled = scaled_gram(x, inv_tau)
+            grad = _logits(scaled, inv_tau, not include_self, scaled=True)
+            pairs = PairBatch(sim=grad, labels=labels, ref_labels=labels)
+            groups = _groups_by_count(*pairs.positive_index(), include_self)
+            valid = _has_positive(groups, num, x.device)
+            num_valid = int(valid.sum())
+            weight = valid.to(x.dtype) * (-1.0 / max(num_valid, 1))
+            total = _weighted_ap_sum(grad, groups, weight, inv_tau, DEFAULT_CHUNK_ELEMENTS)
+        ctx.save_for_backward(x, _zero_rows_outside(groups, grad))
         ctx.symmetric = False
         return total + 1.0 if num_valid else total * 0.0
 

@@ -394,3 +394,21 @@ def test_pml_keyword_names_are_aliases(name, make, ref):
     assert not torch.equal(by_alias, loss(x, labels))  # the references were used
     with pytest.raises(ValueError, match="not both"):
         loss(x, labels, refs, ref_labels, ref_emb=refs)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [1, 7, 300, 1031])
+@pytest.mark.parametrize("alpha", [1.0, 100.0])
+def test_scaled_gram_is_symmetric_and_equals_the_full_matmul(monkeypatch, dtype, n, alpha):
+    """``scaled_gram`` (upper triangle by row blocks, mirrored tile by tile) is
+    symmetric bit for bit and equals ``alpha x x^T`` up to the sums' rounding,
+    with blocks and tiles that do not divide ``n``."""
+    monkeypatch.setattr(core, "GRAM_ROW_BLOCK", 96)
+    monkeypatch.setattr(core, "GRAM_MIRROR_TILE", 40)
+    x = F.normalize(
+        torch.randn(n, 33, generator=torch.Generator().manual_seed(n), dtype=dtype), dim=1
+    )
+    gram = core.scaled_gram(x, alpha)
+    assert torch.equal(gram, gram.T)
+    tol = 1e-12 if dtype == torch.float64 else 2e-6
+    torch.testing.assert_close(gram, alpha * (x @ x.T), rtol=tol, atol=tol * alpha)

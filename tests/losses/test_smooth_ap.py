@@ -337,14 +337,22 @@ def test_bad_arguments_raise_clear_errors():
         smooth_ap_per_query(emb @ emb.T, torch.ones(4, 3, dtype=torch.bool))
 
 
+@pytest.mark.parametrize("gram_blocks", [None, (5, 2)])
 @pytest.mark.parametrize("include_self", [False, True])
 @pytest.mark.parametrize("chunk", [1, 40])
-def test_consecutive_rows_in_several_chunks_match_brute_force(monkeypatch, chunk, include_self):
+def test_consecutive_rows_in_several_chunks_match_brute_force(
+    monkeypatch, chunk, include_self, gram_blocks
+):
     """Class-sorted labels make one group of consecutive rows, read and written as
-    slices of S chunk by chunk (no index): same value and gradient as the loop."""
+    slices of S chunk by chunk (no index): same value and gradient as the loop,
+    also when ``x x^T / tau`` is built from several row blocks and mirror tiles."""
+    import retrievalkit.losses.core as core
     import retrievalkit.losses.smooth_ap as smooth_ap
 
     monkeypatch.setattr(smooth_ap, "DEFAULT_CHUNK_ELEMENTS", chunk)
+    if gram_blocks is not None:
+        monkeypatch.setattr(core, "GRAM_ROW_BLOCK", gram_blocks[0])
+        monkeypatch.setattr(core, "GRAM_MIRROR_TILE", gram_blocks[1])
     labels = torch.arange(12) // 3
     emb = random_embeddings(len(labels), 6, seed=8).requires_grad_()
     ours = SmoothAPLoss(temperature=0.05, include_self=include_self)(emb, labels)
