@@ -9,10 +9,11 @@ main: the commit object is not even there. Two header styles are read:
 - the older ``retrievalkit compare`` tables: ``Command: `...` at commit abc1234`` in
   the first lines.
 
-A "(dirty)" suffix is dropped (the commit is still the one checked). Files that name no
-commit at all are not this test's business. Exceptions are listed, one a line with a
-reason, in ``tests/results_provenance_allowlist.txt`` (``<path> | <reason>``); an entry
-whose file now passes is an error too, so the list only shrinks.
+A "(dirty)" suffix is dropped (the commit is still the one checked). A results file
+that names no commit at all fails too: nothing under ``results/`` is written by hand, so
+every file carries the header of the script that wrote it. Exceptions are listed, one a
+line with a reason, in ``tests/results_provenance_allowlist.txt`` (``<path> |
+<reason>``); an entry whose file now passes is an error too, so the list only shrinks.
 """
 
 from __future__ import annotations
@@ -127,20 +128,20 @@ def test_results_headers_name_commits_on_head() -> None:
     if not in_a_git_repository():
         pytest.skip("no git repository (e.g. a source tarball): commit ancestry cannot be checked")
     allowed = read_allowlist(ALLOWLIST)
-    named = {}
-    for path in results_files():
-        commit = header_commit(path)
-        if commit is not None:
-            named[path.relative_to(ROOT).as_posix()] = commit
-    assert len(named) >= 10, f"only {len(named)} results headers found: is the parser broken?"
-    problems = {name: commit_problem(commit) for name, commit in named.items()}
+    named = {path.relative_to(ROOT).as_posix(): header_commit(path) for path in results_files()}
+    found = sum(commit is not None for commit in named.values())
+    assert found >= 10, f"only {found} results headers found: is the parser broken?"
+    problems = {
+        name: "has no header naming a commit" if commit is None else commit_problem(commit)
+        for name, commit in named.items()
+    }
     bad = [f"{name}: {why}" for name, why in problems.items() if why and name not in allowed]
     stale = [name for name in allowed if not problems.get(name)]
     shallow = git("rev-parse", "--is-shallow-repository").stdout.strip() == "true"
     hint = " (this clone is shallow: `git fetch --unshallow` first)" if shallow else ""
     assert not bad, (
-        f"results files whose header names a commit HEAD lacks{hint}; rerun them at HEAD "
-        f"(the command is in the header) or list them with a reason in {ALLOWLIST.name}:\n"
+        f"results files whose header names no commit or one HEAD lacks{hint}; rerun them at "
+        f"HEAD (the command is in the header) or list them with a reason in {ALLOWLIST.name}:\n"
         + "\n".join(bad)
     )
     assert not stale, (
