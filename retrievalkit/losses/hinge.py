@@ -29,6 +29,7 @@ batch's captions get their own ``txt [img; ref_img]^T``.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -43,6 +44,15 @@ from retrievalkit.losses.core import same_label_mask, same_label_pairs
 HINGE_BLOCK_ELEMENTS = 1 << 18
 # Up to this many elements a dense same-id mask is cheaper than sorting the ids.
 DENSE_MASK_ELEMENTS = 1 << 16
+
+
+def autocast_off(device_type: str) -> contextlib.AbstractContextManager:
+    """Autocast disabled on ``device_type`` (the similarities stay in the inputs'
+    dtype); a no-op context when it is not enabled (entering ``torch.autocast``
+    costs more than a small step's elementwise pass)."""
+    if torch.is_autocast_enabled(device_type):
+        return torch.autocast(device_type=device_type, enabled=False)
+    return contextlib.nullcontext()
 
 
 def row_blocks(num_rows: int, num_cols: int) -> list[slice]:
@@ -211,7 +221,7 @@ def _exact_rows(costs: Tensor, hinge: Tensor) -> Tensor:
     return weight * (hinge > 0)
 
 
-def _tied_rows(
+def tied_rows(
     sim: Tensor, diag: Tensor, tied: Tensor, margin: float, transposed: bool
 ) -> SparseGrad:
     """The exact MH gradient of the queries marked ``tied [n]`` (bool), from their
@@ -245,7 +255,7 @@ def max_hinge_grad(
     if not bool(tied.any()):
         return value, active.to(sim.dtype), []
     weight = (active & ~tied).to(sim.dtype)
-    return value, weight, [_tied_rows(sim, diag, tied, margin, transposed)]
+    return value, weight, [tied_rows(sim, diag, tied, margin, transposed)]
 
 
 def _products(
@@ -257,7 +267,7 @@ def _products(
     return (grad @ keys).mul_(scale), (grad.T @ queries).mul_(scale)
 
 
-def _exclude_same_ids_(sim: Tensor, ids: Tensor | None, all_ids: Tensor) -> None:
+def exclude_same_ids_(sim: Tensor, ids: Tensor | None, all_ids: Tensor) -> None:
     """Set ``sim [B, R]`` to its dtype's lowest value (finite: ``0 * lowest`` is 0 in
     the SH dot product) where the row's id equals the column's
     (``ids=None``: all ids distinct, only the diagonal). Small matrices use one
@@ -287,7 +297,7 @@ def hinge_terms(
     the columns are queries too.
     """
     diag = sim.diagonal().clone()
-    _exclude_same_ids_(sim, ids, all_ids)
+    exclude_same_ids_(sim, ids, all_ids)
     if not max_violation:
         return sum_hinges_(sim, diag, margin, columns)
     row_hardest, col_hardest = hardest_negatives(sim, columns)
@@ -332,7 +342,7 @@ class VSEHinge(torch.autograd.Function):
         margin: float,
         max_violation: bool,
     ) -> Tensor:
-        with torch.autocast(device_type=img.device.type, enabled=False):
+        with autocast_off(img.device.type):
             pairs = _query_key_pairs(img, txt, ref_img, ref_txt)
             total, grads = img.new_zeros(()), []
             for queries, keys in pairs:
@@ -352,7 +362,7 @@ class VSEHinge(torch.autograd.Function):
         pairs = list(zip(saved[::2], saved[1::2], strict=True))
         img = saved[0]
         scale = grad_output.to(img.dtype)
-        with torch.autocast(device_type=grad_output.device.type, enabled=False):
+        with autocast_off(grad_output.device.type):
             products = [
                 _products(g, q, k, scale) for g, (q, k) in zip(ctx.grads, pairs, strict=True)
             ]

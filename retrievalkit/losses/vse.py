@@ -11,7 +11,9 @@ both directions, non-negatives excluded from a sparse list of same-id pairs, and
 the gradient in closed form (MH: a gather, ``O(B D)``, no backward matmul; SH:
 the two backward matmuls). Values and gradients are those of the formula
 (``amax``'s even split over tied maxima included), checked against vsepp's code
-and a loop in ``tests/losses/test_vse.py``.
+and a loop in ``tests/losses/test_vse.py``. A batch of B <= 256 without references
+takes :class:`~retrievalkit.losses.hinge_small.SmallVSEHinge` instead: the same
+terms in fewer tensor operations (at that size a step is mostly per-call dispatch).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from torch import Tensor, nn
 
 from retrievalkit.losses.core import check_embeddings, compute_dtype
 from retrievalkit.losses.hinge import VSEHinge
+from retrievalkit.losses.hinge_small import SmallVSEHinge, use_small_path
 from retrievalkit.losses.registry import register_loss
 
 
@@ -104,18 +107,22 @@ class VSELoss(nn.Module):
         ``[img; ref_img]``; a reference with the query's id is never a negative.
         The reduction counts the batch's rows only (``mean`` divides by B)."""
         ids, _, _, all_ids = pairs_with_references(img, txt, img_ids, ref_img, ref_txt, ref_ids)
-        distinct = img_ids is None and ref_ids is None  # only the diagonal is excluded
         dtype = compute_dtype(img.dtype)
-        refs = [None if r is None else r.to(dtype) for r in (ref_img, ref_txt)]
-        total = VSEHinge.apply(
-            img.to(dtype),
-            txt.to(dtype),
-            *refs,
-            None if distinct else ids,
-            all_ids,
-            self.margin,
-            self.max_violation,
-        )
+        img, txt = (x if x.dtype == dtype else x.to(dtype) for x in (img, txt))
+        if ref_img is None and use_small_path(img.shape[0]):
+            total = SmallVSEHinge.apply(img, txt, img_ids, self.margin, self.max_violation)
+        else:
+            distinct = img_ids is None and ref_ids is None  # only the diagonal is excluded
+            refs = [None if r is None else r.to(dtype) for r in (ref_img, ref_txt)]
+            total = VSEHinge.apply(
+                img,
+                txt,
+                *refs,
+                None if distinct else ids,
+                all_ids,
+                self.margin,
+                self.max_violation,
+            )
         return total / img.shape[0] if self.reduction == "mean" else total
 
     def collapsed_value(self, batch_size: int) -> float | None:

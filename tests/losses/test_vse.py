@@ -4,7 +4,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from retrievalkit.losses import VSELoss, hinge
+from retrievalkit.losses import VSELoss, hinge, hinge_small
+from retrievalkit.losses import vse as vse_module
 from retrievalkit.losses.vsepp_reference import vsepp_contrastive
 
 
@@ -274,3 +275,107 @@ def test_upstream_gradient_scales(max_violation):
     ours = loss(img, txt, ids) * 3.0
     ref = masked_reference(img, txt, ids, 0.2, max_violation) / 9 * 3.0
     assert_same_values_and_grads(ours, ref, (img, txt))
+
+
+# Two implementations: B <= 256 without references takes hinge_small (few
+# operations); larger batches and references take hinge.VSEHinge (blocked).
+# The tests below run both paths at the same sizes, and check them against
+# each other and against the references above.
+
+
+@pytest.fixture(params=["small", "blocked"])
+def path(request, monkeypatch):
+    """Which implementation ``VSELoss`` uses, at any B."""
+    if request.param == "blocked":
+        monkeypatch.setattr(vse_module, "use_small_path", lambda num: False)
+    return request.param
+
+
+def test_small_batches_without_references_take_the_small_path(monkeypatch):
+    calls = []
+    real = vse_module.SmallVSEHinge
+
+    class Spy(torch.autograd.Function):
+        @staticmethod
+        def apply(*args):
+            calls.append(args[0].shape[0])
+            return real.apply(*args)
+
+    monkeypatch.setattr(vse_module, "SmallVSEHinge", Spy)
+    assert hinge_small.use_small_path(256) and not hinge_small.use_small_path(257)
+    img, txt = embeddings(256, 4, seed=0)
+    VSELoss()(img, txt)
+    ref = (F.normalize(torch.randn(2, 4, dtype=torch.float64), dim=1),) * 2
+    VSELoss()(img[:8], txt[:8], torch.arange(8), *ref, torch.tensor([20, 21]))
+    VSELoss()(*embeddings(257, 4, seed=0))
+    assert calls == [256]
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("n, num_ids", [(64, 64), (97, 30), (200, 7), (256, 256)])
+@pytest.mark.parametrize("block_elements", [None, 50])
+def test_both_paths_equal_masked_formula_with_random_ids(
+    max_violation, n, num_ids, block_elements, path, monkeypatch
+):
+    """``test_equals_masked_formula_with_random_ids`` on each path at small B (the
+    blocked one with one block or many odd-sized ones)."""
+    test_equals_masked_formula_with_random_ids(
+        max_violation, n, num_ids, block_elements, monkeypatch
+    )
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+def test_both_paths_ties_zero_hinges_and_collapse(max_violation, path):
+    """The hand-placed ties and zero hinges, and the all-tied collapse, on each path."""
+    test_ties_and_exactly_zero_hinges(max_violation)
+    for n in (2, 5, 40):
+        test_collapse_gradient_splits_over_all_negatives(n)
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("scale", [1.0, 3.0])
+def test_small_path_equals_blocked_path_bit_for_bit(max_violation, dtype, scale, monkeypatch):
+    """Same float operations: equal gradients (and MH values) bit for bit, ties and
+    repeated ids included; the SH value is summed as vsepp sums it (test below), so
+    it may differ from the blocked path's in the last bits."""
+    g = torch.Generator().manual_seed(4)
+    for n, dim in ((2, 8), (33, 8), (128, 32), (256, 32)):
+        # 3-bit coordinates: exact dot products, so ties occur
+        img = torch.randint(-2, 3, (n, dim), generator=g).to(dtype) / 4
+        txt = torch.randint(-2, 3, (n, dim), generator=g).to(dtype) / 4
+        ids = torch.randint(0, max(1, n // 3), (n,), generator=g)
+        results = []
+        for small in (True, False):
+            monkeypatch.setattr(vse_module, "use_small_path", lambda num, small=small: small)
+            leaves = [t.clone().requires_grad_() for t in (img, txt)]
+            loss = VSELoss(0.2, max_violation)(*leaves, ids)
+            (loss * scale).backward()
+            results.append((loss.detach(), *(t.grad for t in leaves)))
+        (value, *grads), (blocked_value, *blocked_grads) = results
+        for a, b in zip(grads, blocked_grads, strict=True):
+            assert torch.equal(a, b)
+        if max_violation:
+            assert torch.equal(value, blocked_value)
+        else:
+            # summation order only (up to 2 x 65536 terms; float32: 1e-5 relative)
+            torch.testing.assert_close(value, blocked_value, rtol=1e-5, atol=0)
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("n", [2, 33, 128, 256])
+def test_small_path_value_equals_vsepp_bit_for_bit(max_violation, dtype, n):
+    """Distinct ids: vsepp's value exactly (its costs, summed per direction in the
+    same order), and for SH its gradient exactly (0/1 weights and integer counts)."""
+    img, txt = embeddings(n, 32, seed=n, dtype=dtype)
+    ours = VSELoss(0.2, max_violation)(img, txt)
+    ref = vsepp_contrastive(img, txt, 0.2, max_violation)
+    assert torch.equal(ours, ref)
+    if not max_violation:
+        for a, b in zip(
+            torch.autograd.grad(ours, (img, txt)),
+            torch.autograd.grad(ref, (img, txt)),
+            strict=True,
+        ):
+            assert torch.equal(a, b)
