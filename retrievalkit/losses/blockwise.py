@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
-from retrievalkit.losses.core import PairBatch, PairLoss, RowBlock, symmetrize_
+from retrievalkit.losses.core import PairBatch, PairLoss, RowBlock, scaled_gram, symmetrize_
 
 
 class BlockwiseLoss(PairLoss):
@@ -129,7 +129,7 @@ class _GramBlockwiseFunction(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: Tensor, labels: Tensor, loss: BlockwiseLoss) -> Tensor:  # type: ignore[override]
         with torch.autocast(device_type=x.device.type, enabled=False):
-            sim = x @ x.T
+            sim = scaled_gram(x)
         pairs = PairBatch(sim=sim, labels=labels, ref_labels=labels, gram=True)
         total, prepared = _run_blocks(pairs, sim, loss, sim)
         ctx.save_for_backward(x, sim)

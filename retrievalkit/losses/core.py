@@ -74,15 +74,19 @@ GRAM_MIRROR_TILE = 256
 def scaled_gram(x: Tensor, alpha: float = 1.0) -> Tensor:
     """``alpha * x @ x.T`` ``[B, B]`` for ``x [B, D]``, exactly symmetric.
 
-    Only the upper triangle is multiplied, one matmul per block of
-    ``GRAM_ROW_BLOCK`` rows (about half the work of the full ``B x B x D``
+    Above ``GRAM_ROW_BLOCK`` rows only the upper triangle is multiplied, one
+    matmul per block of rows (about half the work of the full ``B x B x D``
     matmul, ``alpha`` applied by the matmul itself), then mirrored into the lower
-    triangle tile by tile while each tile is in the cache. Measured 13% faster
-    than one full matmul at B = 4096, D = 512 on one CPU thread here
-    (``benchmarks/losses.py`` times the losses that use it). Entries may differ
-    from the full matmul's in the last bit (another blocking of the sums).
+    triangle tile by tile while each tile is in the cache: 13% faster than one
+    full matmul at B = 4096, D = 512 on one CPU thread here (a throwaway
+    interleaved comparison; ``benchmarks/losses.py`` times the losses that use
+    it). Entries may differ from the full matmul's in the last bit (another
+    blocking of the sums). Up to ``GRAM_ROW_BLOCK`` rows it is one matmul, whose
+    result this BLAS makes symmetric bit for bit (tested).
     """
     num = x.shape[0]
+    if num <= GRAM_ROW_BLOCK:
+        return torch.addmm(x.new_empty(num, num), x, x.T, beta=0, alpha=alpha)
     out = x.new_empty(num, num)
     for a in range(0, num, GRAM_ROW_BLOCK):
         rows = slice(a, min(a + GRAM_ROW_BLOCK, num))
@@ -114,7 +118,7 @@ class _Gram(torch.autograd.Function):
     def forward(ctx: Any, x: Tensor) -> Tensor:  # type: ignore[override]
         ctx.save_for_backward(x)
         with torch.autocast(device_type=x.device.type, enabled=False):
-            return x @ x.T
+            return scaled_gram(x)
 
     @staticmethod
     @once_differentiable

@@ -188,9 +188,13 @@ CASES = [
 
 @pytest.fixture(params=["one_block", "small_blocks"])
 def block_size(request, monkeypatch):
-    """Default blocks (one per batch here) and blocks of 1-2 rows (block boundaries)."""
+    """Default blocks (one per batch here) and blocks of 1-2 rows (block boundaries);
+    small blocks also build ``x x^T`` from its upper triangle in row blocks of 4 rows
+    mirrored in tiles of 3 (``scaled_gram``'s path for B > 512)."""
     if request.param == "small_blocks":
         monkeypatch.setattr(core, "BLOCK_ELEMENTS", 30)
+        monkeypatch.setattr(core, "GRAM_ROW_BLOCK", 4)
+        monkeypatch.setattr(core, "GRAM_MIRROR_TILE", 3)
     return request.param
 
 
