@@ -73,9 +73,8 @@ class StackedHardest:
     def products(self, img: Tensor, txt: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
         """``scale * (G txt, G^T img)``: gathers and index-adds, ``O(B D)``."""
         num = img.shape[0]
-        w = (self.weight * scale).unsqueeze(1)
-        w_row, w_col = w[:num], w[num:]
-        row_index, col_index = self.index[:num], self.index[num:]
+        w_row, w_col = (self.weight * scale).view(2, num, 1).unbind()
+        row_index, col_index = self.index.view(2, num).unbind()
         w_diag = w_row + w_col
         d_img = txt.index_select(0, row_index).mul_(w_row)
         d_img.addcmul_(txt, w_diag, value=-1)  # the matched pairs
@@ -89,9 +88,11 @@ class StackedHardest:
         return d_img, d_txt
 
 
-def max_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, StackedHardest]:
-    """MH value of both directions and its gradient of the square ``sim [B, B]``
-    (overwritten); ``ids [B]`` (None: all distinct).
+def max_hinges(
+    img: Tensor, txt: Tensor, ids: Tensor | None, margin: float
+) -> tuple[Tensor, StackedHardest]:
+    """MH value of both directions and its gradient for ``S = img txt^T [B, B]``;
+    ``ids [B]`` (None: all distinct).
 
     Per query ``k`` of ``[S; S^T]``: ``top = (margin + max) - S_qq`` and ``second``,
     the same of the largest other similarity. ``cost = [top]_+`` gives the value
@@ -99,10 +100,12 @@ def max_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, 
     when ``second == cost`` (``second <= top``, so this is ``top > 0`` and a tie,
     or ``top == second == 0``, a row without gradient that the exact split also gives).
     """
-    num = sim.shape[0]
+    num = img.shape[0]
+    both = img.new_empty(2 * num, num)  # row k < B: image k; row B + j: caption j
+    sim = torch.mm(img, txt.T, out=both[:num])
     diag = sim.diagonal().clone()
     exclude_same_ids_(sim, ids, ids)
-    both = torch.cat([sim, sim.T])  # row k < B: image k; row B + j: caption j
+    both[num:] = sim.T  # cheaper than torch.cat with a transposed operand
     value, index = both.max(dim=1)
     second = both.scatter_(1, index.unsqueeze(1), -torch.inf).amax(dim=1)
     top = torch.stack([value, second]).add_(margin).view(2, 2, num).sub_(diag)
@@ -112,8 +115,9 @@ def max_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, 
     weight = costs.sign().view(-1)
     if not bool(tied.any()):
         return total, StackedHardest(index, weight, [])
+    both.scatter_(1, index.unsqueeze(1), value.unsqueeze(1))  # S again (excluded)
     ties = [
-        tied_rows(sim, diag, tied[part], margin, transposed=part == 1)  # sim: excluded, intact
+        tied_rows(sim, diag, tied[part], margin, transposed=part == 1)
         for part in (0, 1)
         if bool(tied[part].any())
     ]
@@ -130,8 +134,10 @@ class SmallVSEHinge(torch.autograd.Function):
         ctx: Any, img: Tensor, txt: Tensor, ids: Tensor | None, margin: float, max_violation: bool
     ) -> Tensor:
         with autocast_off(img.device.type):
-            sim = img @ txt.T
-            total, grad = (max_hinges if max_violation else sum_hinges)(sim, ids, margin)
+            if max_violation:
+                total, grad = max_hinges(img, txt, ids, margin)
+            else:
+                total, grad = sum_hinges(img @ txt.T, ids, margin)
         ctx.save_for_backward(img, txt)
         ctx.grad = grad
         return total
