@@ -10,9 +10,9 @@ Sources (repeatable ``--source``), each giving per-seed test scores per recipe:
 - a ``.json`` results file whose ``results.runs`` is a list of
   ``{"recipe", "seed", "test": {metric: value}}`` (e.g. ``fmnist_plain_loop.py``'s).
 - a per-seed column table ``| test split | seed run 0 | ... |`` (e.g.
-  ``results/emoji/demo_3seeds.md``), its recipe named by the file's stem;
+  a demo seed table), its recipe named by the file's stem;
 - ``--summary FILE``: a table of ``mean ± std`` cells with a ``seeds`` column (the
-  count), e.g. ``results/emoji/mfsr_ablation.md``; only Welch's test is possible
+  count), e.g. the test split table of a compare ``comparison.md``; only Welch's test is possible
   from it (computed from the rounded mean, std and n), and the output says so.
 ``--rename SOURCE:OLD=NEW`` gives a recipe another label (two sources holding the same recipe
 name at different settings). Every ``--pair A B`` is tested on every ``--metric``:
