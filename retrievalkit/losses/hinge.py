@@ -193,15 +193,15 @@ class HardestGrad:
         ``[B, D]`` temporaries: each fresh one costs page faults)."""
         num = queries.shape[0]
         w_row = (self.row_weight * scale).unsqueeze(1)
-        w_diag = w_row if self.col_weight is None else w_row + self.col_weight.unsqueeze(1) * scale
+        w_col = None if self.col_weight is None else (self.col_weight * scale).unsqueeze(1)
+        w_diag = w_row if w_col is None else w_row + w_col
         d_queries = keys.index_select(0, self.row_index).mul_(w_row)
         d_queries.addcmul_(keys[:num], w_diag, value=-1)  # the matched pairs
-        if self.col_index is None or self.col_weight is None:
+        if self.col_index is None or w_col is None:
             d_keys = torch.zeros_like(keys)
             scaled = queries * w_row
             d_keys[:num] -= scaled
         else:
-            w_col = (self.col_weight * scale).unsqueeze(1)
             d_keys = queries.index_select(0, self.col_index).mul_(w_col)
             d_keys.addcmul_(queries, w_diag, value=-1)
             scaled = torch.mul(keys, w_col)
@@ -258,7 +258,7 @@ def max_hinge_grad(
     return value, weight, [tied_rows(sim, diag, tied, margin, transposed)]
 
 
-def _products(
+def hinge_products(
     grad: Tensor | HardestGrad, queries: Tensor, keys: Tensor, scale: Tensor
 ) -> tuple[Tensor, Tensor]:
     """``scale * (G K, G^T Q)``: two matmuls for a dense ``G``."""
@@ -364,7 +364,7 @@ class VSEHinge(torch.autograd.Function):
         scale = grad_output.to(img.dtype)
         with autocast_off(grad_output.device.type):
             products = [
-                _products(g, q, k, scale) for g, (q, k) in zip(ctx.grads, pairs, strict=True)
+                hinge_products(g, q, k, scale) for g, (q, k) in zip(ctx.grads, pairs, strict=True)
             ]
         if len(pairs) == 1:
             (d_img, d_txt), d_ref_img, d_ref_txt = products[0], None, None

@@ -13,8 +13,9 @@ comparisons, with their bool outputs, cost several times more there):
   the backward is the two matmuls.
 - MH: rows and columns are reduced in one pass over ``[S; S^T]`` ``[2B, B]``
   (image queries, then caption queries) and both directions' ``[2B]`` terms in
-  one set of vector operations; the backward is two gathers and two
-  index-adds, with the float operations of :class:`~retrievalkit.losses.hinge.HardestGrad`.
+  one set of vector operations; the gradient is a
+  :class:`~retrievalkit.losses.hinge.HardestGrad`, whose backward (gathers and
+  index-adds, ``O(B D)``) is the large-B path's own.
 
 Values and gradients are those of :mod:`retrievalkit.losses.hinge` (ties split
 exactly by :func:`~retrievalkit.losses.hinge.tied_rows`), checked in
@@ -23,7 +24,6 @@ exactly by :func:`~retrievalkit.losses.hinge.tied_rows`), checked in
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -32,9 +32,10 @@ from torch.autograd.function import once_differentiable
 
 from retrievalkit.losses.hinge import (
     DENSE_MASK_ELEMENTS,
-    SparseGrad,
+    HardestGrad,
     autocast_off,
     exclude_same_ids_,
+    hinge_products,
     tied_rows,
 )
 
@@ -59,38 +60,9 @@ def sum_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, 
     return total, grad
 
 
-@dataclass(frozen=True)
-class StackedHardest:
-    """MH ``dL/dS`` of the square ``S`` for the ``2B`` queries of ``[S; S^T]``
-    (images ``q < B``, then captions): ``+weight[k]`` at the hardest negative
-    ``index[k]`` of query ``k``, ``-weight[k]`` at its match; plus the tied queries,
-    resolved exactly."""
-
-    index: Tensor
-    weight: Tensor
-    ties: list[SparseGrad]
-
-    def products(self, img: Tensor, txt: Tensor, scale: Tensor) -> tuple[Tensor, Tensor]:
-        """``scale * (G txt, G^T img)``: gathers and index-adds, ``O(B D)``."""
-        num = img.shape[0]
-        w_row, w_col = (self.weight * scale).view(2, num, 1).unbind()
-        row_index, col_index = self.index.view(2, num).unbind()
-        w_diag = w_row + w_col
-        d_img = txt.index_select(0, row_index).mul_(w_row)
-        d_img.addcmul_(txt, w_diag, value=-1)  # the matched pairs
-        scaled = torch.mul(txt, w_col)
-        d_img.index_add_(0, col_index, scaled)
-        d_txt = img.index_select(0, col_index).mul_(w_col)
-        d_txt.addcmul_(img, w_diag, value=-1)
-        d_txt.index_add_(0, row_index, torch.mul(img, w_row, out=scaled))
-        for tie in self.ties:
-            tie.accumulate_(d_img, d_txt, img, txt, scale)
-        return d_img, d_txt
-
-
 def max_hinges(
     img: Tensor, txt: Tensor, ids: Tensor | None, margin: float
-) -> tuple[Tensor, StackedHardest]:
+) -> tuple[Tensor, HardestGrad]:
     """MH value of both directions and its gradient for ``S = img txt^T [B, B]``;
     ``ids [B]`` (None: all distinct).
 
@@ -112,16 +84,19 @@ def max_hinges(
     costs = top[0].clamp_min(0)  # [2, B]: image queries, caption queries
     total = costs.sum(dim=1).sum()  # each direction summed, then added (as vsepp)
     tied = top[1] == costs
-    weight = costs.sign().view(-1)
-    if not bool(tied.any()):
-        return total, StackedHardest(index, weight, [])
-    both.scatter_(1, index.unsqueeze(1), value.unsqueeze(1))  # S again (excluded)
-    ties = [
-        tied_rows(sim, diag, tied[part], margin, transposed=part == 1)
-        for part in (0, 1)
-        if bool(tied[part].any())
-    ]
-    return total, StackedHardest(index, weight.masked_fill_(tied.view(-1), 0), ties)
+    weight = costs.sign()
+    row_index, col_index = index.view(2, num).unbind()
+    ties = []
+    if bool(tied.any()):
+        both.scatter_(1, index.unsqueeze(1), value.unsqueeze(1))  # S again (excluded)
+        weight.masked_fill_(tied, 0)
+        ties = [
+            tied_rows(sim, diag, tied[part], margin, transposed=part == 1)
+            for part in (0, 1)
+            if bool(tied[part].any())
+        ]
+    row_weight, col_weight = weight.unbind()
+    return total, HardestGrad(row_index, row_weight, col_index, col_weight, ties)
 
 
 class SmallVSEHinge(torch.autograd.Function):
@@ -149,8 +124,5 @@ class SmallVSEHinge(torch.autograd.Function):
         grad = ctx.grad
         scale = grad_output if grad_output.dtype == img.dtype else grad_output.to(img.dtype)
         with autocast_off(img.device.type):
-            if isinstance(grad, StackedHardest):
-                d_img, d_txt = grad.products(img, txt, scale)
-            else:
-                d_img, d_txt = (grad @ txt).mul_(scale), (grad.T @ img).mul_(scale)
+            d_img, d_txt = hinge_products(grad, img, txt, scale)
         return d_img, d_txt, None, None, None
