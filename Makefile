@@ -21,8 +21,9 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 EXTRAS ?= vision,text,index,milvus,serve,export,emoji,towers,dev
 endif
 DEBIAN_DATA := dataset-fashion-mnist fonts-noto-color-emoji unicode-cldr-core
-# the browser of the page's end-to-end test (Playwright drives it; no browser download)
-DEBIAN_TOOLS := chromium
+# the browser of the page's end-to-end test (Playwright drives it; no browser download), and
+# the C compiler that builds the fused Smooth-AP kernel on first use (retrievalkit/losses/native.py)
+DEBIAN_TOOLS := chromium gcc libc6-dev
 # Emoji art styles (Iconify JSON sets on npm, pinned; see retrievalkit/data/emoji/styles.py):
 # fetched once with `npm pack` into $(EMOJI_STYLES_DIR)/<set>/; a set that cannot be
 # fetched is skipped with a one-line message (the emoji data then has fewer styles).

@@ -27,7 +27,10 @@ upstream gradient) recomputes them in backward. Extra memory is ``O(B R)``
 gradient over it. Without extra references the loss builds ``x x^T / tau`` from
 the upper triangle (:func:`~retrievalkit.losses.core.scaled_gram`, half a matmul)
 with a one-matmul backward (``(G + G.T) @ x`` instead of two matmuls). Double
-backward is not supported.
+backward is not supported. On float32 CPU tensors a group's pass is one C kernel
+(:mod:`~retrievalkit.losses.smooth_ap_native`: each query's row read once, its
+``k x R`` sigmoids kept in a per-thread scratch) instead of :func:`_group_pass`'s
+six passes over each block; both compute the formula above.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from retrievalkit.losses import smooth_ap_native
 from retrievalkit.losses.core import PairBatch, PairLoss, scaled_gram, symmetrize_
 from retrievalkit.losses.registry import register_loss
 
@@ -218,6 +222,25 @@ def _group_pass(
     return ap
 
 
+def _group_ap(
+    logits: Tensor,
+    group: _Group,
+    inv_tau: float,
+    chunk_elements: int,
+    weight: Tensor | None = None,
+) -> Tensor:
+    """``AP [Q]`` of one group from ``logits [B, R]`` (:func:`_logits`); with ``weight
+    [Q]`` also its ``dL/dS`` written over the group's rows of ``logits``.
+
+    Float32 on the CPU runs the fused kernel (:mod:`~retrievalkit.losses.smooth_ap_native`,
+    the same pass in C), anything else :func:`_group_pass`.
+    """
+    if smooth_ap_native.usable(logits, group.pos_idx.shape[1]):
+        return smooth_ap_native.group_ap(logits, group.rows, group.pos_idx, inv_tau, weight)
+    chunker = _Chunker(logits, group, inv_tau, chunk_elements)
+    return _group_pass(chunker, weight, None if weight is None else logits)
+
+
 class _SmoothAPFunction(torch.autograd.Function):
     """``sim [B, R] -> AP [B]`` (0 for queries outside every group).
 
@@ -237,7 +260,7 @@ class _SmoothAPFunction(torch.autograd.Function):
         with torch.autocast(device_type=sim.device.type, enabled=False):
             logits = _logits(sim.detach(), inv_tau, exclude_self)
             for group in groups:
-                ap[group.rows] = _group_pass(_Chunker(logits, group, inv_tau, chunk_elements))
+                ap[group.rows] = _group_ap(logits, group, inv_tau, chunk_elements)
         ctx.save_for_backward(sim)
         ctx.groups, ctx.inv_tau = groups, inv_tau
         ctx.exclude_self, ctx.chunk_elements = exclude_self, chunk_elements
@@ -250,8 +273,7 @@ class _SmoothAPFunction(torch.autograd.Function):
         with torch.autocast(device_type=sim.device.type, enabled=False):
             grad = _logits(sim, ctx.inv_tau, ctx.exclude_self)  # rows become dL/dS
             for group in ctx.groups:
-                chunker = _Chunker(grad, group, ctx.inv_tau, ctx.chunk_elements)
-                _group_pass(chunker, grad_ap[group.rows], grad)
+                _group_ap(grad, group, ctx.inv_tau, ctx.chunk_elements, grad_ap[group.rows])
         valid = _has_positive(ctx.groups, grad.shape[0], grad.device)
         return _zero_rows_outside(valid, grad), None, None, None, None
 
@@ -302,8 +324,7 @@ def _weighted_ap_sum(
     total = logits.new_zeros(())
     for group in groups:
         group_weight = weight[group.rows]
-        chunker = _Chunker(logits, group, inv_tau, chunk_elements)
-        ap = _group_pass(chunker, group_weight, logits)
+        ap = _group_ap(logits, group, inv_tau, chunk_elements, group_weight)
         total += (ap * group_weight).sum()
     return total
 
