@@ -53,6 +53,7 @@ from load_monitor import LoadMonitor
 from peak_memory import print_peak_growth
 
 import retrievalkit.losses.bench as bench
+from retrievalkit.losses import native, smooth_ap_native
 from retrievalkit.losses.bench import LOSS_NAMES, benchmark_rows, table_header
 from retrievalkit.run.provenance import collect, write_results
 
@@ -158,6 +159,15 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
+def smooth_ap_pass() -> str:
+    """Which Smooth-AP pass this process runs (the C kernel or the torch code)."""
+    if not native.enabled():
+        return "the torch code (RETRIEVALKIT_NATIVE=0)"
+    if native.load_library(smooth_ap_native.SOURCE) is None:
+        return "the torch code (the C kernel could not be built; see the warning)"
+    return "the C kernel (`retrievalkit/losses/smooth_ap_kernel.c`)"
+
+
 def main() -> None:
     args = parse_args()
     if args.probe:
@@ -175,7 +185,8 @@ def main() -> None:
         f"setting is usable for a claim when it is at most {limit:.2f} "
         f"({LOAD_PER_CORE_LIMIT} per core) before the setting (1-minute load average "
         "minus this script's estimated share), during it (mean of the samples) and "
-        "after it (as before).\n"
+        "after it (as before).\n\n"
+        f"Smooth-AP's group pass: {smooth_ap_pass()}.\n"
     ]
     with LoadMonitor() as monitor:
         for threads in dict.fromkeys(args.threads):
