@@ -53,7 +53,7 @@ from load_monitor import LoadMonitor
 from peak_memory import print_peak_growth
 
 import retrievalkit.losses.bench as bench
-from retrievalkit.losses import native, smooth_ap_native
+from retrievalkit.losses import native, smooth_ap_native, vse_native
 from retrievalkit.losses.bench import LOSS_NAMES, benchmark_rows, table_header
 from retrievalkit.run.provenance import collect, write_results
 
@@ -159,13 +159,13 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def smooth_ap_pass() -> str:
-    """Which Smooth-AP pass this process runs (the C kernel or the torch code)."""
+def native_pass(source: str) -> str:
+    """Which pass this process runs for a C kernel ``source`` (or the torch code)."""
     if not native.enabled():
         return "the torch code (RETRIEVALKIT_NATIVE=0)"
-    if native.load_library(smooth_ap_native.SOURCE) is None:
+    if native.load_library(source) is None:
         return "the torch code (the C kernel could not be built; see the warning)"
-    return "the C kernel (`retrievalkit/losses/smooth_ap_kernel.c`)"
+    return f"the C kernel (`retrievalkit/losses/{source}`)"
 
 
 def main() -> None:
@@ -186,7 +186,8 @@ def main() -> None:
         f"({LOAD_PER_CORE_LIMIT} per core) before the setting (1-minute load average "
         "minus this script's estimated share), during it (mean of the samples) and "
         "after it (as before).\n\n"
-        f"Smooth-AP's group pass: {smooth_ap_pass()}.\n"
+        f"Smooth-AP's group pass: {native_pass(smooth_ap_native.SOURCE)}.\n"
+        f"VSE++ MH's hardest negatives and gradient products: {native_pass(vse_native.SOURCE)}.\n"
     ]
     with LoadMonitor() as monitor:
         for threads in dict.fromkeys(args.threads):

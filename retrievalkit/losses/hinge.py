@@ -37,6 +37,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from retrievalkit.losses import vse_native
 from retrievalkit.losses.core import same_label_mask, same_label_pairs
 
 # Elements of one block of rows in the passes over S (1 MiB in float32): the
@@ -198,6 +199,23 @@ class HardestGrad:
         """``scale * (G K, G^T Q)``: gathers and index-adds, ``O(B D)`` (few
         ``[B, D]`` temporaries: each fresh one costs page faults)."""
         num = queries.shape[0]
+        if (
+            self.col_index is not None
+            and self.col_weight is not None
+            and vse_native.usable(queries, keys, self.row_weight, self.col_weight)
+        ):  # square, float32 on the CPU: one fused loop (the same terms)
+            d_queries, d_keys = vse_native.hardest_products(
+                queries,
+                keys,
+                self.row_index,
+                self.row_weight,
+                self.col_index,
+                self.col_weight,
+                float(scale),
+            )
+            for tie in self.ties:
+                tie.accumulate_(d_queries, d_keys, queries, keys, scale)
+            return d_queries, d_keys
         w_row = (self.row_weight * scale).unsqueeze(1)
         w_col = None if self.col_weight is None else (self.col_weight * scale).unsqueeze(1)
         w_diag = w_row if w_col is None else w_row + w_col

@@ -15,7 +15,10 @@ comparisons, with their bool outputs, cost several times more there):
   (image queries, then caption queries) and both directions' ``[2B]`` terms in
   one set of vector operations; the gradient is a
   :class:`~retrievalkit.losses.hinge.HardestGrad`, whose backward (gathers and
-  index-adds, ``O(B D)``) is the large-B path's own.
+  index-adds, ``O(B D)``) is the large-B path's own. On float32 CPU tensors the
+  reductions, costs and tie test are one call of the C kernel
+  (:func:`~retrievalkit.losses.vse_native.hardest`: one pass over ``S``, no
+  transposed copy), which gives the same costs bit for bit.
 
 Values and gradients are those of :mod:`retrievalkit.losses.hinge` (ties split
 exactly by :func:`~retrievalkit.losses.hinge.tied_rows`), checked in
@@ -30,6 +33,7 @@ import torch
 from torch import Tensor
 from torch.autograd.function import once_differentiable
 
+from retrievalkit.losses import vse_native
 from retrievalkit.losses.hinge import (
     DENSE_MASK_ELEMENTS,
     HardestGrad,
@@ -73,6 +77,8 @@ def max_hinges(
     or ``top == second == 0``, a row without gradient that the exact split also gives).
     """
     num = img.shape[0]
+    if vse_native.usable(img, txt):
+        return _max_hinges_native(img @ txt.T, ids, margin)
     both = img.new_empty(2 * num, num)  # row k < B: image k; row B + j: caption j
     sim = torch.mm(img, txt.T, out=both[:num])
     diag = sim.diagonal().clone()
@@ -96,6 +102,29 @@ def max_hinges(
             if bool(tied[part].any())
         ]
     row_weight, col_weight = weight.unbind()
+    return total, HardestGrad(row_index, row_weight, col_index, col_weight, ties)
+
+
+def _max_hinges_native(
+    sim: Tensor, ids: Tensor | None, margin: float
+) -> tuple[Tensor, HardestGrad]:
+    """:func:`max_hinges` of ``sim [B, B]`` (float32, CPU) by the fused kernel: the
+    same costs, weights and indices; the tied queries resolved here, as there."""
+    num = sim.shape[0]
+    costs, weight, index, tied, num_tied = vse_native.hardest(sim, ids, margin)
+    total = costs.view(2, num).sum(dim=1).sum()  # each direction summed, then added (as vsepp)
+    ties = []
+    if num_tied:
+        diag = sim.diagonal().clone()
+        exclude_same_ids_(sim, ids, ids)
+        halves = tied.view(2, num)
+        ties = [
+            tied_rows(sim, diag, halves[part], margin, transposed=part == 1)
+            for part in (0, 1)
+            if bool(halves[part].any())
+        ]
+    row_index, col_index = index.view(2, num).unbind()
+    row_weight, col_weight = weight.view(2, num).unbind()
     return total, HardestGrad(row_index, row_weight, col_index, col_weight, ties)
 
 

@@ -1,0 +1,108 @@
+"""VSE++ MH's fused C kernel (float32 CPU): it builds here, runs where it should, and
+equals the torch code (costs bit for bit) and the float64 formula."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from retrievalkit.losses import VSELoss, native, vse_native
+from retrievalkit.losses import vse as vse_module
+from tests.losses.test_vse import masked_reference
+
+
+def test_the_kernel_builds_on_this_machine():
+    assert native.load_library(vse_native.SOURCE) is not None
+
+
+@pytest.fixture
+def kernel_calls(monkeypatch):
+    """Counts the kernel calls (forward terms, backward products)."""
+    calls = []
+    for name in ("hardest", "hardest_products"):
+        real = getattr(vse_native, name)
+
+        def counted(*args, real=real, name=name):
+            calls.append(name)
+            return real(*args)
+
+        monkeypatch.setattr(vse_native, name, counted)
+    return calls
+
+
+def run(img, txt, ids, small, native_on, monkeypatch, scale=1.0):
+    """Value and gradients of ``VSELoss`` MH on one path, with or without the kernel."""
+    monkeypatch.setattr(vse_module, "use_small_path", lambda num: small)
+    monkeypatch.setenv("RETRIEVALKIT_NATIVE", "1" if native_on else "0")
+    leaves = [t.detach().clone().requires_grad_() for t in (img, txt)]
+    loss = VSELoss(0.2, True)(*leaves, ids)
+    (loss * scale).backward()
+    return loss.detach(), *(t.grad for t in leaves)
+
+
+def batches():
+    """float32 batches: random unit vectors (no ties), 3-bit coordinates (exact dot
+    products: ties, zero hinges), all-equal rows (everything ties); ids distinct or
+    repeated (captions of one image)."""
+    g = torch.Generator().manual_seed(0)
+    for n, dim in ((1, 4), (2, 8), (33, 16), (128, 32), (256, 32), (300, 16)):
+        unit = torch.nn.functional.normalize(torch.randn(2, n, dim, generator=g), dim=2)
+        coarse = torch.randint(-2, 3, (2, n, dim), generator=g).float() / 4
+        ids = torch.randint(0, max(1, n // 3), (n,), generator=g)
+        for img, txt in (unit, coarse, torch.ones(2, n, dim) / dim**0.5):
+            yield img, txt, None
+            yield img, txt, ids
+
+
+@pytest.mark.parametrize("small", [True, False])
+def test_kernel_equals_the_torch_code(small, monkeypatch, kernel_calls):
+    """Same value bit for bit (same costs, same sums); gradients to float32 rounding
+    (the same terms added in another order), ties and repeated ids included."""
+    for img, txt, ids in batches():
+        for scale in (1.0, 3.0):
+            kernel = run(img, txt, ids, small, True, monkeypatch, scale)
+            torch_code = run(img, txt, ids, small, False, monkeypatch, scale)
+            assert torch.equal(kernel[0], torch_code[0])
+            for a, b in zip(kernel[1:], torch_code[1:], strict=True):
+                torch.testing.assert_close(a, b, rtol=1e-6, atol=1e-6)
+    # the small path's terms and both paths' products ran in the kernel
+    assert kernel_calls.count("hardest_products") > 0
+    assert ("hardest" in kernel_calls) == small
+
+
+def test_kernel_equals_the_float64_formula(monkeypatch):
+    for img, txt, ids in batches():
+        ids = torch.arange(img.shape[0]) if ids is None else ids
+        value, *grads = run(img, txt, ids, True, True, monkeypatch)
+        exact = [t.double().requires_grad_() for t in (img, txt)]
+        ref = masked_reference(*exact, ids, 0.2, True)
+        torch.testing.assert_close(value.double(), ref, rtol=1e-5, atol=1e-5)
+        for a, b in zip(grads, torch.autograd.grad(ref, exact), strict=True):
+            torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
+def test_kernel_runs_only_on_float32_cpu(monkeypatch, kernel_calls):
+    img = torch.nn.functional.normalize(torch.randn(16, 8, dtype=torch.float64), dim=1)
+    run(img, img.flip(0), None, True, True, monkeypatch)  # float64: the torch code
+    run(img.float(), img.flip(0).float(), None, True, False, monkeypatch)  # turned off
+    assert kernel_calls == []
+    run(img.float(), img.flip(0).float(), None, True, True, monkeypatch)
+    assert kernel_calls == ["hardest", "hardest_products"]
+
+
+def test_hardest_marks_ties_and_rows_without_negatives():
+    """One row whose two largest costs tie (its weight 0, marked tied), one whose
+    maximum is a single negative, and with one id for everything no negatives at all."""
+    sim = torch.tensor([[1.0, 0.75, 0.75], [0.5, 1.0, 0.0], [0.0, 0.25, 1.0]])
+    costs, weight, index, tied, num_tied = vse_native.hardest(sim, None, 0.5)
+    # image 0: h = 0.25 twice (tie); image 1: h = 0 (no cost); image 2: h = -0.25
+    # caption 0 (column 0): 0.5 vs S_00 = 1 -> 0; caption 1: 0.75 - 1 + 0.5 = 0.25 (row 0)
+    # caption 2: 0.75 - 1 + 0.5 = 0.25 (row 0)
+    assert costs.tolist() == [0.25, 0.0, 0.0, 0.0, 0.25, 0.25]
+    assert weight.tolist() == [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]
+    assert tied.tolist() == [True, False, False, False, False, False] and num_tied == 1
+    assert index[4].item() == 0 and index[5].item() == 0
+    costs, weight, _, tied, num_tied = vse_native.hardest(
+        sim, torch.zeros(3, dtype=torch.long), 0.5
+    )
+    assert costs.tolist() == [0.0] * 6 and weight.tolist() == [0.0] * 6 and num_tied == 0
