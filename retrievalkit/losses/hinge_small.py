@@ -10,7 +10,9 @@ comparisons, with their bool outputs, cost several times more there):
 - SH: the costs ``[h]_+ = [(margin + S) - S_qq]_+`` of each direction are one
   ``B x B`` matrix each; the value is their two sums (as vsepp sums them), and
   ``G`` their signs (1 exactly where ``h > 0``) with ``-count`` on the diagonal;
-  the backward is the two matmuls.
+  the backward is the two matmuls. On float32 CPU tensors one C call writes both cost
+  matrices (summed by torch, as vsepp) and ``G`` (over ``S``):
+  :func:`~retrievalkit.losses.vse_native.sum_hinges`.
 - MH: rows and columns are reduced in one pass over ``[S; S^T]`` ``[2B, B]``
   (image queries, then caption queries) and both directions' ``[2B]`` terms in
   one set of vector operations; the gradient is a
@@ -51,7 +53,10 @@ def use_small_path(num: int) -> bool:
 
 def sum_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, Tensor]:
     """SH value of both directions and ``G = dL/dS [B, B]`` of the square ``sim``
-    (left unchanged); ``ids [B]`` (None: all distinct)."""
+    (float32 on the CPU: by the C kernel, ``G`` written over ``sim``; else ``sim``
+    is left unchanged); ``ids [B]`` (None: all distinct)."""
+    if vse_native.usable(sim):
+        return vse_native.sum_hinges(sim, ids, margin)
     diag = sim.diagonal()
     shifted = sim + margin  # (margin + S) first, as the formula's order
     exclude_same_ids_(shifted, ids, ids)  # lowest: a cost of exactly 0
@@ -78,7 +83,7 @@ def max_hinges(
     """
     num = img.shape[0]
     if vse_native.usable(img, txt):
-        return _max_hinges_native(img @ txt.T, ids, margin)
+        return _max_hinges_native(torch.mm(img, txt.T), ids, margin)
     both = img.new_empty(2 * num, num)  # row k < B: image k; row B + j: caption j
     sim = torch.mm(img, txt.T, out=both[:num])
     diag = sim.diagonal().clone()
@@ -141,7 +146,7 @@ class SmallVSEHinge(torch.autograd.Function):
             if max_violation:
                 total, grad = max_hinges(img, txt, ids, margin)
             else:
-                total, grad = sum_hinges(img @ txt.T, ids, margin)
+                total, grad = sum_hinges(torch.mm(img, txt.T), ids, margin)
         ctx.save_for_backward(img, txt)
         ctx.grad = grad
         return total

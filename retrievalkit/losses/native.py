@@ -87,8 +87,9 @@ def _compiler_version(compiler: str) -> str:
     return result.stdout.splitlines()[0] if result.stdout else ""
 
 
-def build(source: Path, compiler: str) -> Path:
-    """The cached library of ``source`` (built now when missing).
+def build(source: Path, compiler: str, extra_flags: tuple[str, ...] = ()) -> Path:
+    """The cached library of ``source`` (built now when missing), compiled with
+    :func:`compile_flags` and then ``extra_flags`` (a later flag overrides).
 
     Raises:
         RuntimeError: the compiler failed (its first error line in the message).
@@ -98,7 +99,7 @@ def build(source: Path, compiler: str) -> Path:
         b"\0".join(
             [
                 text,
-                " ".join(compile_flags()).encode(),
+                " ".join(compile_flags() + extra_flags).encode(),
                 _compiler_version(compiler).encode(),
                 _cpu_flags().encode(),
             ]
@@ -111,7 +112,7 @@ def build(source: Path, compiler: str) -> Path:
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         built = Path(tmp) / target.name
         result = subprocess.run(
-            [compiler, *compile_flags(), "-o", str(built), str(source), "-lm"],
+            [compiler, *compile_flags(), *extra_flags, "-o", str(built), str(source), "-lm"],
             capture_output=True,
             text=True,
             timeout=120,
@@ -125,16 +126,18 @@ def build(source: Path, compiler: str) -> Path:
 
 
 @functools.cache
-def load_library(source_name: str) -> ctypes.CDLL | None:
-    """The library built from ``retrievalkit/losses/<source_name>``, or ``None``
-    (turned off, no C compiler, build failed: logged once) -- callers fall back
-    to torch. Callers check :func:`enabled` on each call."""
+def load_library(source_name: str, extra_flags: tuple[str, ...] = ()) -> ctypes.CDLL | None:
+    """The library built from ``retrievalkit/losses/<source_name>`` (with
+    ``extra_flags``, see :func:`build`), or ``None`` (turned off, no C compiler,
+    build failed: logged once) -- callers fall back to torch. Callers check
+    :func:`enabled` on each call."""
     compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         logger.warning("no C compiler (cc/gcc): %s runs without its fused kernel", source_name)
         return None
     try:
-        return ctypes.CDLL(str(build(Path(__file__).with_name(source_name), compiler)))
+        path = build(Path(__file__).with_name(source_name), compiler, extra_flags)
+        return ctypes.CDLL(str(path))
     except (OSError, RuntimeError, subprocess.SubprocessError) as error:
         logger.warning("%s runs without its fused kernel: %s", source_name, error)
         return None

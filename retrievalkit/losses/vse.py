@@ -15,7 +15,8 @@ and a loop in ``tests/losses/test_vse.py``. A batch of B <= 256 without referenc
 takes :class:`~retrievalkit.losses.hinge_small.SmallVSEHinge` instead: the same
 terms in fewer tensor operations (at that size a step is mostly per-call dispatch).
 On float32 CPU tensors MH's hardest negatives (small batches) and its gradient
-products (every batch) run as one C loop each (:mod:`~retrievalkit.losses.vse_native`).
+products (every batch), and SH's costs and gradient (small batches), run as one C
+loop each (:mod:`~retrievalkit.losses.vse_native`).
 """
 
 from __future__ import annotations

@@ -1,32 +1,45 @@
-/* The VSE++ MH (max of hinges) terms of a square similarity matrix and their
- * gradient products, as two fused loops (float32, CPU, one thread). The Python side
- * (vse_native.py) builds this file into a cached shared library and calls it through
- * ctypes; hinge.py / hinge_small.py hold the formula and the eager (torch) version,
- * which this must equal.
+/* The VSE++ hinge terms of a square similarity matrix and their gradient, as fused
+ * loops (float32, CPU, one thread). The Python side (vse_native.py) builds this file
+ * into a cached shared library and calls it through ctypes; hinge.py / hinge_small.py
+ * hold the formula and the eager (torch) version, which this must equal.
  *
- * vse_hardest: S = img txt^T [n, n] row-major, pair (q, q) matched; a negative of
- * image query q is a column j with ids[j] != ids[q] (ids NULL: j != q), of caption
- * query j a row i with ids[i] != ids[j]. In one pass over S, per query k of [S; S^T]
- * (k < n: image k, row k; k = n + j: caption j, column j): the largest similarity to
- * a negative (value, its first index) and the largest of the others (second; equal
- * to value when the maximum occurs twice), both the float's lowest value when the
- * query has no negative. Then, in the formula's float order,
+ * Built WITHOUT -fassociative-math (vse_native.EXACT_FLAGS): the costs are computed
+ * in the formula's float order, h = (margin + S_ij) - S_qq, and must stay bit for bit
+ * those of torch and vsepp (a reassociating compiler would hoist margin - S_qq).
+ *
+ * S = img txt^T [n, n] row-major, pair (q, q) matched. A negative of image query i
+ * is a column j with ids[j] != ids[i] (ids NULL: j != i), of caption query j a row
+ * i with ids[i] != ids[j].
+ *
+ * vse_hardest (MH): in one pass over S, per query k of [S; S^T] (k < n: image k,
+ * row k; k = n + j: caption j, column j): the largest similarity to a negative
+ * (value, its first index) and the largest of the others (second; equal to value
+ * when the maximum occurs twice), both the float's lowest value when the query has
+ * no negative. Then
  *   top = (margin + value) - S_qq,   cost = [top]_+,   other = (margin + second) - S_qq
- * (each sum stored in a volatile, so the build's -fassociative-math cannot regroup
- * it), and the query's gradient weight: 1 when top > 0 and other != top (a single
+ * and the query's gradient weight: 1 when top > 0 and other != top (a single
  * maximum), 0 else; tied[k] = 1 when top > 0 and other == top (the maximum's cost is
  * attained twice: the caller resolves the row exactly). Returns the number of tied
- * queries. Only comparisons and these two subtractions: the costs are vsepp's bit
- * for bit (max commutes with the monotone (margin + x) - d).
+ * queries. The costs are vsepp's bit for bit (max commutes with the monotone
+ * (margin + x) - d).
  *
- * vse_hardest_products: G = dL/dS with +w_r[q] at (q, r[q]), -w_r[q] at (q, q),
- * +w_c[j] at (c[j], j), -w_c[j] at (j, j), times scale; writes
+ * vse_hardest_products (MH backward): G = dL/dS with +w_r[q] at (q, r[q]), -w_r[q]
+ * at (q, q), +w_c[j] at (c[j], j), -w_c[j] at (j, j), times scale; writes
  *   d_img = G txt,   d_txt = G^T img   ([n, d] each, overwritten)
  * row by row: a gather with the diagonal term, then the scatter of the other
  * direction. Every row is computed whatever its weight (no data-dependent skip).
+ *
+ * vse_sum_hinges (SH): writes vsepp's two cost matrices, cost_rows[i][j] =
+ * [(margin + S_ij) - S_ii]_+ (image i against caption j) and cost_cols[i][j] =
+ * [(margin + S_ij) - S_jj]_+ (caption j against image i), 0 at non-negatives, and
+ * G = dL/dS: [cost_rows > 0] + [cost_cols > 0], the diagonal minus each query's
+ * two counts (it is a non-negative: 0 before). grad may be sim itself (written over
+ * it: S_qq is copied first). Returns -1 when it cannot allocate its 2 n floats. The caller sums the cost matrices
+ * (torch's sums, as vsepp's).
  */
 #include <float.h>
 #include <stdint.h>
+#include <stdlib.h>
 
 int vse_hardest(const float *sim, int64_t n, const int64_t *ids, float margin, float *costs,
                 float *weight, int64_t *index, uint8_t *tied, float *col_value,
@@ -70,10 +83,8 @@ int vse_hardest(const float *sim, int64_t n, const int64_t *ids, float margin, f
         float value = k < n ? costs[k] : col_value[q];
         float second = k < n ? weight[k] : col_second[q];
         float diag = sim[q * n + q];
-        volatile float shifted = margin + value;
-        float top = shifted - diag;
-        volatile float shifted_second = margin + second;
-        float other = shifted_second - diag;
+        float top = (margin + value) - diag;
+        float other = (margin + second) - diag;
         int active = top > 0.0f;
         int tie = active && other == top;
         costs[k] = active ? top : 0.0f;
@@ -108,4 +119,48 @@ void vse_hardest_products(const float *img, const float *txt, int64_t n, int64_t
             to_txt[e] += w_row * own_img[e];
         }
     }
+}
+
+/* One row i of vse_sum_hinges, branch-free so that the compiler vectorizes it (an
+ * integer count: no float reduction to reorder; ivdep: grad_out[j] may be row[j],
+ * read before it is written, no other overlap); NEGATIVE(j) is an expression. */
+#define SUM_HINGES_ROW(NEGATIVE)                                                          \
+    _Pragma("GCC ivdep") for (int64_t j = 0; j < n; ++j) {                                                   \
+        int negative = (NEGATIVE);                                                      \
+        float shifted = margin + row[j];                                                \
+        float h_row = shifted - own, h_col = shifted - diag[j];                         \
+        int active_row = negative & (h_row > 0.0f), active_col = negative & (h_col > 0.0f); \
+        rows_out[j] = active_row ? h_row : 0.0f;                                        \
+        cols_out[j] = active_col ? h_col : 0.0f;                                        \
+        grad_out[j] = (float)(active_row + active_col); /* may be row[j] itself */      \
+        count += active_row;                                                            \
+        col_count[j] += (float)active_col;                                              \
+    }
+
+int vse_sum_hinges(const float *sim, int64_t n, const int64_t *restrict ids, float margin,
+                   float *restrict cost_rows, float *restrict cost_cols, float *grad) {
+    float *scratch = malloc(2 * (size_t)(n > 0 ? n : 1) * sizeof(float));
+    if (!scratch) return -1;
+    float *restrict diag = scratch, *restrict col_count = scratch + n;
+    for (int64_t q = 0; q < n; ++q) {
+        diag[q] = sim[q * n + q];
+        col_count[q] = 0.0f;
+    }
+    for (int64_t i = 0; i < n; ++i) {
+        const float *row = sim + i * n;
+        float *restrict rows_out = cost_rows + i * n, *restrict cols_out = cost_cols + i * n;
+        float *grad_out = grad + i * n; /* grad may be sim: each entry is read, then written */
+        const float own = diag[i];
+        int count = 0;
+        if (ids) {
+            const int64_t own_id = ids[i];
+            SUM_HINGES_ROW(ids[j] != own_id)
+        } else {
+            SUM_HINGES_ROW(j != i)
+        }
+        grad_out[i] = -(float)count; /* a non-negative: 0 before */
+    }
+    for (int64_t q = 0; q < n; ++q) grad[q * n + q] -= col_count[q];
+    free(scratch);
+    return 0;
 }

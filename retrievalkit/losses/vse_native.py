@@ -23,12 +23,16 @@ from torch import Tensor
 from retrievalkit.losses.native import enabled, load_library
 
 SOURCE = "vse_kernel.c"
+# The costs must keep the formula's float order (see vse_kernel.c): a later flag
+# overrides native.FLAGS' -fassociative-math.
+EXACT_FLAGS = ("-fno-associative-math",)
 
 
 @functools.cache
-def _kernels() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:
-    """``(vse_hardest, vse_hardest_products)`` with their argument types, or ``None``."""
-    library = load_library(SOURCE)
+def _kernels() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr, ctypes._CFuncPtr] | None:
+    """``(vse_hardest, vse_hardest_products, vse_sum_hinges)`` with their argument
+    types, or ``None``."""
+    library = load_library(SOURCE, EXACT_FLAGS)
     if library is None:
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
@@ -39,7 +43,10 @@ def _kernels() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr] | None:
     products.argtypes = [pointer, pointer, size, size, *[pointer] * 4, ctypes.c_float]
     products.argtypes += [pointer, pointer]
     products.restype = None
-    return hardest, products
+    sum_hinges = library.vse_sum_hinges
+    sum_hinges.argtypes = [pointer, size, pointer, ctypes.c_float, *[pointer] * 3]
+    sum_hinges.restype = ctypes.c_int
+    return hardest, products, sum_hinges
 
 
 def usable(*tensors: Tensor) -> bool:
@@ -111,3 +118,26 @@ def hardest_products(
         d_txt.data_ptr(),
     )
     return d_img, d_txt
+
+
+def sum_hinges(sim: Tensor, ids: Tensor | None, margin: float) -> tuple[Tensor, Tensor]:
+    """SH value of both directions (vsepp's two cost sums) and ``G = dL/dS [B, B]``,
+    written over ``sim [B, B]`` (``ids [B]`` or None: all distinct; see
+    ``vse_kernel.c``). The two cost matrices are a scratch freed on return (the next
+    step's allocation finds it in the cache). Call only where :func:`usable` holds
+    for ``sim``.
+
+    Raises:
+        MemoryError: the kernel could not allocate its ``2 B`` floats.
+    """
+    kernels = _kernels()
+    assert kernels is not None, "call sum_hinges only where usable() holds"
+    num = sim.shape[0]
+    costs = sim.new_empty(2, num, num)  # of image queries, of caption queries
+    ids = None if ids is None else ids.to(device="cpu", dtype=torch.long).contiguous()
+    start = costs.data_ptr()
+    ids_start = None if ids is None else ids.data_ptr()
+    grad = sim.data_ptr()
+    if kernels[2](grad, num, ids_start, margin, start, start + 4 * num * num, grad) != 0:
+        raise MemoryError(f"VSE SH kernel: no memory for {2 * num} floats")
+    return costs[0].sum() + costs[1].sum(), sim  # summed as vsepp sums them
