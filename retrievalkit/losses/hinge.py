@@ -285,9 +285,17 @@ def max_hinge_grad(
 def hinge_products(
     grad: Tensor | HardestGrad, queries: Tensor, keys: Tensor, scale: Tensor
 ) -> tuple[Tensor, Tensor]:
-    """``scale * (G K, G^T Q)``: two matmuls for a dense ``G``."""
+    """``scale * (G K, G^T Q)``: two matmuls for a dense ``G`` (on the CPU each with
+    the scale as the BLAS call's alpha: no pass over the ``[B, D]`` products; beta =
+    0, so ``addmm``'s input, the scalar ``scale``, is not read)."""
     if isinstance(grad, HardestGrad):
         return grad.products(queries, keys, scale)
+    if grad.device.type == "cpu":
+        alpha = float(scale)
+        return (
+            torch.addmm(scale, grad, keys, beta=0, alpha=alpha),
+            torch.addmm(scale, grad.T, queries, beta=0, alpha=alpha),
+        )
     return (grad @ keys).mul_(scale), (grad.T @ queries).mul_(scale)
 
 
