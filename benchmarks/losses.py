@@ -187,7 +187,8 @@ def main() -> None:
         "minus this script's estimated share), during it (mean of the samples) and "
         "after it (as before).\n\n"
         f"Smooth-AP's group pass: {native_pass(smooth_ap_native.SOURCE)}.\n"
-        f"VSE++ MH's hardest negatives and gradient products: {native_pass(vse_native.SOURCE)}.\n"
+        f"VSE++'s passes (MH's hardest negatives and gradient products; SH's costs at B <= 256): "
+        f"{native_pass(vse_native.SOURCE)}.\n"
     ]
     with LoadMonitor() as monitor:
         for threads in dict.fromkeys(args.threads):

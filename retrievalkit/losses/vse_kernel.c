@@ -20,8 +20,8 @@
  * and the query's gradient weight: 1 when top > 0 and other != top (a single
  * maximum), 0 else; tied[k] = 1 when top > 0 and other == top (the maximum's cost is
  * attained twice: the caller resolves the row exactly). Returns the number of tied
- * queries. The costs are vsepp's bit for bit (max commutes with the monotone
- * (margin + x) - d).
+ * queries (-1: no memory for its 5 n int32). The costs are vsepp's bit for bit (max
+ * commutes with the monotone (margin + x) - d).
  *
  * vse_hardest_products (MH backward): G = dL/dS with +w_r[q] at (q, r[q]), -w_r[q]
  * at (q, q), +w_c[j] at (c[j], j), -w_c[j] at (j, j), times scale; writes
@@ -40,48 +40,81 @@
 #include <float.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 
-int vse_hardest(const float *sim, int64_t n, const int64_t *ids, float margin, float *costs,
-                float *weight, int64_t *index, uint8_t *tied, float *col_value,
-                float *col_second) {
-    const float lowest = -FLT_MAX;
+/* Floats as int32 keys in the same order (negative floats: all bits but the sign
+ * flipped; the map is its own inverse): integer max/min reductions vectorize without
+ * reassociating float arithmetic. -0.0 sorts just below +0.0 (both give the same
+ * cost). */
+static inline int32_t key_of(float x) {
+    int32_t bits;
+    memcpy(&bits, &x, sizeof bits);
+    return bits ^ ((bits >> 31) & 0x7fffffff);
+}
+
+static inline float float_of(int32_t key) {
+    int32_t bits = key ^ ((key >> 31) & 0x7fffffff);
+    float x;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
+/* Row i's keys (non-negatives at the lowest) and their maximum, and the columns'
+ * running largest (col_value), second (col_second) and first row (col_index). */
+#define HARDEST_ROW(NEGATIVE)                                                             \
+    for (int64_t j = 0; j < n; ++j) {                                                   \
+        int32_t key = (NEGATIVE) ? key_of(row[j]) : lowest;                             \
+        keys[j] = key;                                                                  \
+        best = key > best ? key : best;                                                 \
+        int32_t value = col_value[j], second = col_second[j];                           \
+        int32_t smaller = key < value ? key : value;                                    \
+        col_second[j] = smaller > second ? smaller : second;                            \
+        col_index[j] = key > value ? (int32_t)i : col_index[j];                         \
+        col_value[j] = key > value ? key : value;                                       \
+    }
+
+int vse_hardest(const float *restrict sim, int64_t n, const int64_t *restrict ids,
+                float margin, float *restrict costs, float *restrict weight,
+                int64_t *restrict index, uint8_t *restrict tied) {
+    int32_t *scratch = malloc(5 * (size_t)(n > 0 ? n : 1) * sizeof(int32_t));
+    if (!scratch) return -1;
+    int32_t *restrict keys = scratch, *restrict col_value = scratch + n;
+    int32_t *restrict col_second = scratch + 2 * n, *restrict col_index = scratch + 3 * n;
+    int32_t *restrict row_second = scratch + 4 * n;
+    const int32_t lowest = key_of(-FLT_MAX);
     for (int64_t j = 0; j < n; ++j) {
         col_value[j] = lowest;
         col_second[j] = lowest;
-        index[n + j] = 0;
+        col_index[j] = 0;
     }
     for (int64_t i = 0; i < n; ++i) {
-        const float *row = sim + i * n;
-        float value = lowest, second = lowest;
-        int64_t best = 0;
-        for (int64_t j = 0; j < n; ++j) {
-            int negative = ids ? ids[j] != ids[i] : j != i;
-            if (!negative) continue;
-            float x = row[j];
-            if (x > value) {
-                second = value;
-                value = x;
-                best = j;
-            } else if (x > second) {
-                second = x;
-            }
-            if (x > col_value[j]) {
-                col_second[j] = col_value[j];
-                col_value[j] = x;
-                index[n + j] = i;
-            } else if (x > col_second[j]) {
-                col_second[j] = x;
-            }
+        const float *restrict row = sim + i * n;
+        int32_t best = lowest;
+        if (ids) {
+            const int64_t own_id = ids[i];
+            HARDEST_ROW(ids[j] != own_id)
+        } else {
+            HARDEST_ROW(j != i)
         }
-        index[i] = best;
-        costs[i] = value;   /* the row's value and second for now, */
-        weight[i] = second; /* turned into its cost and weight below */
+        int64_t first = n; /* the first column attaining the maximum */
+        for (int64_t j = 0; j < n; ++j) {
+            int64_t at = keys[j] == best ? j : n;
+            first = at < first ? at : first;
+        }
+        int32_t second = lowest; /* the largest of the others */
+        for (int64_t j = 0; j < n; ++j) {
+            int32_t key = j == first ? lowest : keys[j];
+            second = key > second ? key : second;
+        }
+        index[i] = first < n ? first : 0;
+        costs[i] = float_of(best); /* the row's value and second for now, */
+        row_second[i] = second;    /* turned into its cost and weight below */
     }
     int64_t num_tied = 0;
     for (int64_t k = 0; k < 2 * n; ++k) {
         int64_t q = k < n ? k : k - n;
-        float value = k < n ? costs[k] : col_value[q];
-        float second = k < n ? weight[k] : col_second[q];
+        float value = k < n ? costs[k] : float_of(col_value[q]);
+        float second = float_of(k < n ? row_second[q] : col_second[q]);
         float diag = sim[q * n + q];
         float top = (margin + value) - diag;
         float other = (margin + second) - diag;
@@ -91,7 +124,9 @@ int vse_hardest(const float *sim, int64_t n, const int64_t *ids, float margin, f
         weight[k] = active && !tie ? 1.0f : 0.0f;
         tied[k] = (uint8_t)tie;
         num_tied += tie;
+        if (k >= n) index[k] = col_index[q];
     }
+    free(scratch);
     return (int)num_tied;
 }
 

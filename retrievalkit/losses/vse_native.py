@@ -37,7 +37,7 @@ def _kernels() -> tuple[ctypes._CFuncPtr, ctypes._CFuncPtr, ctypes._CFuncPtr] | 
         return None
     pointer, size = ctypes.c_void_p, ctypes.c_int64
     hardest = library.vse_hardest
-    hardest.argtypes = [pointer, size, pointer, ctypes.c_float, *[pointer] * 6]
+    hardest.argtypes = [pointer, size, pointer, ctypes.c_float, *[pointer] * 4]
     hardest.restype = ctypes.c_int
     products = library.vse_hardest_products
     products.argtypes = [pointer, pointer, size, size, *[pointer] * 4, ctypes.c_float]
@@ -65,26 +65,31 @@ def hardest(
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, int]:
     """Per query of ``[S; S^T]`` (``sim [B, B]``, ``ids [B]`` or None: all distinct):
     ``(costs [2B], weight [2B] (0/1), index [2B] (long), tied [2B] (bool), num_tied)``
-    (see ``vse_kernel.c``). Call only where :func:`usable` holds for ``sim``."""
+    (see ``vse_kernel.c``). Call only where :func:`usable` holds for ``sim``.
+
+    Raises:
+        MemoryError: the kernel could not allocate its ``5 B`` int32.
+    """
     kernels = _kernels()
     assert kernels is not None, "call hardest only where usable() holds"
     num = sim.shape[0]
-    vectors = sim.new_empty(4, 2 * num)  # costs, weight, and the kernel's scratch
+    vectors = sim.new_empty(2, 2 * num)  # costs, weight
     index = torch.empty(2 * num, dtype=torch.long)
     tied = torch.empty(2 * num, dtype=torch.bool)
     ids = None if ids is None else ids.to(device="cpu", dtype=torch.long).contiguous()
+    start = vectors.data_ptr()
     num_tied = kernels[0](
         sim.data_ptr(),
         num,
         None if ids is None else ids.data_ptr(),
         margin,
-        vectors[0].data_ptr(),
-        vectors[1].data_ptr(),
+        start,
+        start + 8 * num,
         index.data_ptr(),
         tied.data_ptr(),
-        vectors[2].data_ptr(),
-        vectors[3].data_ptr(),
     )
+    if num_tied < 0:
+        raise MemoryError(f"VSE MH kernel: no memory for {5 * num} int32")
     return vectors[0], vectors[1], index, tied, num_tied
 
 
