@@ -1,15 +1,17 @@
-"""The VSE++ MH terms of a small square batch and their gradient products as fused
-C loops on the CPU (``vse_kernel.c``).
+"""The VSE++ hinge terms of a small square batch (MH: hardest negatives, costs, tie
+test; SH: both cost matrices and ``G``) and MH's gradient products, as fused C loops
+on the CPU (``vse_kernel.c``).
 
-At B <= 256 a step of the torch version is mostly per-call dispatch: the row and
+At B <= 256 a step of the torch version is mostly per-call dispatch: MH's row and
 column maxima, their indices and second values, the costs and the tie test take
-about 20 tensor operations over ``[S; S^T]`` and ``[2B]`` vectors, the gradient
-products about 15 over ``[B, D]``. The kernel does each in one call: one pass over
-``S`` (no transposed copy) and one over the rows of the embeddings. It computes the
-same values (the costs bit for bit: comparisons and the formula's two float
-operations in its order; the products in its own order of the same terms) and is
-used for float32 CPU tensors only; CUDA, float64 and a machine without a C compiler
-take the torch code (see :mod:`retrievalkit.losses.native`).
+about 20 tensor operations over ``[S; S^T]`` and ``[2B]`` vectors, its gradient
+products about 15 over ``[B, D]``, SH's costs and ``G`` about 13 over ``[B, B]``.
+The kernel does each in one call: one vectorized pass over ``S`` (no transposed
+copy), one over the rows of the embeddings. It computes the same values (costs and
+``G`` bit for bit: comparisons and the formula's float operations in its order,
+the build without -fassociative-math; MH's products in their own order of the same
+terms) and is used for float32 CPU tensors only; CUDA, float64 and a machine without
+a C compiler take the torch code (see :mod:`retrievalkit.losses.native`).
 """
 
 from __future__ import annotations
