@@ -70,6 +70,28 @@ def pairs_with_references(
     return ids, all_img, all_txt, torch.cat([ids, ref_ids.to(ids.device)])
 
 
+def is_plain_pair(img: Tensor, txt: Tensor) -> bool:
+    """Whether ``img`` and ``txt`` are floating-point tensors of one shape ``[B, D]``:
+    all that :func:`pairs_with_references` checks of a batch without ids and
+    references (when False, it raises the error that says what is wrong)."""
+    return (
+        isinstance(img, Tensor)
+        and isinstance(txt, Tensor)
+        and img.dim() == 2
+        and img.shape == txt.shape
+        and img.is_floating_point()
+        and txt.is_floating_point()
+    )
+
+
+def as_compute_dtype(img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
+    """``img`` and ``txt`` in the dtype the loss computes in (:func:`compute_dtype`)."""
+    dtype = compute_dtype(img.dtype)
+    return (img if img.dtype == dtype else img.to(dtype)), (
+        txt if txt.dtype == dtype else txt.to(dtype)
+    )
+
+
 @register_loss("vse")
 class VSELoss(nn.Module):
     """``loss(img [B, D], txt [B, D], img_ids=None) -> scalar``.
@@ -109,12 +131,19 @@ class VSELoss(nn.Module):
         images are ranked against ``[txt; ref_txt]`` and its captions against
         ``[img; ref_img]``; a reference with the query's id is never a negative.
         The reduction counts the batch's rows only (``mean`` divides by B)."""
-        ids, _, _, all_ids = pairs_with_references(img, txt, img_ids, ref_img, ref_txt, ref_ids)
+        given = (img_ids, ref_img, ref_txt, ref_ids)
+        # a plain pair is all that pairs_with_references checks of a batch without ids
+        # and references: its ids (arange) are built only where the blocked path uses them
+        plain = all(t is None for t in given) and is_plain_pair(img, txt)
+        if not plain:
+            ids, _, _, all_ids = pairs_with_references(img, txt, *given)
         dtype = compute_dtype(img.dtype)
-        img, txt = (x if x.dtype == dtype else x.to(dtype) for x in (img, txt))
+        img, txt = as_compute_dtype(img, txt)
         if ref_img is None and use_small_path(img.shape[0]):
             total = SmallVSEHinge.apply(img, txt, img_ids, self.margin, self.max_violation)
         else:
+            if plain:
+                ids, _, _, all_ids = pairs_with_references(img, txt, None, None, None, None)
             distinct = img_ids is None and ref_ids is None  # only the diagonal is excluded
             refs = [None if r is None else r.to(dtype) for r in (ref_img, ref_txt)]
             total = VSEHinge.apply(
