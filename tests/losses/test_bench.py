@@ -2,6 +2,8 @@
 
 import json
 
+import pytest
+
 from retrievalkit.cli import main
 from retrievalkit.losses.bench import fmt
 
@@ -49,3 +51,16 @@ def test_floors_run_exactly_the_needed_matmuls():
     case = make_case("vse_mh", 8)
     assert all(case.step(impl) is not None for impl in ("floor", "autograd_floor", "ours", "ref"))
     assert make_case("smooth_ap", 1024).step("ref") is None  # PML's B^3 memory: not run
+
+
+@pytest.mark.parametrize("b", [128, 1024])
+def test_benchmark_pairs_have_active_hinges(b):
+    """The timed VSE step is a training-like one: many hinges active, a loss above 0."""
+    from retrievalkit.losses import VSELoss
+    from retrievalkit.losses.bench import make_pairs
+
+    img, txt = make_pairs(b)
+    sim = img @ txt.T
+    active = (0.2 + sim - sim.diagonal().unsqueeze(1)).fill_diagonal_(0) > 0
+    assert active.any(dim=1).float().mean() > 0.4  # MH: queries with a violating negative
+    assert VSELoss(0.2, max_violation=False)(img, txt) > 0
