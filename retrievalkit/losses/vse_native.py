@@ -110,6 +110,9 @@ def hardest_products(
     every argument."""
     kernels = _kernels()
     assert kernels is not None, "call hardest_products only where usable() holds"
+    # the kernel reads raw [B] arrays: long indices and float32 weights, contiguous
+    row_index, col_index = (i.to(torch.long).contiguous() for i in (row_index, col_index))
+    row_weight, col_weight = (w.to(torch.float32).contiguous() for w in (row_weight, col_weight))
     d_img, d_txt = torch.empty_like(img), torch.empty_like(txt)
     kernels[1](
         img.data_ptr(),
