@@ -36,8 +36,14 @@
  * two counts (it is a non-negative: 0 before). grad may be sim itself (written over
  * it: S_qq is copied first). Returns -1 when it cannot allocate its 2 n floats. The caller sums the cost matrices
  * (torch's sums, as vsepp's).
+ *
+ * NaN: a NaN anywhere in S makes every MH cost and weight NaN, and SH's first cost and
+ * all of G NaN, so the loss and the gradient are NaN as torch's are (a comparison
+ * with NaN is false and a NaN's key is ranked: without this a NaN would be a cost of
+ * 0, hidden from the trainer's non-finite guard).
  */
 #include <float.h>
+#include <math.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +69,7 @@ static inline float float_of(int32_t key) {
  * running largest (col_value), second (col_second) and first row (col_index). */
 #define HARDEST_ROW(NEGATIVE)                                                             \
     for (int64_t j = 0; j < n; ++j) {                                                   \
+        nans += row[j] != row[j];                                                       \
         int32_t key = (NEGATIVE) ? key_of(row[j]) : lowest;                             \
         keys[j] = key;                                                                  \
         best = key > best ? key : best;                                                 \
@@ -82,6 +89,7 @@ int vse_hardest(const float *restrict sim, int64_t n, const int64_t *restrict id
     int32_t *restrict col_second = scratch + 2 * n, *restrict col_index = scratch + 3 * n;
     int32_t *restrict row_second = scratch + 4 * n;
     const int32_t lowest = key_of(-FLT_MAX);
+    int64_t nans = 0; /* NaN similarities (their keys would be ranked, not propagated) */
     for (int64_t j = 0; j < n; ++j) {
         col_value[j] = lowest;
         col_second[j] = lowest;
@@ -127,6 +135,14 @@ int vse_hardest(const float *restrict sim, int64_t n, const int64_t *restrict id
         if (k >= n) index[k] = col_index[q];
     }
     free(scratch);
+    if (nans) { /* as torch's max: a NaN cost, and a NaN gradient weight */
+        for (int64_t k = 0; k < 2 * n; ++k) {
+            costs[k] = NAN;
+            weight[k] = NAN;
+            tied[k] = 0;
+        }
+        return 0;
+    }
     return (int)num_tied;
 }
 
@@ -162,7 +178,9 @@ void vse_hardest_products(const float *img, const float *txt, int64_t n, int64_t
 #define SUM_HINGES_ROW(NEGATIVE)                                                          \
     _Pragma("GCC ivdep") for (int64_t j = 0; j < n; ++j) {                                                   \
         int negative = (NEGATIVE);                                                      \
-        float shifted = margin + row[j];                                                \
+        const float value = row[j]; /* read before grad_out[j] is written */            \
+        nans += value != value;                                                         \
+        float shifted = margin + value;                                                 \
         float h_row = shifted - own, h_col = shifted - diag[j];                         \
         int active_row = negative & (h_row > 0.0f), active_col = negative & (h_col > 0.0f); \
         rows_out[j] = active_row ? h_row : 0.0f;                                        \
@@ -177,6 +195,7 @@ int vse_sum_hinges(const float *sim, int64_t n, const int64_t *restrict ids, flo
     float *scratch = malloc(2 * (size_t)(n > 0 ? n : 1) * sizeof(float));
     if (!scratch) return -1;
     float *restrict diag = scratch, *restrict col_count = scratch + n;
+    int64_t nans = 0; /* NaN similarities (a comparison with NaN is false: a cost of 0) */
     for (int64_t q = 0; q < n; ++q) {
         diag[q] = sim[q * n + q];
         col_count[q] = 0.0f;
@@ -197,5 +216,9 @@ int vse_sum_hinges(const float *sim, int64_t n, const int64_t *restrict ids, flo
     }
     for (int64_t q = 0; q < n; ++q) grad[q * n + q] -= col_count[q];
     free(scratch);
+    if (nans) { /* as torch's clamp: a NaN cost (so a NaN loss) and a NaN gradient */
+        cost_rows[0] = NAN;
+        for (int64_t k = 0; k < n * n; ++k) grad[k] = NAN;
+    }
     return 0;
 }

@@ -186,3 +186,13 @@ def test_the_build_is_cached_per_source(tmp_path, monkeypatch):
     assert native.build(source, "cc") == first
     source.write_text("int answer(void) { return 43; }\n")
     assert native.build(source, "cc") != first
+
+
+@pytest.mark.parametrize("native_on", ["1", "0"])
+def test_a_nan_embedding_gives_a_nan_loss(monkeypatch, native_on):
+    """NaN reaches the loss on both passes (the trainer's non-finite guard looks there)."""
+    monkeypatch.setenv("RETRIEVALKIT_NATIVE", native_on)
+    emb, labels, _, _ = batch(20, 8, 5, 8)
+    emb[4, 1] = float("nan")
+    loss, grad = loss_and_grad(emb, labels, None, None, 0.01, False)
+    assert torch.isnan(loss) and torch.isnan(grad).any()

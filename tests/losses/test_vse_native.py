@@ -120,3 +120,19 @@ def test_hardest_marks_ties_and_rows_without_negatives():
         sim, torch.zeros(3, dtype=torch.long), 0.5
     )
     assert costs.tolist() == [0.0] * 6 and weight.tolist() == [0.0] * 6 and num_tied == 0
+
+
+@pytest.mark.parametrize("max_violation", [True, False])
+@pytest.mark.parametrize("small", [True, False])
+@pytest.mark.parametrize("native_on", [True, False])
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_a_nan_similarity_gives_a_nan_loss(monkeypatch, max_violation, small, native_on, sign):
+    """NaN in the embeddings must reach the loss (the trainer's guard looks there), on
+    every path: an ordered key or a false comparison would otherwise hide it as a 0
+    cost. Both NaN signs (a NaN with its sign bit set ranks lowest as a key)."""
+    g = torch.Generator().manual_seed(3)
+    img, txt = torch.nn.functional.normalize(torch.randn(2, 40, 16, generator=g), dim=2)
+    img[7, 3] = sign * float("nan")
+    loss, d_img, d_txt = run(img, txt, None, small, native_on, monkeypatch, 1.0, max_violation)
+    assert torch.isnan(loss)
+    assert torch.isnan(d_img).any() or torch.isnan(d_txt).any()
