@@ -182,19 +182,18 @@ def _weighted_sigmoid_grad(sig: Tensor, weight: Tensor) -> Tensor:
     return torch.ops.aten.sigmoid_backward.grad_input(grad_out, sig, grad_input=sig)
 
 
-def _group_pass(
-    chunker: _Chunker, weight: Tensor | None = None, grad_sim: Tensor | None = None
-) -> Tensor:
+def _group_pass(chunker: _Chunker, weight: Tensor | None = None) -> Tensor:
     """``AP [Q]`` of one group's queries, in one pass over its sigmoid blocks.
 
     With ``weight [Q]`` also writes ``d(sum_q weight_q AP_q) / dS`` of the
-    group's rows into ``grad_sim [B, R]``, from the same blocks while they are
-    in the cache. ``AP_q = mean_i numer_qi / denom_qi`` (``1 + sum_{j != i}``
+    group's rows over those rows of ``chunker.logits [B, R]`` (each row is read
+    before it is written), from the same blocks while they are in the cache. ``AP_q = mean_i numer_qi / denom_qi`` (``1 + sum_{j != i}``
     over the positives / the retrieval set; the ``j = i`` term is ``G(0) = 0.5``
     in both sums); each sum is over ``G(x)``, ``x = (S_qj - S_qi) / tau``, so
     ``dG = G (1 - G) / tau`` goes ``+`` to ``j`` and ``-`` to the positive ``i``.
     """
     rows, pos_idx = chunker.group.rows, chunker.group.pos_idx
+    grad_sim = chunker.logits
     k = pos_idx.shape[1]
     ap = chunker.anchors.new_empty(rows.shape[0])
     for chunk in chunker.chunks:
@@ -203,7 +202,7 @@ def _group_pass(
         denom = all_sig.sum(dim=2).add_(0.5)  # [c, k]
         ratio = numer / denom
         torch.mean(ratio, dim=1, out=ap[chunk])
-        if weight is None or grad_sim is None:
+        if weight is None:
             continue
         g_numer = (weight[chunk] * (chunker.inv_tau / k)).unsqueeze(1) / denom  # [c, k]
         g_denom = -g_numer * ratio  # [c, k]
@@ -238,7 +237,7 @@ def _group_ap(
     if smooth_ap_native.usable(logits, group.pos_idx.shape[1]):
         return smooth_ap_native.group_ap(logits, group.rows, group.pos_idx, inv_tau, weight)
     chunker = _Chunker(logits, group, inv_tau, chunk_elements)
-    return _group_pass(chunker, weight, None if weight is None else logits)
+    return _group_pass(chunker, weight)
 
 
 class _SmoothAPFunction(torch.autograd.Function):
