@@ -84,14 +84,6 @@ def is_plain_pair(img: Tensor, txt: Tensor) -> bool:
     )
 
 
-def as_compute_dtype(img: Tensor, txt: Tensor) -> tuple[Tensor, Tensor]:
-    """``img`` and ``txt`` in the dtype the loss computes in (:func:`compute_dtype`)."""
-    dtype = compute_dtype(img.dtype)
-    return (img if img.dtype == dtype else img.to(dtype)), (
-        txt if txt.dtype == dtype else txt.to(dtype)
-    )
-
-
 @register_loss("vse")
 class VSELoss(nn.Module):
     """``loss(img [B, D], txt [B, D], img_ids=None) -> scalar``.
@@ -138,7 +130,7 @@ class VSELoss(nn.Module):
         if not plain:
             ids, _, _, all_ids = pairs_with_references(img, txt, *given)
         dtype = compute_dtype(img.dtype)
-        img, txt = as_compute_dtype(img, txt)
+        img, txt = (x if x.dtype == dtype else x.to(dtype) for x in (img, txt))
         if ref_img is None and use_small_path(img.shape[0]):
             total = SmallVSEHinge.apply(img, txt, img_ids, self.margin, self.max_violation)
         else:
