@@ -39,6 +39,7 @@ from retrievalkit.losses import vse_native
 from retrievalkit.losses.hinge import (
     DENSE_MASK_ELEMENTS,
     HardestGrad,
+    SparseGrad,
     autocast_off,
     exclude_same_ids_,
     hinge_products,
@@ -96,18 +97,31 @@ def max_hinges(
     total = costs.sum(dim=1).sum()  # each direction summed, then added (as vsepp)
     tied = top[1] == costs
     weight = costs.sign()
-    row_index, col_index = index.view(2, num).unbind()
     ties = []
     if bool(tied.any()):
         both.scatter_(1, index.unsqueeze(1), value.unsqueeze(1))  # S again (excluded)
         weight.masked_fill_(tied, 0)
-        ties = [
-            tied_rows(sim, diag, tied[part], margin, transposed=part == 1)
-            for part in (0, 1)
-            if bool(tied[part].any())
-        ]
-    row_weight, col_weight = weight.unbind()
-    return total, HardestGrad(row_index, row_weight, col_index, col_weight, ties)
+        ties = _tied_queries(sim, diag, tied, margin)
+    return total, _hardest_grad(index, weight, ties)
+
+
+def _tied_queries(sim: Tensor, diag: Tensor, tied: Tensor, margin: float) -> list[SparseGrad]:
+    """The exact split of each direction's tied queries (``tied [2, B]`` bool: image
+    queries, caption queries) over ``sim [B, B]`` with non-negatives excluded."""
+    return [
+        tied_rows(sim, diag, tied[part], margin, transposed=part == 1)
+        for part in (0, 1)
+        if bool(tied[part].any())
+    ]
+
+
+def _hardest_grad(index: Tensor, weight: Tensor, ties: list[SparseGrad]) -> HardestGrad:
+    """The MH gradient from ``index [2B]`` (each query's hardest negative) and
+    ``weight`` (``[2B]`` or ``[2, B]``: image queries, then caption queries)."""
+    num = index.shape[0] // 2
+    row_index, col_index = index.view(2, num).unbind()
+    row_weight, col_weight = weight.view(2, num).unbind()
+    return HardestGrad(row_index, row_weight, col_index, col_weight, ties)
 
 
 def _max_hinges_native(
@@ -122,15 +136,8 @@ def _max_hinges_native(
     if num_tied:
         diag = sim.diagonal().clone()
         exclude_same_ids_(sim, ids, ids)
-        halves = tied.view(2, num)
-        ties = [
-            tied_rows(sim, diag, halves[part], margin, transposed=part == 1)
-            for part in (0, 1)
-            if bool(halves[part].any())
-        ]
-    row_index, col_index = index.view(2, num).unbind()
-    row_weight, col_weight = weight.view(2, num).unbind()
-    return total, HardestGrad(row_index, row_weight, col_index, col_weight, ties)
+        ties = _tied_queries(sim, diag, tied.view(2, num), margin)
+    return total, _hardest_grad(index, weight, ties)
 
 
 class SmallVSEHinge(torch.autograd.Function):
